@@ -1,0 +1,79 @@
+"""Time for the render thread: seconds, frames, and a musical clock.
+
+The beat count is integrated frame by frame, so a tempo change bends the future and
+never makes the past jump: tempo-locked loops stay continuous while the bpm moves.
+``LiveClock`` reads the monotonic wall clock; ``VirtualClock`` steps exactly
+1/fps per frame for offline renders.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+
+class Clock:
+    def __init__(self, bpm: float = 120.0, beats_per_bar: int = 4):
+        self._lock = threading.Lock()
+        self.bpm = float(bpm)
+        self.beats_per_bar = beats_per_bar
+        self.time = 0.0
+        self.dt = 0.0
+        self.frame = -1
+        self.beat = 0.0
+        self._taps: list[float] = []
+
+    def set_tempo(self, bpm: float) -> None:
+        if not (20.0 <= bpm <= 400.0):
+            raise ValueError(f"tempo {bpm} bpm is outside 20..400")
+        with self._lock:
+            self.bpm = float(bpm)
+
+    def tap(self, t: float | None = None) -> float | None:
+        """Register a tap; from the second tap on, the tempo follows the median interval
+        of the recent taps. A pause over two seconds starts a new tap sequence. Each tap
+        after the first also snaps the beat phase to the tap."""
+        t = time.monotonic() if t is None else t
+        with self._lock:
+            if self._taps and t - self._taps[-1] > 2.0:
+                self._taps.clear()
+            self._taps.append(t)
+            self._taps = self._taps[-8:]
+            if len(self._taps) < 2:
+                return None
+            intervals = sorted(b - a for a, b in zip(self._taps, self._taps[1:]))
+            median = intervals[len(intervals) // 2]
+            bpm = min(400.0, max(20.0, 60.0 / median))
+            self.bpm = bpm
+            self.beat = round(self.beat)
+            return bpm
+
+    def advance(self, t: float) -> None:
+        with self._lock:
+            self.dt = max(0.0, t - self.time) if self.frame >= 0 else 0.0
+            self.time = t
+            self.frame += 1
+            self.beat += self.dt * self.bpm / 60.0
+
+    def fields(self) -> dict:
+        """The clock part of a frame's snapshot."""
+        with self._lock:
+            return dict(time=self.time, dt=self.dt, frame=self.frame, bpm=self.bpm,
+                        beat=self.beat, beats_per_bar=self.beats_per_bar)
+
+
+class LiveClock(Clock):
+    def __init__(self, bpm: float = 120.0, beats_per_bar: int = 4):
+        super().__init__(bpm, beats_per_bar)
+        self.start = time.monotonic()
+
+    def tick(self) -> None:
+        self.advance(time.monotonic() - self.start)
+
+
+class VirtualClock(Clock):
+    def __init__(self, fps: float, bpm: float = 120.0, beats_per_bar: int = 4):
+        super().__init__(bpm, beats_per_bar)
+        self.fps = float(fps)
+
+    def tick(self) -> None:
+        self.advance((self.frame + 1) / self.fps)

@@ -1,0 +1,141 @@
+"""What a patch sees: the context ``p`` (helpers and the patch's own state) and the
+``Controls`` it returns each frame. docs/patches.md is the user's guide to this."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from engine.latent import paths, seeds
+from engine.patching import ops
+
+
+@dataclass
+class Controls:
+    """Everything the generator and the shader chain need for one frame.
+
+    Give one latent: ``z`` (input latent), ``w`` (one style for every layer) or
+    ``ws`` (per-layer styles, [num_ws, w_dim]). ``post`` holds shader uniforms by name
+    (``feedback``, ``hue``, ``kaleido``, ...; see engine/render/post.py)."""
+
+    z: Any = None
+    w: Any = None
+    ws: Any = None
+    psi: float = 1.0
+    noise: str = "const"
+    c: Any = None
+    post: dict = field(default_factory=dict)
+
+    def check(self) -> None:
+        """Raise ValueError on anything the generator cannot take (missing or non-finite)."""
+        if self.z is None and self.w is None and self.ws is None:
+            raise ValueError("frame() returned no latent (give z=, w= or ws=)")
+        for name in ("z", "w", "ws", "c"):
+            v = getattr(self, name)
+            if v is not None and not np.all(np.isfinite(np.asarray(v, dtype=np.float64))):
+                raise ValueError(f"frame() returned a non-finite {name} (NaN or inf)")
+        if not math.isfinite(float(self.psi)):
+            raise ValueError("frame() returned a non-finite psi")
+        for k, v in self.post.items():
+            if not np.all(np.isfinite(np.asarray(v, dtype=np.float64))):
+                raise ValueError(f"frame() returned a non-finite {k}")
+
+
+def as_controls(out) -> Controls:
+    if isinstance(out, Controls):
+        return out
+    if isinstance(out, dict):
+        out = dict(out)
+        known = {k: out.pop(k) for k in ("z", "w", "ws", "psi", "noise", "c") if k in out}
+        return Controls(**known, post=out)
+    if out is None:
+        raise ValueError("frame() returned nothing; return p.controls(...) or a latent")
+    return Controls(z=np.asarray(out, dtype=np.float32))
+
+
+class PatchContext:
+    """The ``p`` handed to ``setup(p)`` and ``frame(p, s)``.
+
+    Attributes a patch sets in ``setup`` (``p.keys = ...``) persist until the patch
+    is reloaded."""
+
+    def __init__(self, model_info, name: str = "patch", report=None):
+        self._ft = ops.FrameTime()
+        self.model = model_info
+        self.z_dim = model_info.z_dim
+        self.name = name
+        self.s = None
+        self._report = report or (lambda msg: None)
+
+    # time of the current frame
+    @property
+    def time(self) -> float:
+        return self._ft.time
+
+    @property
+    def dt(self) -> float:
+        return self._ft.dt
+
+    @property
+    def beat(self) -> float:
+        return self._ft.beat
+
+    def _begin(self, snapshot) -> None:
+        self.s = snapshot
+        ft = self._ft
+        ft.dt, ft.time, ft.beat, ft.bpm = snapshot.dt, snapshot.time, snapshot.beat, snapshot.bpm
+
+    # latents
+    def seed(self, n: int) -> np.ndarray:
+        return seeds.seed_z(n, self.z_dim)
+
+    def seeds(self, ns) -> list[np.ndarray]:
+        return seeds.seeds_z(ns, self.z_dim)
+
+    def random(self) -> np.ndarray:
+        return np.random.default_rng().standard_normal(self.z_dim).astype(np.float32)
+
+    slerp = staticmethod(paths.slerp)
+
+    def walk(self, keys, position: float, ease: str = "linear", closed: bool = True) -> np.ndarray:
+        return paths.walk(keys, position, ease=ease, closed=closed)
+
+    def loop(self, keys, beats: float | None = None, seconds: float | None = None,
+             phase: float = 0.0, ease: str = "linear") -> np.ndarray:
+        """A closed slerp loop through ``keys``, once around every ``beats`` beats
+        (tempo-locked) or every ``seconds`` seconds. Default: 4 beats per key."""
+        if beats is not None and seconds is not None:
+            raise ValueError("loop takes beats= or seconds=, not both")
+        if seconds is not None:
+            pos = self._ft.time / seconds
+        else:
+            pos = self._ft.beat / (beats if beats is not None else 4.0 * len(keys))
+        return paths.loop(keys, pos + phase, ease=ease)
+
+    # signal shaping
+    def smooth(self, tau: float, initial=None) -> ops.Smooth:
+        return ops.Smooth(self._ft, tau, initial)
+
+    def follow(self, attack: float, release: float, initial=0.0) -> ops.AttackRelease:
+        return ops.AttackRelease(self._ft, attack, release, initial)
+
+    def envelope(self, attack: float = 0.005, decay: float = 0.3) -> ops.Envelope:
+        return ops.Envelope(self._ft, attack, decay)
+
+    def lfo(self, shape: str = "sine", beats: float | None = None, seconds: float | None = None,
+            phase: float = 0.0, seed: int = 0) -> ops.LFO:
+        return ops.LFO(self._ft, shape, beats=beats, seconds=seconds, phase=phase, seed=seed)
+
+    remap = staticmethod(ops.remap)
+    curve = staticmethod(ops.curve)
+
+    # output
+    def controls(self, z=None, w=None, ws=None, psi: float = 1.0, noise: str = "const", c=None,
+                 **post) -> Controls:
+        return Controls(z=z, w=w, ws=ws, psi=psi, noise=noise, c=c, post=post)
+
+    def log(self, message: str) -> None:
+        """Show a message on the console and the HUD (once per distinct message)."""
+        self._report(f"{self.name}: {message}")

@@ -1,0 +1,220 @@
+"""Loading, hot-reloading and isolating patches.
+
+The render thread only ever calls ``PatchHost.frame(snapshot)``, which always returns
+usable Controls. A watcher thread polls the patch file; when it changes, the new
+source is compiled and its ``setup`` run off the render thread, then offered to the
+render thread. A patch that fails to compile, fails in setup, raises in frame, or
+returns NaN/inf is reported once and the last good patch keeps running; if even that
+one fails on a frame, the last good Controls are drawn again. Frames never stop.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import traceback
+import types
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from engine.patching.api import Controls, PatchContext, as_controls
+
+log = logging.getLogger("vj.patch")
+
+
+class PatchError(Exception):
+    pass
+
+
+@dataclass
+class LoadedPatch:
+    path: Path
+    module: types.ModuleType
+    ctx: PatchContext
+    version: int
+    proven: bool = False  # has produced at least one good frame
+
+    @property
+    def ready(self) -> bool:
+        """A patch has loaded (it may not have drawn a frame yet)."""
+        return self.active is not None or self._pending is not None
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+
+def describe_exception(e: BaseException, path: Path) -> str:
+    """``file:line: Type: message`` pointing at the innermost line of the patch file."""
+    if isinstance(e, SyntaxError) and e.lineno:
+        return f"{path.name}:{e.lineno}: SyntaxError: {e.msg}"
+    where = ""
+    for fr in traceback.extract_tb(e.__traceback__):
+        if Path(fr.filename).resolve() == path.resolve():
+            where = f"{path.name}:{fr.lineno}: "
+    return f"{where or path.name + ': '}{type(e).__name__}: {e}"
+
+
+def compile_patch(path: Path, model_info, version: int, report) -> LoadedPatch:
+    """Read, compile, execute the module body and run setup(p); raise PatchError with a
+    one-line description on any failure."""
+    path = Path(path).resolve()
+    try:
+        source = path.read_text()
+        code = compile(source, str(path), "exec")
+        module = types.ModuleType(f"vj_patch_{path.stem}_{version}")
+        module.__file__ = str(path)
+        exec(code, module.__dict__)
+        if not callable(module.__dict__.get("frame")):
+            raise PatchError(f"{path.name}: defines no frame(p, s) function")
+        ctx = PatchContext(model_info, name=path.stem, report=report)
+        setup = module.__dict__.get("setup")
+        if callable(setup):
+            setup(ctx)
+    except PatchError:
+        raise
+    except BaseException as e:  # noqa: BLE001 - user code may raise anything, SystemExit too
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        raise PatchError(describe_exception(e, path)) from e
+    return LoadedPatch(path=path, module=module, ctx=ctx, version=version)
+
+
+class PatchHost:
+    def __init__(self, path, model_info, on_message=None, poll: float = 0.2):
+        self.path = Path(path).resolve()
+        self.model_info = model_info
+        self.poll = poll
+        self._on_message = on_message
+        self._reported: set[str] = set()
+        self.last_error: str | None = None
+        self.active: LoadedPatch | None = None
+        self.last_good: LoadedPatch | None = None
+        self._pending: LoadedPatch | None = None
+        self._lock = threading.Lock()
+        self._version = 0
+        self._mtime = None
+        self._last_controls: Controls | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.errors = 0
+        self.reloads = 0
+
+    # reporting
+    def report(self, message: str, level=logging.ERROR) -> None:
+        """Log a message once; a repeat of the same text is counted but not printed again."""
+        if level >= logging.ERROR:
+            self.errors += 1
+            self.last_error = message
+        if message in self._reported:
+            return
+        self._reported.add(message)
+        log.log(level, message)
+        if self._on_message:
+            self._on_message(message, level)
+
+    def _stat(self):
+        try:
+            st = self.path.stat()
+            return (st.st_mtime_ns, st.st_size)
+        except OSError:
+            return None
+
+    # loading
+    def load(self) -> bool:
+        """Compile the file now (also used for the first load); True on success."""
+        self._mtime = self._stat()
+        self._version += 1
+        try:
+            patch = compile_patch(self.path, self.model_info, self._version,
+                                  lambda m: self.report(m, logging.INFO))
+        except PatchError as e:
+            self.report(f"patch not loaded, {'keeping the last good one' if self.last_good else 'no patch running'}: {e}")
+            return False
+        with self._lock:
+            self._pending = patch
+        return True
+
+    def check(self) -> bool:
+        """Reload if the file changed since the last look; True if a reload was attempted."""
+        st = self._stat()
+        if st is None or st == self._mtime:
+            return False
+        self.load()
+        return True
+
+    def start_watching(self) -> "PatchHost":
+        def watch():
+            while not self._stop.wait(self.poll):
+                try:
+                    self.check()
+                except Exception as e:  # noqa: BLE001 - the watcher must outlive anything
+                    self.report(f"patch watcher: {type(e).__name__}: {e}")
+        self._thread = threading.Thread(target=watch, name="patch-watch", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=2)
+
+    @property
+    def ready(self) -> bool:
+        """A patch has loaded (it may not have drawn a frame yet)."""
+        return self.active is not None or self._pending is not None
+
+    @property
+    def name(self) -> str:
+        p = self.active or self.last_good
+        return p.name if p else self.path.stem
+
+    # per frame, render thread
+    def _take_pending(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, None
+        if pending is not None:
+            if self.active is not None:
+                self.reloads += 1
+            self.active = pending
+
+    def _run(self, patch: LoadedPatch, snapshot) -> Controls:
+        patch.ctx._begin(snapshot)
+        controls = as_controls(patch.module.frame(patch.ctx, snapshot))
+        controls.check()
+        return controls
+
+    def frame(self, snapshot, fallback: Controls | None = None) -> Controls:
+        self._take_pending()
+        patch = self.active
+        if patch is not None:
+            try:
+                controls = self._run(patch, snapshot)
+            except BaseException as e:  # noqa: BLE001
+                if isinstance(e, KeyboardInterrupt):
+                    raise
+                msg = describe_exception(e, patch.path)
+                if not patch.proven and self.last_good is not None and self.last_good is not patch:
+                    self.report(f"{msg}; back to the last good patch (v{self.last_good.version})")
+                    self.active = self.last_good
+                else:
+                    self.report(msg)
+                return self._fallback(fallback)
+            if not patch.proven:
+                patch.proven = True
+                if self.last_good is not None and self.last_good is not patch:
+                    log.info("patch %s reloaded (v%d)", patch.name, patch.version)
+                self.last_good = patch
+                self.last_error = None
+                self._reported.clear()
+            self._last_controls = controls
+            return controls
+        return self._fallback(fallback)
+
+    def _fallback(self, fallback: Controls | None) -> Controls:
+        if self._last_controls is not None:
+            return self._last_controls
+        if fallback is None:
+            fallback = Controls(z=np.zeros(self.model_info.z_dim, dtype=np.float32))
+        return fallback

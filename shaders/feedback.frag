@@ -1,0 +1,22 @@
+#version 330
+// Video feedback: blend the new frame with the previous output, zoomed and rotated
+// about the centre, for trails and tunnels. u_amount 0 = off, near 1 = long trails.
+uniform sampler2D u_src;
+uniform sampler2D u_prev;
+uniform vec2 u_out_size;
+uniform float u_amount;
+uniform float u_zoom;    // >1 pushes the trail outwards each frame
+uniform float u_rotate;  // radians per frame
+in vec2 v_uv;
+out vec4 f_color;
+
+void main() {
+    float aspect = u_out_size.x / u_out_size.y;
+    vec2 p = (v_uv - 0.5) * vec2(aspect, 1.0);
+    float c = cos(u_rotate), s = sin(u_rotate);
+    p = mat2(c, s, -s, c) * p / max(u_zoom, 1e-3);
+    vec2 q = p / vec2(aspect, 1.0) + 0.5;
+    vec4 cur = texture(u_src, v_uv);
+    vec4 prev = texture(u_prev, q);
+    f_color = vec4(mix(cur.rgb, prev.rgb, clamp(u_amount, 0.0, 0.999)), 1.0);
+}

@@ -1,0 +1,369 @@
+"""vj: the command line.
+
+    vj run [PATCH] [--headless] [--record OUT.mp4] ...   live, paced to the wall clock
+    vj render --audio FILE --patch PATCH --out OUT.mp4   offline, frame-exact with the audio
+    vj bench                                             frames per second, whole loop and generator
+    vj models [list | info FILE]                         the model registry
+    vj devices                                           audio devices and monitors
+    vj doctor                                            what works on this machine
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+
+from engine import paths
+
+log = logging.getLogger("vj")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 1280x720, got {text!r}")
+    if not (16 <= w <= 8192 and 16 <= h <= 8192):
+        raise argparse.ArgumentTypeError(f"size {w}x{h} is out of range 16..8192")
+    return w, h
+
+
+def positive_float(text: str) -> float:
+    v = float(text)
+    if not v > 0:
+        raise argparse.ArgumentTypeError("must be > 0")
+    return v
+
+
+def setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="vj: %(message)s", stream=sys.stderr, force=True)
+
+
+def _terminate_gracefully() -> None:
+    # SIGTERM (a service manager, `kill`) unwinds like Ctrl-C so recordings are closed
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, handler)
+
+
+def resolve_patch(spec: str | None) -> Path:
+    if spec is None:
+        return paths.PATCHES / "drift.py"
+    p = Path(spec)
+    for candidate in (p, paths.PATCHES / p, paths.PATCHES / f"{spec}.py"):
+        if candidate.is_file():
+            return candidate.resolve()
+    raise SystemExit(f"vj: patch not found: {spec}")
+
+
+def load_model(spec: str | None):
+    from engine.generators.load import ModelLoadError, load_generator
+    try:
+        return load_generator(spec)
+    except ModelLoadError as e:
+        if spec is None:
+            raise SystemExit(f"vj: the default model cannot be loaded: {e}")
+        log.error("model %s cannot be loaded: %s", spec, e)
+        log.error("falling back to the default model so the show goes on")
+        return load_generator(None)
+
+
+def build_engine(args, *, ctx, clock, fps, recorder=None, window=None, patch_path=None):
+    from engine.patching.loader import PatchHost
+    from engine.render.gl import describe
+    from engine.render.gpu import GeneratorRunner, share_cores_with_gl
+    from engine.render.loop import Engine
+    from engine.render.post import ShaderChain
+    from engine.signals.bus import SignalBus
+
+    runner = GeneratorRunner(load_model(args.model), device=getattr(args, "device", None),
+                             precision=getattr(args, "precision", "auto"))
+    share_cores_with_gl(describe(ctx), runner.device)
+    patches = PatchHost(patch_path or resolve_patch(getattr(args, "patch", None)), runner.info)
+    patches.load()
+    chain = ShaderChain(ctx, args.size)
+    hud = None
+    if window is not None:
+        from engine.render.hud import HudText
+        hud = HudText()
+    return Engine(runner, patches, chain, SignalBus(), clock, fps=fps, recorder=recorder,
+                  window=window, hud=hud)
+
+
+# ---------------------------------------------------------------- run
+def cmd_run(args) -> int:
+    from engine.outputs.recorder import Recorder
+    from engine.render.gl import GLError, describe, headless_context
+    from engine.signals.clock import LiveClock
+
+    _terminate_gracefully()
+    window = None
+    try:
+        if args.headless:
+            ctx = headless_context()
+        else:
+            from engine.render.display import Window
+            window = Window(args.size, title="vj", monitor=args.monitor, fullscreen=args.fullscreen,
+                            vsync=not args.no_vsync)
+            ctx = window.ctx
+    except GLError as e:
+        log.error("%s", e)
+        return 2
+    log.info("OpenGL: %s", describe(ctx))
+    recorder = Recorder(args.record, *args.size, args.fps) if args.record else None
+    sources = []
+    try:
+        engine = build_engine(args, ctx=ctx, clock=LiveClock(bpm=args.bpm), fps=args.fps,
+                              recorder=recorder, window=window)
+        engine.patches.start_watching()
+        log.info("model %s on %s (%s), patch %s, %dx%d at %g fps%s", engine.runner.info.name,
+                 engine.runner.device, engine.runner.precision, engine.patches.path.name,
+                 *args.size, args.fps, f", recording to {args.record}" if args.record else "")
+        sources = start_audio(args, engine.bus)
+        engine.run_live(frames=args.frames)
+    except KeyboardInterrupt:
+        log.info("stopped")
+    finally:
+        for s in sources:
+            s.stop()
+        if recorder is not None:
+            recorder.close()
+            log.info("recording closed: %s (%d frames)", args.record, recorder.frames_written)
+        if window is not None:
+            window.close()
+    return 0
+
+
+def start_audio(args, bus) -> list:
+    from engine.signals import audio
+    sources = []
+    if args.audio:
+        sources.append(audio.FileSource(bus, args.audio, loop=args.loop_audio, play=not args.mute).start())
+    if args.audio_in is not None:
+        dev = args.audio_in
+        dev = int(dev) if isinstance(dev, str) and dev.isdigit() else (dev or None)
+        sources.append(audio.InputSource(bus, device=dev).start())
+    return sources
+
+
+# ---------------------------------------------------------------- render
+def cmd_render(args) -> int:
+    from tqdm import tqdm
+
+    from engine.outputs.recorder import Recorder
+    from engine.render.gl import GLError, headless_context
+    from engine.signals import audio
+    from engine.signals.clock import VirtualClock
+
+    _terminate_gracefully()
+    try:
+        y, sr = audio.load_audio(args.audio)
+    except Exception as e:  # noqa: BLE001 - a clear message for any unreadable file
+        log.error("cannot read audio %s: %s", args.audio, e)
+        return 2
+    duration = len(y) / sr
+    n_frames = max(1, int(round(duration * args.fps)))
+    log.info("analysing %s (%.2f s, %d Hz) for %d frames at %g fps", args.audio, duration, sr, n_frames, args.fps)
+    features = audio.offline_features(y, sr, args.fps, n_frames)
+    try:
+        ctx = headless_context()
+    except GLError as e:
+        log.error("%s", e)
+        return 2
+    engine = build_engine(args, ctx=ctx, clock=VirtualClock(args.fps, bpm=args.bpm), fps=args.fps,
+                          patch_path=resolve_patch(args.patch))
+    if not engine.patches.ready:
+        log.error("the patch does not load, nothing to render: %s", engine.patches.last_error)
+        return 1
+    events = {name.split(":")[0]: arr for name, arr in features.items() if name.endswith(":event")}
+    values = {name: arr for name, arr in features.items() if not name.endswith(":event")}
+
+    def feed(k: int) -> None:
+        t = k / args.fps
+        engine.bus.update({name: float(arr[k]) for name, arr in values.items()}, t=t)
+        for name, fired in events.items():
+            if fired[k]:
+                engine.bus.emit(name, 1.0, t=t)
+
+    engine.recorder = Recorder(args.out, *args.size, args.fps, audio=args.audio)
+    t0 = time.perf_counter()
+    try:
+        with tqdm(total=n_frames, unit="frame", desc="render", disable=args.quiet) as bar:
+            engine.run_offline(n_frames, before_frame=feed, progress=bar)
+    except KeyboardInterrupt:
+        log.info("stopped; the video so far is in %s", args.out)
+    finally:
+        engine.recorder.close()
+    took = time.perf_counter() - t0
+    log.info("wrote %s: %d frames in %.1f s (%.1f fps)", args.out, engine.recorder.frames_written, took,
+             engine.recorder.frames_written / max(took, 1e-9))
+    return 0
+
+
+# ---------------------------------------------------------------- bench
+def cmd_bench(args) -> int:
+    from engine.render.bench import run_bench
+    result = run_bench(model=args.model, size=args.size, frames=args.frames, patch=resolve_patch(args.patch),
+                       device=args.device, precision=args.precision)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+# ---------------------------------------------------------------- models, devices, doctor
+def cmd_models(args) -> int:
+    from engine.generators.registry import Registry
+    reg = Registry()
+    if args.action == "info":
+        from engine.generators.load import ModelLoadError, load_generator
+        try:
+            g = load_generator(args.file, reg)
+        except ModelLoadError as e:
+            print(f"vj: {e}", file=sys.stderr)
+            return 1
+        i = g.info
+        print(f"name           {i.name}\narchitecture   {i.architecture}\nresolution     {i.resolution}x{i.resolution}\n"
+              f"z_dim          {i.z_dim}\nw_dim          {i.w_dim}\nnum_ws         {i.num_ws}\nclasses        {i.c_dim}\n"
+              f"parameters     {g.parameter_count():,}\nfile           {i.extra.get('file')}")
+        return 0
+    print(f"registry: {reg.path}")
+    for name, e in reg.entries.items():
+        mark = "*" if name == reg.default else " "
+        state = "" if e.file.exists() else "  (file missing)"
+        print(f"{mark} {name:16s} {e.architecture or '?':10s} {e.file.name}{state}")
+        if e.description:
+            print(f"  {'':16s} {e.description}")
+        if e.licence:
+            print(f"  {'':16s} licence: {e.licence}")
+    print("* = default (set `default` in models.toml)")
+    return 0
+
+
+def cmd_devices(args) -> int:
+    from engine.signals import audio
+    devs = audio.list_devices()
+    print("audio devices:" if devs else "audio devices: none found (PortAudio missing or no sound hardware)")
+    for d in devs:
+        print(f"  [{d.get('index')}] {d.get('name')}  in {d.get('max_input_channels', 0)}  "
+              f"out {d.get('max_output_channels', 0)}")
+    try:
+        import glfw
+        if glfw.init():
+            mons = glfw.get_monitors() or []
+            print("monitors:" if mons else "monitors: none (no display)")
+            for i, m in enumerate(mons):
+                mode = glfw.get_video_mode(m)
+                print(f"  [{i}] {glfw.get_monitor_name(m).decode(errors='replace')} "
+                      f"{mode.size.width}x{mode.size.height} @ {mode.refresh_rate} Hz")
+            glfw.terminate()
+        else:
+            print("monitors: none (no display)")
+    except Exception as e:  # noqa: BLE001
+        print(f"monitors: unavailable ({e})")
+    return 0
+
+
+def cmd_doctor(args) -> int:
+    import platform
+
+    import torch
+    ok = True
+    print(f"python     {platform.python_version()} on {platform.machine()}")
+    print(f"torch      {torch.__version__}, CUDA {'available: ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'not available (CPU fp32)'}")
+    try:
+        from engine.render.gl import describe, headless_context
+        ctx = headless_context()
+        print(f"opengl     {describe(ctx)} (headless EGL)")
+        ctx.release()
+    except Exception as e:  # noqa: BLE001
+        ok = False
+        print(f"opengl     FAILED: {e}")
+    try:
+        import av
+        print(f"video      PyAV {av.__version__}, libx264 {'yes' if 'libx264' in av.codecs_available else 'NO'}")
+    except Exception as e:  # noqa: BLE001
+        ok = False
+        print(f"video      FAILED: {e}")
+    from engine.signals import audio
+    print(f"audio      {len(audio.list_devices())} devices")
+    try:
+        g = load_model(None)
+        print(f"model      default {g.info.name} loads ({g.parameter_count():,} parameters)")
+    except SystemExit as e:
+        ok = False
+        print(f"model      FAILED: {e}")
+    return 0 if ok else 1
+
+
+# ---------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="vj", description="Real-time GAN visuals driven by live signals.")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    def common(p, size="1280x720"):
+        p.add_argument("--model", help="registry name or model file (default: the registry's default)")
+        p.add_argument("--size", type=parse_size, default=parse_size(size), help=f"output WxH (default {size})")
+        p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+        p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16"])
+
+    r = sub.add_parser("run", help="run live (window, or --headless)")
+    r.add_argument("patch", nargs="?", help="patch file (default patches/drift.py)")
+    common(r)
+    r.add_argument("--headless", action="store_true", help="no window (EGL)")
+    r.add_argument("--frames", type=int, help="stop after N frames")
+    r.add_argument("--record", help="record the output to this .mp4")
+    r.add_argument("--fps", type=positive_float, default=30.0)
+    r.add_argument("--bpm", type=positive_float, default=120.0)
+    r.add_argument("--audio", help="play and analyse this audio file")
+    r.add_argument("--loop-audio", action="store_true")
+    r.add_argument("--mute", action="store_true", help="analyse --audio without playing it")
+    r.add_argument("--audio-in", nargs="?", const="", help="analyse live input (device name or index)")
+    r.add_argument("--monitor", type=int, default=0)
+    r.add_argument("--fullscreen", action="store_true")
+    r.add_argument("--no-vsync", action="store_true")
+    r.set_defaults(func=cmd_run)
+
+    d = sub.add_parser("render", help="render offline, frame-exact with an audio file")
+    d.add_argument("--audio", required=True)
+    d.add_argument("--patch", required=True)
+    d.add_argument("--out", required=True)
+    common(d)
+    d.add_argument("--fps", type=positive_float, default=30.0)
+    d.add_argument("--bpm", type=positive_float, default=120.0)
+    d.add_argument("--quiet", action="store_true", help="no progress bar")
+    d.set_defaults(func=cmd_render)
+
+    b = sub.add_parser("bench", help="frames per second of the whole loop and of the generator")
+    common(b)
+    b.add_argument("--frames", type=int, default=200)
+    b.add_argument("--patch", help="patch for the whole-loop figure (default patches/drift.py)")
+    b.add_argument("--json", help="also write the figures to this JSON file")
+    b.set_defaults(func=cmd_bench)
+
+    m = sub.add_parser("models", help="list the model registry, or describe a model")
+    m.add_argument("action", nargs="?", default="list", choices=["list", "info"])
+    m.add_argument("file", nargs="?")
+    m.set_defaults(func=cmd_models)
+
+    sub.add_parser("devices", help="audio devices and monitors").set_defaults(func=cmd_devices)
+    sub.add_parser("doctor", help="check what works on this machine").set_defaults(func=cmd_doctor)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    if args.command == "models" and args.action == "info" and not args.file:
+        print("vj: models info needs a FILE or registry name", file=sys.stderr)
+        return 2
+    return args.func(args) or 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

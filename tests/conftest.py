@@ -1,0 +1,69 @@
+"""Shared helpers: run the real `vj` command, read videos back, synthesise audio."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def vj_cmd(*args) -> list[str]:
+    return [sys.executable, "-m", "engine", *map(str, args)]
+
+
+def run_vj(*args, timeout=240, check=True, **kw) -> subprocess.CompletedProcess:
+    proc = subprocess.run(vj_cmd(*args), cwd=kw.pop("cwd", ROOT), capture_output=True, text=True,
+                          timeout=timeout, **kw)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"vj {' '.join(map(str, args))} exited {proc.returncode}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def read_video(path) -> tuple[list[np.ndarray], dict]:
+    """All frames as uint8 RGB arrays, plus stream facts."""
+    import av
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        frames, times = [], []
+        for f in c.decode(v):
+            frames.append(f.to_ndarray(format="rgb24"))
+            times.append(float(f.time))
+        info = {
+            "codec": v.codec_context.name,
+            "pix_fmt": v.codec_context.pix_fmt,
+            "fps": float(v.base_rate or v.average_rate or 0) or None,
+            "times": times,
+            "audio": [s.codec_context.name for s in c.streams.audio],
+            "width": v.codec_context.width,
+            "height": v.codec_context.height,
+        }
+        if c.streams.audio:
+            a = c.streams.audio[0]
+            info["audio_duration"] = float(a.duration * a.time_base) if a.duration else None
+    return frames, info
+
+
+def frame_motion(frames) -> np.ndarray:
+    """Mean absolute change between consecutive frames (0..255 scale)."""
+    f = [x.astype(np.int16) for x in frames]
+    return np.array([np.abs(b - a).mean() for a, b in zip(f, f[1:])])
+
+
+def write_wav(path, y: np.ndarray, sr: int = 44100) -> Path:
+    import soundfile as sf
+    sf.write(str(path), y.astype(np.float32), sr)
+    return Path(path)
+
+
+@pytest.fixture
+def env_no_display():
+    env = dict(os.environ)
+    env.pop("DISPLAY", None)
+    env.pop("WAYLAND_DISPLAY", None)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env

@@ -1,0 +1,71 @@
+"""Editing a patch while `vj run` is running: errors are reported, frames never stop,
+and the fixed patch takes over."""
+import subprocess
+import time
+
+import numpy as np
+
+from conftest import ROOT, read_video, vj_cmd
+
+GOOD = """
+def setup(p):
+    p.keys = p.seeds([1, 2, 3])
+
+def frame(p, s):
+    return p.controls(z=p.loop(p.keys, seconds=3))
+"""
+
+BROKEN = """
+def frame(p, s)
+    return p.controls(z=p.seed(1))
+"""
+
+# black: brightness pushes every pixel to 0; easy to recognise in the video
+FIXED_BLACK = """
+def frame(p, s):
+    return p.controls(z=p.seed(5), brightness=-1.0)
+"""
+
+
+def _write(path, text):
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)  # as editors do: the watcher never sees half a file
+
+
+def test_syntax_error_while_running_then_fix(tmp_path, env_no_display):
+    patch = tmp_path / "live.py"
+    _write(patch, GOOD)
+    out = tmp_path / "live.mp4"
+    frames_total = 330  # 11 s at 30 fps
+    p = subprocess.Popen(vj_cmd("run", patch, "--headless", "--frames", frames_total, "--record", out,
+                                "--size", "160x90", "--fps", "30"),
+                         cwd=ROOT, env=env_no_display, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (out.exists() and out.stat().st_size > 2000):
+            time.sleep(0.1)
+        time.sleep(1.5)
+        _write(patch, BROKEN)
+        time.sleep(3.0)
+        t_fix = time.monotonic()
+        _write(patch, FIXED_BLACK)
+        _, err = p.communicate(timeout=120)
+    finally:
+        p.kill()
+    assert p.returncode == 0, err[-3000:]
+    frames, info = read_video(out)
+    assert len(frames) == frames_total  # the broken patch never stopped the frames
+    # the syntax error was reported once, with file and line
+    reports = [line for line in err.splitlines() if line.startswith("vj: patch not loaded")]
+    assert len(reports) == 1 and "SyntaxError" in reports[0], err
+    assert "live.py:2" in err
+    # the fixed patch took over within a second of saving: the tail of the video is black
+    brightness = np.array([f.mean() for f in frames])
+    assert brightness[-30:].max() < 8
+    first_black = int(np.argmax(brightness < 8))
+    assert brightness[:first_black].min() > 20  # good patch kept drawing through the error
+    # frame index -> seconds since start; the switch came less than 1 s after the save
+    t_switch = info["times"][first_black]
+    t_saved = info["times"][-1] - (time.monotonic() - t_fix)  # upper bound for when the fix was saved
+    assert t_switch - t_saved < 1.0 + 0.5  # + slack for process teardown after the last frame

@@ -45,10 +45,12 @@ def setup_logging(verbose: bool) -> None:
 
 
 def _terminate_gracefully() -> None:
-    # SIGTERM (a service manager, `kill`) unwinds like Ctrl-C so recordings are closed
+    # SIGTERM (a service manager, `kill`) unwinds like Ctrl-C so recordings are closed.
+    # Ctrl-C itself is restored too: a shell starting us in the background sets it to ignored.
     def handler(signum, frame):
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def resolve_patch(spec: str | None) -> Path:

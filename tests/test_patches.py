@@ -48,7 +48,7 @@ def test_good_patch_returns_controls(tmp_path):
     ("def frame(p, s)\n    return 1\n", "SyntaxError"),
     ("def setup(p):\n    raise RuntimeError('boom in setup')\ndef frame(p, s):\n    return p.seed(1)\n",
      "boom in setup"),
-    ("def frame(p, s):\n    return p.controls(z=p.seed(1) / 0.0 * 0.0)\n", "non-finite z"),
+    ("def frame(p, s):\n    return p.controls(z=p.seed(1) * float('nan'))\n", "non-finite z"),
     ("def frame(p, s):\n    return {}['missing']\n", "KeyError"),
     ("x = 1\n", "defines no frame"),
     ("def frame(p, s):\n    return p.controls(z=p.seed(1), hue=float('inf'))\n", "non-finite hue"),

@@ -113,8 +113,7 @@ class Window:
         self._vao.render(moderngl.TRIANGLES, vertices=3)
         if self.show_hud and self._hud_tex is not None:
             hw, hh = self._hud_tex.size
-            hw, hh = min(hw, fw), min(hh, fh)
-            screen.viewport = (0, fh - hh, hw, hh)
+            screen.viewport = (0, fh - hh, hw, hh)  # native size; GL clips what overhangs
             self.ctx.enable(moderngl.BLEND)
             self.ctx.blend_func = moderngl.SRC_ALPHA, moderngl.ONE_MINUS_SRC_ALPHA
             self._hud_tex.use(0)

@@ -10,10 +10,9 @@ from PIL import Image, ImageDraw, ImageFont
 
 
 class HudText:
-    def __init__(self, size: int = 16, width: int = 720):
+    def __init__(self, size: int = 16):
         self.font = ImageFont.load_default(size=size)
         self.line_h = size + 4
-        self.width = width
         self._last: tuple[str, ...] | None = None
 
     def render(self, lines: list[str]) -> np.ndarray | None:
@@ -23,7 +22,8 @@ class HudText:
             return None
         self._last = key
         h = self.line_h * max(1, len(lines)) + 8
-        img = Image.new("RGBA", (self.width, h), (0, 0, 0, 150))
+        w = 12 + int(max(self.font.getlength(line) for line in lines)) if lines else 12
+        img = Image.new("RGBA", (w, h), (0, 0, 0, 150))
         draw = ImageDraw.Draw(img)
         for i, line in enumerate(lines):
             colour = (255, 110, 90, 255) if line.startswith("!") else (235, 235, 235, 255)

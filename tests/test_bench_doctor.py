@@ -1,0 +1,21 @@
+"""`vj bench` and `vj doctor` through the CLI. Benchmarks report; they never assert speed."""
+import json
+
+from conftest import run_vj
+
+
+def test_bench_prints_table_and_writes_json(tmp_path, env_no_display):
+    out = tmp_path / "bench.json"
+    proc = run_vj("bench", "--frames", "20", "--size", "320x180", "--json", out, env=env_no_display)
+    result = json.loads(out.read_text())
+    for key in ("device", "precision", "model", "size", "loop_fps", "generator_fps"):
+        assert key in result
+    assert result["size"] == "320x180" and result["model"] == "digiface64"
+    assert result["precision"] == "fp32" and result["device"].startswith("cpu")
+    assert result["loop_fps"] > 0 and result["generator_fps"] > 0
+    assert "whole loop" in proc.stdout and "vs generator" in proc.stdout and result["device"] in proc.stdout
+
+
+def test_doctor(env_no_display):
+    proc = run_vj("doctor", env=env_no_display)
+    assert "opengl" in proc.stdout and "libx264 yes" in proc.stdout and "digiface64 loads" in proc.stdout

@@ -72,7 +72,10 @@ def load_model(spec: str | None):
             raise SystemExit(f"vj: the default model cannot be loaded: {e}")
         log.error("model %s cannot be loaded: %s", spec, e)
         log.error("falling back to the default model so the show goes on")
-        return load_generator(None)
+        try:
+            return load_generator(None)
+        except ModelLoadError as e2:
+            raise SystemExit(f"vj: the default model cannot be loaded either: {e2}")
 
 
 def build_engine(args, *, ctx, clock, fps, recorder=None, window=None, patch_path=None):
@@ -99,7 +102,7 @@ def build_engine(args, *, ctx, clock, fps, recorder=None, window=None, patch_pat
 
 # ---------------------------------------------------------------- run
 def cmd_run(args) -> int:
-    from engine.outputs.recorder import Recorder
+    from engine.outputs.recorder import Recorder, RecorderError
     from engine.render.gl import GLError, describe, headless_context
     from engine.signals.clock import LiveClock
 
@@ -117,7 +120,21 @@ def cmd_run(args) -> int:
         log.error("%s", e)
         return 2
     log.info("OpenGL: %s", describe(ctx))
-    recorder = Recorder(args.record, *args.size, args.fps) if args.record else None
+    recorder = None
+    if args.record:
+        # a live file soundtrack starts with the frames, so it goes into the recording too
+        soundtrack = args.audio if args.audio and not args.loop_audio else None
+        try:
+            try:
+                recorder = Recorder(args.record, *args.size, args.fps, audio=soundtrack)
+            except RecorderError as e:
+                if soundtrack is None:
+                    raise
+                log.error("recording without sound: %s", e)
+                recorder = Recorder(args.record, *args.size, args.fps)
+        except RecorderError as e:
+            log.error("cannot record: %s", e)
+            return 2
     sources = []
     try:
         engine = build_engine(args, ctx=ctx, clock=LiveClock(bpm=args.bpm), fps=args.fps,
@@ -142,10 +159,14 @@ def cmd_run(args) -> int:
 
 
 def start_audio(args, bus) -> list:
+    """Audio sources for a live run. Any failure is reported and the show runs on silence."""
     from engine.signals import audio
     sources = []
     if args.audio:
-        sources.append(audio.FileSource(bus, args.audio, loop=args.loop_audio, play=not args.mute).start())
+        try:
+            sources.append(audio.FileSource(bus, args.audio, loop=args.loop_audio, play=not args.mute).start())
+        except Exception as e:  # noqa: BLE001 - missing or undecodable file
+            log.error("audio file %s not played, running on silence: %s", args.audio, e)
     if args.audio_in is not None:
         dev = args.audio_in
         dev = int(dev) if isinstance(dev, str) and dev.isdigit() else (dev or None)
@@ -157,7 +178,7 @@ def start_audio(args, bus) -> list:
 def cmd_render(args) -> int:
     from tqdm import tqdm
 
-    from engine.outputs.recorder import Recorder
+    from engine.outputs.recorder import Recorder, RecorderError
     from engine.render.gl import GLError, headless_context
     from engine.signals import audio
     from engine.signals.clock import VirtualClock
@@ -185,14 +206,21 @@ def cmd_render(args) -> int:
     events = {name.split(":")[0]: arr for name, arr in features.items() if name.endswith(":event")}
     values = {name: arr for name, arr in features.items() if not name.endswith(":event")}
 
+    strength = values.get("audio.flux")
+
     def feed(k: int) -> None:
         t = k / args.fps
         engine.bus.update({name: float(arr[k]) for name, arr in values.items()}, t=t)
         for name, fired in events.items():
             if fired[k]:
-                engine.bus.emit(name, 1.0, t=t)
+                # as live: the event's value is the onset strength (normalised flux)
+                engine.bus.emit(name, float(strength[k]) if strength is not None else 1.0, t=t)
 
-    engine.recorder = Recorder(args.out, *args.size, args.fps, audio=args.audio)
+    try:
+        engine.recorder = Recorder(args.out, *args.size, args.fps, audio=args.audio)
+    except RecorderError as e:
+        log.error("cannot write %s: %s", args.out, e)
+        return 2
     t0 = time.perf_counter()
     try:
         with tqdm(total=n_frames, unit="frame", desc="render", disable=args.quiet) as bar:

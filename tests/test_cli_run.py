@@ -74,3 +74,37 @@ def test_corrupt_model_falls_back_to_default(tmp_path, env_no_display):
     assert "broken.safetensors" in proc.stderr and "falling back to the default model" in proc.stderr
     frames, _ = read_video(out)
     assert len(frames) == 10
+
+
+def test_live_audio_file_drives_pulse(tmp_path, env_no_display):
+    from test_render import SR, quiet_then_loud
+    from conftest import write_wav
+    # live analysis has automatic gain (a -50 dB passage heard alone is lifted to full
+    # scale), so the quiet part here is near-silence, under the gain's -60 dB floor
+    wav = write_wav(tmp_path / "song.wav", quiet_then_loud(4.0, quiet_level=1e-4), SR)
+    out = tmp_path / "live.mp4"
+    proc = run_vj("run", "patches/pulse.py", "--headless", "--audio", wav, "--mute", "--frames", "240",
+                  "--record", out, "--size", "160x120", "--fps", "30", env=env_no_display)
+    frames, info = read_video(out)
+    times = np.array(info["times"])
+    motion = frame_motion(frames)
+    # the audio starts with the engine: quiet for 4 s, then loud
+    quiet = motion[(times[1:] > 0.5) & (times[1:] < 3.5)].mean()
+    loud = motion[(times[1:] > 4.5) & (times[1:] < 7.5)].mean()
+    assert loud > 3 * quiet, (quiet, loud, proc.stderr[-1500:])
+
+
+def test_unwritable_recording_path_is_a_clear_error(tmp_path, env_no_display):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    proc = run_vj("run", "--headless", "--frames", "3", "--record", blocker / "x.mp4", check=False,
+                  env=env_no_display)
+    assert proc.returncode == 2 and "cannot record" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_missing_audio_file_runs_on_silence(tmp_path, env_no_display):
+    out = tmp_path / "s.mp4"
+    proc = run_vj("run", "patches/pulse.py", "--headless", "--audio", tmp_path / "gone.wav", "--frames", "20",
+                  "--record", out, "--size", "96x64", env=env_no_display)
+    assert "running on silence" in proc.stderr
+    assert len(read_video(out)[0]) == 20

@@ -132,3 +132,25 @@ def test_ops_in_a_patch_use_frame_time(tmp_path):
     for _ in range(6):  # 0.2 s: one decay constant
         c = rig.frame()
     assert c.post["contrast"] - 1 == pytest.approx(math.exp(-1), abs=0.05)
+
+
+def test_list_as_shader_setting_is_a_patch_error_not_a_crash(tmp_path):
+    f = tmp_path / "a.py"
+    write(f, GOOD)
+    rig = Rig(f)
+    good = rig.frame().z
+    write(f, "def frame(p, s):\n    return p.controls(z=p.seed(3), hue=[0.1, 0.2])\n")
+    rig.host.check()
+    assert np.allclose(rig.frame().z, good)
+    assert "single numbers" in rig.host.last_error
+
+
+def test_log_messages_reach_the_hud_text(tmp_path):
+    f = tmp_path / "a.py"
+    write(f, "def frame(p, s):\n    p.log('hello from the patch')\n    return p.seed(1)\n")
+    rig = Rig(f)
+    rig.frame()
+    rig.frame()
+    assert rig.host.last_message[1] == "a: hello from the patch"
+    assert rig.messages.count("a: hello from the patch") == 1
+    assert rig.host.last_error is None

@@ -6,11 +6,11 @@ from conftest import frame_motion, read_video, run_vj, write_wav
 SR = 44100
 
 
-def quiet_then_loud(seconds_each=4.0, sr=SR) -> np.ndarray:
-    """Near-silence, then a loud beat: noise bursts + a bass thump four times a second."""
+def quiet_then_loud(seconds_each=4.0, sr=SR, quiet_level=0.003) -> np.ndarray:
+    """A quiet passage, then a loud beat: noise bursts + a bass thump four times a second."""
     rng = np.random.default_rng(0)
     n = int(seconds_each * sr)
-    quiet = 0.003 * rng.standard_normal(n)
+    quiet = quiet_level * rng.standard_normal(n)
     t = np.arange(n) / sr
     env = np.exp(-((t % 0.25) / 0.05))
     loud = 0.6 * env * (np.sin(2 * np.pi * 55 * t) + 0.5 * rng.standard_normal(n))

@@ -3,7 +3,7 @@
 - ``.safetensors``: tensors only by construction; the architecture and constructor
   arguments come from the file's metadata (key ``engine.config``, JSON), a sidecar
   ``<file>.json`` or ``<file>.toml``, or the registry entry.
-- ``.pt`` / ``.pth`` / ``.tar`` torch checkpoints: read with ``torch.load(weights_only=True)``,
+- ``.pt`` / ``.pth`` / ``.tar`` / ``.ckpt`` torch checkpoints: read with ``torch.load(weights_only=True)``,
   PyTorch's restricted unpickler, which rebuilds tensors and plain containers only.
 """
 from __future__ import annotations
@@ -88,7 +88,7 @@ def read_model(entry: ModelEntry) -> tuple[dict, dict]:
             state, config = _read_torch_checkpoint(path)
         else:
             raise ModelLoadError(f"{path.name}: unsupported model format {path.suffix!r} "
-                                 "(supported: .safetensors, .pt/.pth/.tar torch checkpoints)")
+                                 "(supported: .safetensors, .pt/.pth/.tar/.ckpt torch checkpoints)")
     except ModelLoadError:
         raise
     except Exception as e:  # corrupt or truncated file, refused pickle, bad header

@@ -39,7 +39,11 @@ class Controls:
         if not math.isfinite(float(self.psi)):
             raise ValueError("frame() returned a non-finite psi")
         for k, v in self.post.items():
-            if not np.all(np.isfinite(np.asarray(v, dtype=np.float64))):
+            try:
+                x = float(v)
+            except (TypeError, ValueError):
+                raise ValueError(f"frame() returned {k}={v!r}; shader settings are single numbers") from None
+            if not math.isfinite(x):
                 raise ValueError(f"frame() returned a non-finite {k}")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import traceback
 import types
 from dataclasses import dataclass
@@ -34,11 +35,6 @@ class LoadedPatch:
     ctx: PatchContext
     version: int
     proven: bool = False  # has produced at least one good frame
-
-    @property
-    def ready(self) -> bool:
-        """A patch has loaded (it may not have drawn a frame yet)."""
-        return self.active is not None or self._pending is not None
 
     @property
     def name(self) -> str:
@@ -89,6 +85,7 @@ class PatchHost:
         self._on_message = on_message
         self._reported: set[str] = set()
         self.last_error: str | None = None
+        self.last_message: tuple[float, str] | None = None  # (monotonic time, text) for the HUD
         self.active: LoadedPatch | None = None
         self.last_good: LoadedPatch | None = None
         self._pending: LoadedPatch | None = None
@@ -107,12 +104,20 @@ class PatchHost:
         if level >= logging.ERROR:
             self.errors += 1
             self.last_error = message
+        else:
+            self.last_message = (time.monotonic(), message)
         if message in self._reported:
             return
         self._reported.add(message)
         log.log(level, message)
         if self._on_message:
             self._on_message(message, level)
+
+    def clear_error(self, message: str) -> None:
+        """The problem behind ``message`` is gone: stop showing it (and report it anew if it comes back)."""
+        if self.last_error == message:
+            self.last_error = None
+        self._reported.discard(message)
 
     def _stat(self):
         try:
@@ -126,6 +131,7 @@ class PatchHost:
         """Compile the file now (also used for the first load); True on success."""
         self._mtime = self._stat()
         self._version += 1
+        self._reported.clear()  # "once" means once per save of the file
         try:
             patch = compile_patch(self.path, self.model_info, self._version,
                                   lambda m: self.report(m, logging.INFO))
@@ -207,7 +213,6 @@ class PatchHost:
                     log.info("patch %s reloaded (v%d)", patch.name, patch.version)
                 self.last_good = patch
                 self.last_error = None
-                self._reported.clear()
             self._last_controls = controls
             return controls
         return self._fallback(fallback)

@@ -144,7 +144,9 @@ def curve(x, shape: str | float = "linear"):
 
 def remap(x, in_lo: float = 0.0, in_hi: float = 1.0, out_lo: float = 0.0, out_hi: float = 1.0,
           shape: str | float = "linear", clamp: bool = True):
-    """Map ``x`` from [in_lo, in_hi] to [out_lo, out_hi] through a curve."""
+    """Map ``x`` from [in_lo, in_hi] to [out_lo, out_hi] through a curve. Curves other
+    than linear are defined on 0..1, so they always clamp; ``clamp=False`` lets a
+    linear map extrapolate."""
     span = in_hi - in_lo
     u = (x - in_lo) / span if span else x * 0.0
     if clamp or shape != "linear":

@@ -31,12 +31,16 @@ class HudText:
         return np.asarray(img)
 
 
-def hud_lines(stats, patch_name: str, error: str | None, model: str, size, fps_target: float) -> list[str]:
+def hud_lines(stats, patch_name: str, error: str | None, model: str, size, fps_target: float,
+              note: str | None = None) -> list[str]:
+    latency = f"  input {stats.latency_ms:4.0f} ms" if stats.latency_ms is not None else ""
     lines = [
         f"{stats.fps:5.1f} fps (target {fps_target:g})  frame {stats.frame_ms:5.1f} ms  "
-        f"gen {stats.gen_ms:5.1f} ms  dropped {stats.dropped}",
+        f"gen {stats.gen_ms:5.1f} ms  dropped {stats.dropped}{latency}",
         f"patch {patch_name}   model {model}   {size[0]}x{size[1]}",
     ]
+    if note:
+        lines.append(note[:120])
     if error:
         for chunk in [error[i:i + 90] for i in range(0, min(len(error), 270), 90)]:
             lines.append("! " + chunk)

@@ -61,6 +61,7 @@ class Engine:
         self._image: np.ndarray | None = None
         self._last_index = -1
         self._gen_error: str | None = None
+        self.newest_input: float | None = None  # capture time of the newest input the last frame used
 
     # one frame
     def render_frame(self):
@@ -72,7 +73,9 @@ class Engine:
         try:
             ws = self.runner.styles(z=controls.z, w=controls.w, ws=controls.ws, psi=controls.psi, c=controls.c)
             self._image = self.runner.image(ws, controls.noise)
-            self._gen_error = None
+            if self._gen_error is not None:
+                self.patches.clear_error(self._gen_error)
+                self._gen_error = None
         except Exception as e:  # noqa: BLE001 - wrong latent shape, device trouble: keep drawing
             msg = f"generator: {type(e).__name__}: {e}"
             if msg != self._gen_error:
@@ -84,21 +87,37 @@ class Engine:
         self.chain.upload(self._image)
         out = self.chain.render(controls.post)
         if self.recorder is not None:
-            index = max(self._last_index + 1, int(round(self.clock.time * self.fps)))
-            self.recorder.write(self.chain.read(), index)
-            self._last_index = index
+            self._record()
         else:
             self.chain.ctx.finish()
         done = time.perf_counter()
-        if snap.newest_input is not None:
-            self.stats.latency_ms = (time.monotonic() - snap.newest_input) * 1000
+        self.newest_input = snap.newest_input
         self.stats.tick(done, (done - t0) * 1000, gen_ms)
         return out
 
+    def _record(self) -> None:
+        from engine.outputs.recorder import RecorderError
+        index = max(self._last_index + 1, int(round(self.clock.time * self.fps)))
+        try:
+            self.recorder.write(self.chain.read(), index)
+        except RecorderError as e:
+            # a full disk or a dead encoder ends the recording, never the show
+            self.patches.report(f"recording stopped: {e}")
+            try:
+                self.recorder.close()
+            except RecorderError:
+                pass
+            self.recorder = None
+            return
+        self._last_index = index
+
     def _present(self, out) -> None:
+        if self.window is not None:
+            self.window.present(out)
+        if self.newest_input is not None:  # input captured -> frame on screen (or ready, headless)
+            self.stats.latency_ms = (time.monotonic() - self.newest_input) * 1000
         if self.window is None:
             return
-        self.window.present(out)
         self.window.poll()
         while self.window.taps:
             self.window.taps -= 1
@@ -110,8 +129,10 @@ class Engine:
         if self.window is None or self.hud is None or not self.window.show_hud:
             return
         from engine.render.hud import hud_lines
+        msg = self.patches.last_message
+        note = msg[1] if msg and time.monotonic() - msg[0] < 5.0 else None
         img = self.hud.render(hud_lines(self.stats, self.patches.name, self.patches.last_error,
-                                        self.runner.info.name, self.chain.size, self.fps))
+                                        self.runner.info.name, self.chain.size, self.fps, note))
         if img is not None:
             self.window.set_hud(img)
 
@@ -119,6 +140,8 @@ class Engine:
     def run_live(self, frames: int | None = None, should_stop: Callable[[], bool] | None = None,
                  status_every: float = 5.0) -> FrameStats:
         period = 1.0 / self.fps
+        if hasattr(self.clock, "restart"):
+            self.clock.restart()
         next_t = time.monotonic()
         last_status = last_hud = next_t
         rendered = 0

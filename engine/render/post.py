@@ -1,8 +1,11 @@
 """The shader chain: generator image -> upscale -> blit -> kaleidoscope -> feedback -> colour.
 
 Each pass is one fragment shader from ``shaders/`` drawn into an output-sized
-texture. A pass whose settings are neutral is skipped, so the plain chain is a
-single draw. Settings come from the patch's Controls.post, by these names:
+texture (the upscale pass into a texture a few times the image's size, and only when
+the output is at least twice as large as the image). A pass whose settings are
+neutral is skipped, so the plain chain is one or two draws. Feedback zoom and
+rotation act once per frame, as in a video feedback loop. Settings come from the
+patch's Controls.post, by these names:
 """
 from __future__ import annotations
 

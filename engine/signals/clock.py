@@ -66,6 +66,11 @@ class LiveClock(Clock):
         super().__init__(bpm, beats_per_bar)
         self.start = time.monotonic()
 
+    def restart(self) -> None:
+        """Time 0 is now: called when frames start, after models and patches have loaded."""
+        self.start = time.monotonic()
+        self.time, self.frame = 0.0, -1
+
     def tick(self) -> None:
         self.advance(time.monotonic() - self.start)
 

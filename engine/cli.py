@@ -21,6 +21,8 @@ from engine import paths
 
 log = logging.getLogger("vj")
 
+DEFAULT_SIZE = (1280, 720)
+
 
 def parse_size(text: str) -> tuple[int, int]:
     try:
@@ -101,11 +103,35 @@ def build_engine(args, *, ctx, clock, fps, recorder=None, window=None, patch_pat
 
 
 # ---------------------------------------------------------------- run
+def apply_set(args):
+    """``vj run SET.toml``: the set's first scene is the patch, and the set's bpm, fps,
+    size and model apply where the command line leaves them unset."""
+    from engine.show.sets import SetError, SetList
+    setlist = None
+    if args.patch and args.patch.endswith(".toml"):
+        try:
+            setlist = SetList(args.patch)
+        except SetError as e:
+            raise SystemExit(f"vj: set list: {e}")
+        args.patch = str(setlist.scene.patch)
+        opts = setlist.options
+        if args.size is None and "size" in opts:
+            args.size = parse_size(str(opts["size"]))
+        args.model = args.model or opts.get("model")
+        args.fps = args.fps or opts.get("fps")
+        args.bpm = args.bpm or opts.get("bpm")
+    args.size = args.size or DEFAULT_SIZE
+    args.fps = float(args.fps or 30.0)
+    args.bpm = float(args.bpm or 120.0)
+    return setlist
+
+
 def cmd_run(args) -> int:
     from engine.outputs.recorder import Recorder, RecorderError
     from engine.render.gl import GLError, describe, headless_context
     from engine.signals.clock import LiveClock
 
+    setlist = apply_set(args)
     _terminate_gracefully()
     window = None
     try:
@@ -139,6 +165,7 @@ def cmd_run(args) -> int:
     try:
         engine = build_engine(args, ctx=ctx, clock=LiveClock(bpm=args.bpm), fps=args.fps,
                               recorder=recorder, window=window)
+        engine.setlist = setlist
         engine.patches.start_watching()
         log.info("model %s on %s (%s), patch %s, %dx%d at %g fps%s", engine.runner.info.name,
                  engine.runner.device, engine.runner.precision, engine.patches.path.name,
@@ -336,20 +363,23 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("-v", "--verbose", action="store_true")
     sub = ap.add_subparsers(dest="command", required=True)
 
-    def common(p, size="1280x720"):
+    def common(p, size=DEFAULT_SIZE):
         p.add_argument("--model", help="registry name or model file (default: the registry's default)")
-        p.add_argument("--size", type=parse_size, default=parse_size(size), help=f"output WxH (default {size})")
+        from_set = "" if size else ", or the set list's"
+        p.add_argument("--size", type=parse_size, default=size,
+                       help=f"output WxH (default {DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]}{from_set})")
         p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
         p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16"])
 
     r = sub.add_parser("run", help="run live (window, or --headless)")
-    r.add_argument("patch", nargs="?", help="patch file (default patches/drift.py)")
-    common(r)
+    r.add_argument("patch", nargs="?", metavar="PATCH_OR_SET",
+                   help="patch file, or set list (.toml) (default patches/drift.py)")
+    common(r, size=None)
     r.add_argument("--headless", action="store_true", help="no window (EGL)")
     r.add_argument("--frames", type=int, help="stop after N frames")
     r.add_argument("--record", help="record the output to this .mp4")
-    r.add_argument("--fps", type=positive_float, default=30.0)
-    r.add_argument("--bpm", type=positive_float, default=120.0)
+    r.add_argument("--fps", type=positive_float, help="target frame rate (default 30, or the set's)")
+    r.add_argument("--bpm", type=positive_float, help="starting tempo (default 120, or the set's)")
     r.add_argument("--audio", help="play and analyse this audio file")
     r.add_argument("--loop-audio", action="store_true")
     r.add_argument("--mute", action="store_true", help="analyse --audio without playing it")

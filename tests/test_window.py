@@ -64,7 +64,7 @@ def key(env, win, name):
 
 def test_window_draws_hud_fullscreen_and_escape(tmp_path, display):
     out = tmp_path / "w.mp4"
-    p = subprocess.Popen(vj_cmd("run", "--size", "320x180", "--record", out), cwd=ROOT, env=display,
+    p = subprocess.Popen(vj_cmd("run", "sets/demo.toml", "--size", "320x180", "--record", out), cwd=ROOT, env=display,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         win = find_window(display)
@@ -83,11 +83,14 @@ def test_window_draws_hud_fullscreen_and_escape(tmp_path, display):
         full = screenshot(display).astype(int)
         # aspect kept: 16:9 canvas in a 4:3 screen leaves black bars top and bottom
         assert full[:40].max() < 10 and full[-40:].max() < 10 and full[300:460].std() > 10
+        key(display, win, "Right")  # next scene of the set
+        time.sleep(1.0)
         key(display, win, "Escape")
         _, err = p.communicate(timeout=30)
     finally:
         p.kill()
     assert p.returncode == 0, err
     assert "recording closed" in err
+    assert "scene 2/2: pulse" in err
     frames, _ = read_video(out)
     assert len(frames) > 60

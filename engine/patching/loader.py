@@ -150,6 +150,14 @@ class PatchHost:
         self.load()
         return True
 
+    def switch(self, path) -> None:
+        """Run another patch file (a scene change). With the watcher running it compiles the
+        file off the render thread within one poll; the current patch runs until then."""
+        self.path = Path(path).resolve()
+        self._mtime = None  # the current patch runs until the new one has loaded and drawn
+        if self._thread is None:
+            self.load()
+
     def start_watching(self) -> "PatchHost":
         def watch():
             while not self._stop.wait(self.poll):

@@ -1,6 +1,7 @@
 """The projector window (glfw): resizable, fullscreen on a chosen monitor, key controls.
 
-Keys: F fullscreen on/off, H HUD on/off, Space tap tempo, Esc quit.
+Keys: F fullscreen on/off, H HUD on/off, Space tap tempo, Right/Left (or Page Down/Up)
+next/previous scene of a set, Esc quit.
 The canvas is drawn aspect-correct into whatever size the window has."""
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ class Window:
         self.ctx = moderngl.create_context()
         self.show_hud = True
         self.taps = 0
+        self.cues: list[str] = []  # "cue.next" / "cue.prev" events for the engine to publish
         self._prog = load_program(self.ctx, "present.frag")
         self._vao = self.ctx.vertex_array(self._prog, [])
         self._hud_tex: moderngl.Texture | None = None
@@ -78,6 +80,10 @@ class Window:
             self.show_hud = not self.show_hud
         elif key == glfw.KEY_SPACE:
             self.taps += 1
+        elif key in (glfw.KEY_RIGHT, glfw.KEY_PAGE_DOWN):
+            self.cues.append("cue.next")
+        elif key in (glfw.KEY_LEFT, glfw.KEY_PAGE_UP):
+            self.cues.append("cue.prev")
 
     @property
     def should_close(self) -> bool:

@@ -47,7 +47,7 @@ class FrameStats:
 class Engine:
     def __init__(self, runner: GeneratorRunner, patches: PatchHost, chain: ShaderChain,
                  bus: SignalBus, clock: Clock, fps: float = 30.0, recorder=None, window=None,
-                 hud=None):
+                 hud=None, setlist=None):
         self.runner = runner
         self.patches = patches
         self.chain = chain
@@ -57,6 +57,7 @@ class Engine:
         self.recorder = recorder
         self.window = window
         self.hud = hud
+        self.setlist = setlist
         self.stats = FrameStats()
         self._image: np.ndarray | None = None
         self._last_index = -1
@@ -68,6 +69,10 @@ class Engine:
         t0 = time.perf_counter()
         self.clock.tick()
         snap = self.bus.snapshot(**self.clock.fields())
+        if self.setlist is not None:
+            scene = self.setlist.update(snap)
+            if scene is not None:
+                self.patches.switch(scene.patch)
         controls = self.patches.frame(snap)
         g0 = time.perf_counter()
         try:
@@ -119,6 +124,8 @@ class Engine:
         if self.window is None:
             return
         self.window.poll()
+        while self.window.cues:
+            self.bus.emit(self.window.cues.pop(0))
         while self.window.taps:
             self.window.taps -= 1
             bpm = self.clock.tap()
@@ -131,7 +138,11 @@ class Engine:
         from engine.render.hud import hud_lines
         msg = self.patches.last_message
         note = msg[1] if msg and time.monotonic() - msg[0] < 5.0 else None
-        img = self.hud.render(hud_lines(self.stats, self.patches.name, self.patches.last_error,
+        label = self.patches.name
+        if self.setlist is not None:
+            sl = self.setlist
+            label = f"{label}  (scene {sl.index + 1}/{len(sl.scenes)} {sl.scene.name})"
+        img = self.hud.render(hud_lines(self.stats, label, self.patches.last_error,
                                         self.runner.info.name, self.chain.size, self.fps, note))
         if img is not None:
             self.window.set_hud(img)

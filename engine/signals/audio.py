@@ -518,6 +518,16 @@ def _publish(bus, values: dict, strength: float | None, t: float) -> None:
         bus.emit(ONSET, strength, t)
 
 
+def _close_quietly(stream) -> None:
+    # a device that vanished mid-show may fail to stop; it is being dropped anyway
+    if stream is not None:
+        try:
+            stream.stop()
+            stream.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+
 class FileSource:
     """Plays an audio file in real time in a background thread, analysing block by block
     and publishing to the bus with each block's time (monotonic s at which the block's
@@ -589,12 +599,7 @@ class FileSource:
 
     def _close_stream(self):
         stream, self._stream = self._stream, None
-        if stream is not None:
-            try:
-                stream.stop()
-                stream.close()
-            except Exception:  # noqa: BLE001
-                pass
+        _close_quietly(stream)
 
     def _next_block(self) -> np.ndarray:
         """The next (block, ch) slice of the file, zero-padded, looping if asked."""
@@ -722,12 +727,7 @@ class InputSource:
         self._stop.set()
         self._ready.set()
         stream, self._stream = self._stream, None
-        if stream is not None:
-            try:
-                stream.stop()
-                stream.close()
-            except Exception:  # noqa: BLE001
-                pass
+        _close_quietly(stream)
         if self._thread is not None:
             self._thread.join(timeout=2.0)
             self._thread = None

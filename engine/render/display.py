@@ -21,6 +21,7 @@ class Window:
                  fullscreen: bool = False, vsync: bool = True):
         import glfw
         self.glfw = glfw
+        glfw.ERROR_REPORTING = "ignore"  # our own messages say what to do instead
         if not glfw.init():
             raise GLError("glfw could not start: no display? Use --headless to run without a window.")
         glfw.window_hint(glfw.CONTEXT_VERSION_MAJOR, 3)

@@ -395,3 +395,55 @@ def test_linear_stats_mode_is_continuous_in_psi():
                 imgs.append(g.synthesis(w))
         change[mode] = (imgs[1] - imgs[0]).abs().max().item()
     assert change["linear"] < 0.2 * change["port"]
+
+
+# -- the xoromancy patch ---------------------------------------------------------------------
+
+def _patch_frames(info, times):
+    from pathlib import Path
+
+    from engine.patching.loader import PatchHost
+    from engine.signals.bus import SignalBus
+    from engine.signals.clock import VirtualClock
+    messages = []
+    host = PatchHost(Path(__file__).resolve().parent.parent / "patches" / "xoromancy.py", info,
+                     on_message=lambda m, lvl: messages.append(m))
+    host.load()
+    bus, clock = SignalBus(), VirtualClock(30)
+    out = []
+    for k in range(max(times) + 1):
+        clock.tick()
+        controls = host.frame(bus.snapshot(**clock.fields()))
+        if k in times:
+            out.append(controls)
+    return out, messages
+
+
+def test_xoromancy_blends_classes_on_a_biggan(g):
+    from engine.render.gpu import GeneratorRunner
+    runner = GeneratorRunner(BigGAN(CFG, seed=3), device="cpu")
+    frames, messages = _patch_frames(runner.info, [0, 300, 600])
+    images = []
+    for c in frames:
+        assert c.c is not None and c.c.shape == (K,)
+        assert np.all(c.c >= 0) and abs(c.c.sum() - 1) < 1e-6 and np.count_nonzero(c.c) <= 2
+        assert 0.3 < c.psi <= 1.0 and np.asarray(c.z).shape == (Z,)
+        images.append(runner.image(runner.styles(z=c.z, psi=c.psi, c=c.c)))
+    assert not np.array_equal(frames[0].c, frames[2].c)          # the class hand moved
+    assert np.abs(images[0].astype(int) - images[2]).mean() > 1
+    assert not any("error" in m.lower() for m in messages)
+
+
+def test_xoromancy_falls_back_to_a_latent_loop_without_classes():
+    from engine.generators.base import ModelInfo
+    info = ModelInfo(name="d", architecture="dcgan", resolution=64, z_dim=8, w_dim=8, num_ws=1)
+    frames, messages = _patch_frames(info, [0, 300])
+    assert all(c.c is None and np.asarray(c.z).shape == (8,) for c in frames)
+    assert not np.allclose(frames[0].z, frames[1].z)
+    assert any("no classes" in m for m in messages)
+
+
+def test_xoromancy_runs_with_the_builtin_model():
+    from conftest import run_vj
+    proc = run_vj("run", "patches/xoromancy.py", "--headless", "--frames", "30", "--size", "96x64")
+    assert "frame 30" in proc.stderr + proc.stdout

@@ -151,9 +151,9 @@ class _SpectralNorm(nn.Module):
 
     def __init__(self, shape: tuple[int, ...], bias: bool):
         super().__init__()
-        self.weight_orig = nn.Parameter(torch.empty(shape))
-        self.register_buffer("weight_u", torch.empty(shape[0]))
-        self.register_buffer("weight_v", torch.empty(math.prod(shape[1:])))
+        self.weight_orig = nn.Parameter(torch.zeros(shape))
+        self.register_buffer("weight_u", torch.zeros(shape[0]))
+        self.register_buffer("weight_v", torch.zeros(math.prod(shape[1:])))
         self.register_parameter("bias", nn.Parameter(torch.zeros(shape[0])) if bias else None)
 
     @torch.no_grad()

@@ -147,6 +147,12 @@ def test_safetensors_round_trip_is_bit_identical(tmp_path, g):
     c = onehot(3, 2)
     with torch.no_grad():
         assert torch.equal(g(z, c, psi=0.6), g2(z, c, psi=0.6))
+    # engine options from models.toml reach the generator (the file's config does not pin them)
+    entry = ModelEntry(name="tiny", file=path, options={"default_class": 3, "stats_interpolation": "linear"})
+    g3 = from_state_dict(*read_model(entry))
+    assert (g3.default_class, g3.stats_mode) == (3, "linear")
+    with torch.no_grad():
+        assert torch.equal(g3.mapping(z, None, 0.6), g.mapping(z, c, 0.6))
 
 
 def test_load_generator_when_registered(tmp_path, g):
@@ -447,3 +453,13 @@ def test_xoromancy_runs_with_the_builtin_model():
     from conftest import run_vj
     proc = run_vj("run", "patches/xoromancy.py", "--headless", "--frames", "30", "--size", "96x64")
     assert "frame 30" in proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize("res", [128, 256, 512])
+def test_config_from_shapes_alone(res):
+    cfg = standard_config(res, channel_width=8, num_classes=7, z_dim=12, class_embed_dim=12)
+    state = {k: torch.empty(s, device="meta") for k, s in documented_layout(cfg).items()}
+    inferred = biggan.config_from_state_dict(state)
+    assert inferred == cfg
+    with pytest.raises(ValueError, match="not a BigGAN"):
+        biggan.config_from_state_dict({"main.0.weight": torch.empty(1)})

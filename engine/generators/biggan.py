@@ -287,11 +287,11 @@ def _normalise_config(config: dict) -> dict:
     if int(cfg["channel_width"]) * int(cfg["layers"][-1][2]) < 3 or int(cfg["channel_width"]) < 3:
         raise ValueError("BigGAN channel_width must give at least 3 output channels")
     cfg.setdefault("architecture", "biggan")
-    cfg.setdefault("stats_interpolation", "port")
-    if cfg["stats_interpolation"] not in ("port", "linear"):
+    # engine options are validated but not written in when absent, so that models.toml
+    # can still set them for a file whose metadata config lacks them
+    if cfg.get("stats_interpolation", "port") not in ("port", "linear"):
         raise ValueError(f"stats_interpolation must be 'port' or 'linear', not {cfg['stats_interpolation']!r}")
-    cfg.setdefault("default_class", 0)
-    if not 0 <= int(cfg["default_class"]) < int(cfg["num_classes"]):
+    if not 0 <= int(cfg.get("default_class", 0)) < int(cfg["num_classes"]):
         raise ValueError(f"default_class {cfg['default_class']} is not one of the {cfg['num_classes']} classes")
     return cfg
 
@@ -309,7 +309,8 @@ class BigGAN(Generator):
         self.config = cfg
         z_dim, e_dim = int(cfg["z_dim"]), int(cfg["class_embed_dim"])
         self.eps = float(cfg["eps"])
-        self.stats_mode = cfg["stats_interpolation"]
+        self.stats_mode = cfg.get("stats_interpolation", "port")
+        self.default_class = int(cfg.get("default_class", 0))
         self.embeddings = nn.Linear(int(cfg["num_classes"]), e_dim, bias=False)
         self.generator = _Synthesis(cfg)
         self.info = ModelInfo(
@@ -317,7 +318,7 @@ class BigGAN(Generator):
             resolution=int(cfg["output_dim"]), z_dim=z_dim, w_dim=z_dim + e_dim + 1, num_ws=1,
             c_dim=int(cfg["num_classes"]), channels=3,
             extra={"class_embed_dim": e_dim, "channel_width": int(cfg["channel_width"]),
-                   "n_stats": int(cfg["n_stats"]), "default_class": int(cfg["default_class"]),
+                   "n_stats": int(cfg["n_stats"]), "default_class": self.default_class,
                    "stats_interpolation": self.stats_mode,
                    "ws_layout": {"z": [0, z_dim], "class": [z_dim, z_dim + e_dim], "psi": z_dim + e_dim}})
         self._plan: dict | None = None
@@ -406,7 +407,7 @@ class BigGAN(Generator):
         k = self.info.c_dim
         dev = self.embeddings.weight.device
         if c is None:
-            c = int(self.config["default_class"])
+            c = self.default_class
         if isinstance(c, (int, np.integer)) or (torch.is_tensor(c) and c.ndim == 0):
             idx = int(c)
             if not 0 <= idx < k:
@@ -522,6 +523,37 @@ def _attention(x: torch.Tensor, qkv: torch.Tensor, c8: int, c2: int) -> torch.Te
 def expected_shapes(config: dict) -> dict[str, tuple[int, ...]]:
     """Every parameter and buffer name of the format for ``config``, with its shape."""
     return {k: tuple(v.shape) for k, v in BigGAN(config, seed=None).state_dict().items()}
+
+
+def config_from_state_dict(state: dict[str, torch.Tensor]) -> dict:
+    """The config of a released-layout BigGAN-deep state dict, read from its shapes alone
+    (for a ``pytorch_model.bin`` that arrives without its config.json). Upsampling cannot
+    be seen in shapes, so the block list must be one of the released ones (128/256/512
+    px, any channel width and class count)."""
+    try:
+        e_dim, num_classes = state["embeddings.weight"].shape
+        cond_dim = state["generator.gen_z.weight_orig"].shape[1]
+        ch = state["generator.conv_to_rgb.weight_orig"].shape[0]
+        n_stats = state["generator.bn.running_means"].shape[0]
+    except KeyError as e:
+        raise ValueError(f"not a BigGAN state dict (no {e.args[0]})") from None
+    blocks, attention = [], None
+    for i in range(len(state)):
+        p = f"generator.layers.{i}"
+        if f"{p}.bn_0.running_means" in state:
+            blocks.append((state[f"{p}.bn_0.running_means"].shape[1] // ch,
+                           state[f"{p}.conv_3.weight_orig"].shape[0] // ch))
+        elif f"{p}.gamma" in state:
+            attention = len(blocks)
+        else:
+            break
+    for output_dim, layers in STANDARD_LAYERS.items():
+        if [(a, b) for _, a, b in layers] == blocks:
+            return standard_config(output_dim, z_dim=int(cond_dim - e_dim), class_embed_dim=int(e_dim),
+                                   channel_width=int(ch), num_classes=int(num_classes), n_stats=int(n_stats),
+                                   attention_layer_position=attention if attention is not None else -1)
+    raise ValueError(f"BigGAN blocks {blocks} (channel multipliers) are not a released layout; "
+                     "give the config.json")
 
 
 def from_state_dict(state: dict[str, torch.Tensor], config: dict) -> BigGAN:

@@ -256,6 +256,18 @@ def test_runner_draws_biggan_frames(g):
     assert np.array_equal(runner.image(runner.styles(w=ws[0, 0].numpy())), img)
 
 
+def test_fp16_frames_match_fp32():
+    """The CUDA path in miniature (fp16 on the CPU): weights, activations and the style row,
+    psi included, in float16. psi = 0.4 becomes 0.39990 and must still pick row 20."""
+    from engine.render.gpu import GeneratorRunner
+    z = truncated_z(1, 1.0, seed=3, dim=Z)[0]
+    images = []
+    for precision in ("fp32", "fp16"):
+        runner = GeneratorRunner(BigGAN(CFG, seed=3), device="cpu", precision=precision)
+        images.append(runner.image(runner.styles(z=z, psi=0.4, c=5)).astype(int))
+    assert np.abs(images[0] - images[1]).max() <= 2
+
+
 # -- hand-computed pieces ----------------------------------------------------------------
 
 def test_stats_rows_by_hand():

@@ -216,3 +216,17 @@ def test_radial_config_defaults_and_errors():
         sg3.from_state_dict(state, {**small, "channel_max": 8, "architecture": "stylegan3-t"})
     with pytest.raises(ValueError, match=r"ws must be \[N, 16, 16\]"):
         g.synthesis(torch.zeros(1, 15, 16))
+
+
+def test_conditional_mapping_needs_c():
+    torch.manual_seed(4)
+    g = sg3.StyleGAN3(z_dim=16, c_dim=3, w_dim=16, img_resolution=16, channel_base=256, channel_max=16)
+    assert "mapping.embed.weight" in g.official_state_dict() and g.info.c_dim == 3
+    z = torch.randn(2, 16)
+    with torch.no_grad():
+        a = g.mapping(z, torch.eye(3)[[0, 1]])
+        b = g.mapping(z, torch.eye(3)[[0, 2]])
+    torch.testing.assert_close(a[0], b[0])
+    assert not torch.allclose(a[1], b[1])
+    with pytest.raises(ValueError, match="conditional"):
+        g.mapping(z)

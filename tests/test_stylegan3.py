@@ -230,3 +230,24 @@ def test_conditional_mapping_needs_c():
     assert not torch.allclose(a[1], b[1])
     with pytest.raises(ValueError, match="conditional"):
         g.mapping(z)
+
+
+@pytest.mark.parametrize("up,pads", [(2, (9, 8)), (4, (-6, -9)), (2, (-11, -12)), (2, (3, 3)), (2, (0, 5)),
+                                     (4, (2, -1)), (1, (2, -1))])
+def test_fir_up_matches_zero_insertion(up, pads):
+    """The transposed-convolution upsampler (fast and fallback paths) against the definition:
+    insert zeros, pad (negative crops), convolve."""
+    torch.manual_seed(5)
+    k = 6 * up
+    x, f = torch.randn(2, 3, 19, 23), torch.randn(k)
+    for dim in (2, 3):
+        n = x.shape[dim]
+        shape = list(x.shape)
+        shape[dim] = n * up
+        z = torch.zeros(shape)
+        z.index_copy_(dim, torch.arange(n) * up, x)
+        z = torch.nn.functional.pad(z, [0, 0, *pads] if dim == 2 else list(pads))
+        kern = f.view(1, 1, -1, 1) if dim == 2 else f.view(1, 1, 1, -1)
+        want = torch.nn.functional.conv2d(z, kern.flip(dim).expand(3, -1, -1, -1), groups=3)
+        got = sg3._fir_up(x, kern.expand(3, -1, -1, -1).contiguous(), up, *pads, dim=dim)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)

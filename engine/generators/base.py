@@ -64,6 +64,23 @@ def resolve_noise(noise, noise_strength=None):
     raise TypeError(f"noise must be a mode name or a strength, got {type(noise).__name__}")
 
 
+def truncate_styles(ws: torch.Tensor, w_avg: torch.Tensor, psi=1.0, cutoff: int | None = None) -> torch.Tensor:
+    """``w_avg + psi * (ws - w_avg)`` on the first ``cutoff`` layers (all when None).
+    ``psi`` is a number or a per-sample tensor [N]."""
+    if not torch.is_tensor(psi):
+        if psi == 1:
+            return ws
+        psi = float(psi)
+    else:
+        psi = psi.to(ws).reshape(-1, 1, 1)
+    avg = w_avg.to(ws)
+    if cutoff is None:
+        return avg.lerp(ws, psi)
+    ws = ws.clone()
+    ws[:, :cutoff] = avg.lerp(ws[:, :cutoff], psi)
+    return ws
+
+
 def mix_styles(ws: torch.Tensor, other: torch.Tensor, layers) -> torch.Tensor:
     """Style mixing: ``ws`` with the layers ``layers`` (a slice, an int k meaning the
     first k layers, or an index list) taken from ``other``."""
@@ -94,6 +111,17 @@ class Generator(torch.nn.Module):
 
     def forward(self, z, c=None, psi: float = 1.0, noise="const", cutoff: int | None = None, **kwargs):
         return self.synthesis(self.mapping(z, c, psi=psi, cutoff=cutoff), noise=noise, **kwargs)
+
+    def average_style(self) -> torch.Tensor:
+        """The style truncation pulls towards: ``w_avg``, or the origin (the mean of z)
+        for models without a mapping network."""
+        p = next(self.parameters())
+        return torch.zeros(self.info.w_dim, device=p.device)
+
+    def truncate(self, ws: torch.Tensor, psi=1.0, cutoff: int | None = None) -> torch.Tensor:
+        """Truncation of styles given directly (``w``/``ws`` from a patch), the same
+        operation ``mapping`` applies."""
+        return truncate_styles(ws, self.average_style(), psi, cutoff)
 
     def set_precision(self, dtype: torch.dtype, channels_last: bool = False) -> "Generator":
         """Run the synthesis in ``dtype`` (float16 on CUDA). The default casts the whole

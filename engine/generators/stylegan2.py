@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.generators.base import Generator, ModelInfo, resolve_noise
+from engine.generators.base import Generator, ModelInfo, resolve_noise, truncate_styles
 
 SQRT2 = math.sqrt(2.0)
 SQRT_HALF = math.sqrt(0.5)
@@ -104,30 +104,13 @@ class MappingNetwork(nn.Module):
         for i in range(self.num_layers):
             x = getattr(self, f"fc{i}")(x)
         x = x.unsqueeze(1).repeat(1, self.num_ws, 1)
-        return truncate(x, self.w_avg, psi, cutoff)
-
-
-def truncate(ws: torch.Tensor, w_avg: torch.Tensor, psi=1.0, cutoff: int | None = None) -> torch.Tensor:
-    """``w_avg + psi * (ws - w_avg)`` on the first ``cutoff`` layers (all when None).
-    ``psi`` is a number or a per-sample tensor [N]."""
-    if not torch.is_tensor(psi):
-        if psi == 1:
-            return ws
-        psi = float(psi)
-    else:
-        psi = psi.to(ws).reshape(-1, 1, 1)
-    avg = w_avg.to(ws)
-    if cutoff is None:
-        return avg.lerp(ws, psi)
-    ws = ws.clone()
-    ws[:, :cutoff] = avg.lerp(ws[:, :cutoff], psi)
-    return ws
+        return truncate_styles(x, self.w_avg, psi, cutoff)
 
 
 # ---------------------------------------------------------------- synthesis layers
 class _Prepared:
     """Per-precision copies of a layer's weights, rebuilt by ``prepare``."""
-    __slots__ = ("w32", "w", "wsq", "fir", "aw", "ab")
+    __slots__ = ("w32", "w", "wsq", "fir", "aw", "ab", "bias", "noise")
 
 
 def _affine_params(fc: FullyConnected):
@@ -175,6 +158,8 @@ class SynthesisLayer(nn.Module):
         p.fir = _depthwise(self.resample_filter, self.out_channels, float(self.up ** 2), dtype, flip=True) \
             if self.up > 1 else None
         p.aw, p.ab = _affine_params(self.affine)
+        p.bias = self.bias.to(dtype)[None, :, None, None]
+        p.noise = self.noise_const.to(dtype)
         self.p = p
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str, noise_gain=1.0,
@@ -196,15 +181,12 @@ class SynthesisLayer(nn.Module):
         else:
             x = self._conv(x * s.to(dtype)[:, :, None, None], p.w)
             x = x * d.to(dtype)[:, :, None, None]
-        noise = None
         if noise_mode == "const":
-            noise = self.noise_const.to(dtype) * (self.noise_strength * noise_gain).to(dtype)
+            x = x + p.noise * (self.noise_strength * noise_gain).to(dtype)
         elif noise_mode == "random":
-            noise = torch.randn(n, 1, x.shape[2], x.shape[3], device=x.device, dtype=dtype) * \
-                (self.noise_strength * noise_gain).to(dtype)
-        if noise is not None:
-            x = x + noise
-        x = F.leaky_relu(x + self.bias.to(dtype)[None, :, None, None], 0.2)
+            noise = torch.randn(n, 1, x.shape[2], x.shape[3], device=x.device, dtype=dtype)
+            x = x + noise * (self.noise_strength * noise_gain).to(dtype)
+        x = F.leaky_relu(x + p.bias, 0.2)
         x = x * act_gain
         if self.conv_clamp is not None:
             c = self.conv_clamp * gain
@@ -417,6 +399,9 @@ class StyleGAN2(Generator):
     # the interface
     def mapping(self, z, c=None, psi=1.0, cutoff: int | None = None) -> torch.Tensor:
         return self.mapping_network(z, c, psi=psi, cutoff=cutoff)
+
+    def average_style(self) -> torch.Tensor:
+        return self.mapping_network.w_avg.float()
 
     def _noise_gains(self, strength) -> list:
         names = self.info.extra["noise_layers"]

@@ -10,7 +10,7 @@ that source. Here nothing from the file is executed or imported:
 - ``SafeUnpickler.find_class`` is an explicit allow-list. The persistence record becomes
   a ``PersistentObject`` (class name, state, and a fingerprint of the source, which is
   never run), ``dnnlib.util.EasyDict`` a dict, tensor storages are read with
-  ``torch.load(weights_only=True)``, and tensors, parameters, numpy arrays and scalars
+  their own allow-list (never the unrestricted ``torch.load`` the original runs), and tensors, parameters, numpy arrays and scalars
   are rebuilt by their usual (data-only) functions. Any other global (``os.system``,
   ``builtins.eval``, ``subprocess.Popen``, an unknown module) is refused before it is
   looked up, with an error naming it.
@@ -23,6 +23,7 @@ import collections
 import hashlib
 import io
 import pickle
+import re
 
 import numpy as np
 import torch
@@ -83,10 +84,66 @@ class TFNetwork(dict):
         self.update(state if isinstance(state, dict) else {})
 
 
+_STORAGE_DTYPES = {
+    "FloatStorage": torch.float32, "DoubleStorage": torch.float64, "HalfStorage": torch.float16,
+    "BFloat16Storage": torch.bfloat16, "LongStorage": torch.int64, "IntStorage": torch.int32,
+    "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8, "BoolStorage": torch.bool,
+}
+
+
+class _StorageUnpickler(pickle.Unpickler):
+    """The pickles inside a legacy ``torch.save`` blob of one storage: plain values and
+    persistent ids ``('storage', <torch.XStorage>, key, location, numel, ...)`` only."""
+
+    def __init__(self, f):
+        super().__init__(f)
+        self.storages: dict[str, tuple[torch.dtype, int]] = {}
+
+    def find_class(self, module: str, name: str):
+        if module == "torch" and name in _STORAGE_DTYPES:
+            return _STORAGE_DTYPES[name]
+        raise RefusedPickle(f"{module}.{name} (inside a tensor storage)")
+
+    def persistent_load(self, pid):
+        if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"
+                and isinstance(pid[1], torch.dtype) and isinstance(pid[4], int)):
+            raise pickle.UnpicklingError("malformed tensor storage record")
+        key = str(pid[2])
+        self.storages[key] = (pid[1], pid[4])
+        return key
+
+
 def _load_storage(data: bytes):
-    # a storage pickles as a nested legacy torch.save blob; read it with PyTorch's own
-    # restricted unpickler, never the unrestricted one torch.storage._load_from_bytes uses
-    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    """Stands in for ``torch.storage._load_from_bytes``: a storage pickles as a nested
+    legacy ``torch.save`` blob (magic number, protocol, system info, the storage as a
+    persistent id, the key list, then each storage as an int64 element count and raw
+    little-endian bytes). Read here with the allow-list above, never with the
+    unrestricted ``torch.load`` the original calls."""
+    if not isinstance(data, (bytes, bytearray)):
+        raise pickle.UnpicklingError("a tensor storage that is not bytes")
+    f = io.BytesIO(data)
+    u = _StorageUnpickler(f)
+    u.load()  # magic number
+    u.load()  # protocol version
+    info = u.load()
+    if isinstance(info, dict) and info.get("little_endian") is False:
+        raise pickle.UnpicklingError("big-endian tensor storage")
+    key = u.load()
+    keys = u.load()
+    if key not in u.storages or not isinstance(keys, list):
+        raise pickle.UnpicklingError("malformed tensor storage blob")
+    out = None
+    for k in keys:
+        dtype, numel = u.storages[str(k)]
+        count = int.from_bytes(f.read(8), "little", signed=True)
+        size = count * torch.empty((), dtype=dtype).element_size()
+        raw = f.read(size)
+        if count != numel or len(raw) != size:
+            raise pickle.UnpicklingError("truncated tensor storage")
+        t = torch.frombuffer(bytearray(raw), dtype=dtype) if size else torch.empty(0, dtype=dtype)
+        if str(k) == key:
+            out = torch.storage.TypedStorage(wrap_storage=t.untyped_storage(), dtype=dtype, _internal=True)
+    return out
 
 
 def _numpy_global(module: str, name: str):

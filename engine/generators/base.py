@@ -30,6 +30,7 @@ from __future__ import annotations
 import numbers
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 NOISE_MODES = ("const", "random", "none")
@@ -58,6 +59,9 @@ def resolve_noise(noise, noise_strength=None):
     if noise is None:
         return "none", None
     if isinstance(noise, numbers.Number) or isinstance(noise, (list, tuple)) or hasattr(noise, "__array__"):
+        values = noise.detach().cpu().numpy() if torch.is_tensor(noise) else np.asarray(noise, dtype=np.float64)
+        if not np.isfinite(values).all():
+            raise ValueError(f"noise strength must be finite, got {noise!r}")
         if noise_strength is not None:
             raise ValueError("give the noise strength either as noise=<number> or as noise_strength=, not both")
         return "random", noise

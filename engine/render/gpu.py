@@ -105,6 +105,8 @@ class GeneratorRunner:
         self.generator = generator
         self.info = generator.info
         self.use_graph = self.device.type == "cuda" and cuda_graph in (True, "auto")
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed shapes per graph: let cuDNN pick its fastest kernels
         self._synthesis = generator.synthesis
         if compile:
             self._synthesis = torch.compile(generator.synthesis, mode="max-autotune-no-cudagraphs", dynamic=False)

@@ -170,6 +170,20 @@ def test_the_allow_list():
             u.find_class(mod, name)
 
 
+def test_tensors_and_arrays_come_back_exactly():
+    base = torch.randn(6)
+    data = {"views": (base[:2], base[2:]), "half": torch.randn(3, 2).half().t(), "long": torch.arange(5),
+            "param": torch.nn.Parameter(torch.randn(2, 2), requires_grad=False), "empty": torch.zeros(0),
+            "np": (np.float64(0.25), np.arange(3, dtype=np.int32), np.sqrt(np.float32(2)))}
+    for proto in (2, 4):
+        got = pickles.safe_load(io.BytesIO(pickle.dumps(data, protocol=proto)))
+        assert torch.equal(got["views"][0], base[:2]) and torch.equal(got["views"][1], base[2:])
+        assert torch.equal(got["half"], data["half"]) and got["half"].stride() == data["half"].stride()
+        assert torch.equal(got["long"], data["long"]) and torch.equal(got["param"], data["param"])
+        assert got["empty"].shape == (0,)
+        assert got["np"][0] == 0.25 and got["np"][1].tolist() == [0, 1, 2] and got["np"][2] == np.sqrt(np.float32(2))
+
+
 def test_tensorflow_pickles_are_refused_clearly(tmp_path):
     f = tmp_path / "tf.pkl"
     f.write_bytes(b"\x80\x02(cdnnlib.tflib.network\nNetwork\nq\x00)\x81q\x01}q\x02b"

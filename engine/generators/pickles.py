@@ -100,7 +100,7 @@ class _StorageUnpickler(pickle.Unpickler):
         self.storages: dict[str, tuple[torch.dtype, int]] = {}
 
     def find_class(self, module: str, name: str):
-        if module == "torch" and name in _STORAGE_DTYPES:
+        if module in ("torch", "torch.cuda") and name in _STORAGE_DTYPES:  # a CUDA storage is read to the CPU
             return _STORAGE_DTYPES[name]
         raise RefusedPickle(f"{module}.{name} (inside a tensor storage)")
 

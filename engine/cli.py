@@ -3,7 +3,9 @@
     vj run [PATCH] [--headless] [--record OUT.mp4] ...   live, paced to the wall clock
     vj render --audio FILE --patch PATCH --out OUT.mp4   offline, frame-exact with the audio
     vj bench                                             frames per second, whole loop and generator
-    vj models [list | info FILE]                         the model registry
+    vj models [list | info FILE]                         the model registry, one model
+    vj models convert IN OUT.safetensors                 a safe, fast-loading copy of a model
+    vj models sample FILE --z Z.npy --out OUT.npy        raw images for given latents
     vj devices                                           audio devices and monitors
     vj doctor                                            what works on this machine
 """
@@ -264,8 +266,14 @@ def cmd_render(args) -> int:
 
 # ---------------------------------------------------------------- bench
 def cmd_bench(args) -> int:
-    from engine.render.bench import run_bench
-    result = run_bench(model=args.model, size=args.size, frames=args.frames, patch=resolve_patch(args.patch),
+    from engine.render.bench import run_bench, run_generator_bench
+    if args.generator_only:
+        result = run_generator_bench(model=args.model, device=args.device, frames=args.frames or 100,
+                                     compile=args.compile)
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        return 0
+    result = run_bench(model=args.model, size=args.size, frames=args.frames or 200, patch=resolve_patch(args.patch),
                        device=args.device, precision=args.precision)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
@@ -277,17 +285,10 @@ def cmd_models(args) -> int:
     from engine.generators.registry import Registry
     reg = Registry()
     if args.action == "info":
-        from engine.generators.load import ModelLoadError, load_generator
-        try:
-            g = load_generator(args.file, reg)
-        except ModelLoadError as e:
-            print(f"vj: {e}", file=sys.stderr)
-            return 1
-        i = g.info
-        print(f"name           {i.name}\narchitecture   {i.architecture}\nresolution     {i.resolution}x{i.resolution}\n"
-              f"z_dim          {i.z_dim}\nw_dim          {i.w_dim}\nnum_ws         {i.num_ws}\nclasses        {i.c_dim}\n"
-              f"parameters     {g.parameter_count():,}\nfile           {i.extra.get('file')}")
-        return 0
+        from engine.generators.tools import main_info
+        return main_info(args.file)
+    if args.action in ("convert", "sample"):
+        return models_tool(args)
     print(f"registry: {reg.path}")
     for name, e in reg.entries.items():
         mark = "*" if name == reg.default else " "
@@ -298,6 +299,31 @@ def cmd_models(args) -> int:
         if e.licence:
             print(f"  {'':16s} licence: {e.licence}")
     print("* = default (set `default` in models.toml)")
+    return 0
+
+
+def models_tool(args) -> int:
+    """``vj models convert IN OUT.safetensors`` and ``vj models sample FILE --z Z.npy --out OUT.npy``."""
+    from engine.generators import tools
+    from engine.generators.load import ModelLoadError
+    try:
+        if args.action == "convert":
+            if not args.dest:
+                print("vj: models convert needs IN and OUT.safetensors", file=sys.stderr)
+                return 2
+            config = tools.convert(args.file, args.dest)
+            print(f"wrote {args.dest} ({config['architecture']})")
+        else:
+            if not args.out:
+                print("vj: models sample needs --out OUT.npy", file=sys.stderr)
+                return 2
+            imgs = tools.sample(args.file, args.out, z=args.z, ws=args.ws, c=args.c, psi=args.psi,
+                                cutoff=args.cutoff, noise=args.noise, precision=args.precision,
+                                device=args.device, seed=args.seed)
+            print(f"wrote {args.out} {list(imgs.shape)} float32")
+    except (ModelLoadError, ValueError) as e:
+        print(f"vj: {e}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -401,14 +427,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="frames per second of the whole loop and of the generator")
     common(b)
-    b.add_argument("--frames", type=int, default=200)
+    b.add_argument("--frames", type=int, help="frames per figure (default 200; 100 with --generator-only)")
+    b.add_argument("--generator-only", action="store_true",
+                   help="the generator alone at batch 1 and 4: fp32, and on CUDA fp16 and fp16 + CUDA graph")
+    b.add_argument("--compile", action="store_true", help="--generator-only: also time torch.compile")
     b.add_argument("--patch", help="patch for the whole-loop figure (default patches/drift.py)")
     b.add_argument("--json", help="also write the figures to this JSON file")
     b.set_defaults(func=cmd_bench)
 
-    m = sub.add_parser("models", help="list the model registry, or describe a model")
-    m.add_argument("action", nargs="?", default="list", choices=["list", "info"])
-    m.add_argument("file", nargs="?")
+    m = sub.add_parser("models", help="list the registry; describe, convert or sample a model")
+    m.add_argument("action", nargs="?", default="list", choices=["list", "info", "convert", "sample"])
+    m.add_argument("file", nargs="?", help="registry name or model file")
+    m.add_argument("dest", nargs="?", help="convert: the OUT.safetensors to write")
+    m.add_argument("--z", help="sample: latents [N, z_dim] (.npy)")
+    m.add_argument("--ws", help="sample: per-layer styles [N, num_ws, w_dim] (.npy), instead of --z")
+    m.add_argument("--c", help="sample: class vectors [N, c_dim] (.npy), conditional models")
+    m.add_argument("--psi", type=float, default=1.0, help="sample: truncation (default 1)")
+    m.add_argument("--cutoff", type=int, help="sample: truncate only the first N layers")
+    m.add_argument("--noise", default="const", choices=["const", "random", "none"])
+    m.add_argument("--seed", type=int, help="sample: seed for --noise random")
+    m.add_argument("--precision", default="fp32", choices=["fp32", "fp16"])
+    m.add_argument("--device", default="cpu")
+    m.add_argument("--out", help="sample: where to write the NCHW float32 images (.npy)")
     m.set_defaults(func=cmd_models)
 
     sub.add_parser("devices", help="audio devices and monitors").set_defaults(func=cmd_devices)
@@ -419,8 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
-    if args.command == "models" and args.action == "info" and not args.file:
-        print("vj: models info needs a FILE or registry name", file=sys.stderr)
+    if args.command == "models" and args.action != "list" and not args.file:
+        print(f"vj: models {args.action} needs a FILE or registry name", file=sys.stderr)
         return 2
     return args.func(args) or 0
 

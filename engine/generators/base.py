@@ -1,15 +1,39 @@
 """The one interface every model sits behind.
 
-``mapping(z, c, psi)`` turns latents into per-layer styles ``ws`` [N, num_ws, w_dim];
-``synthesis(ws, noise, transform)`` turns styles into images [N, 3, H, W] in about
-[-1, 1]. Models without a mapping network (DCGAN) use the identity, with one
-"layer" whose style is z itself, so patches can treat every model alike.
+``mapping(z, c, psi, cutoff)`` turns latents into per-layer styles ``ws``
+[N, num_ws, w_dim]; ``synthesis(ws, noise, transform, ...)`` turns styles into images
+[N, C, H, W] in about [-1, 1] (float32, not clamped). Models without a mapping network
+(DCGAN) use the identity, with one "layer" whose style is z itself, so patches can
+treat every model alike; a model ignores the arguments it has no use for.
+
+Truncation: ``psi`` pulls each style towards the model's average style (``w_avg``),
+``ws = w_avg + psi * (w - w_avg)``; ``cutoff`` limits that to the first ``cutoff``
+layers (None = all), so coarse layers can be tamed while fine detail stays free.
+
+Style mixing: ``ws`` is per layer, so mixing is ``ws[:, :k] = other[:, :k]`` before
+``synthesis``; ``mix_styles`` does that.
+
+Noise (models with noise inputs, e.g. StyleGAN2): ``noise`` is
+- ``"const"``: the fixed noise images stored with the model (deterministic),
+- ``"random"``: fresh Gaussian noise every call,
+- ``"none"``: no noise,
+- a number or a sequence of numbers: random noise, with that strength multiplier
+  (one number for every layer, or one per noise layer), so a patch can write
+  ``noise=s["audio.onset"]``.
+``noise_strength`` scales each layer's *trained* noise strength: None or 1.0 = as
+trained, 0 = off, 2 = doubled; a sequence gives one multiplier per noise layer
+(``info.extra["noise_layers"]`` names them, coarse to fine); a dict maps layer names
+to multipliers (the rest stay at 1).
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
+
+NOISE_MODES = ("const", "random", "none")
 
 
 @dataclass
@@ -25,6 +49,52 @@ class ModelInfo:
     extra: dict = field(default_factory=dict)
 
 
+def resolve_noise(noise, noise_strength=None):
+    """``(mode, strength)`` from the ``noise`` and ``noise_strength`` arguments (see the
+    module docstring); strength is None (as trained), a float, a sequence or a dict."""
+    if isinstance(noise, str):
+        if noise not in NOISE_MODES:
+            raise ValueError(f"noise must be one of {', '.join(NOISE_MODES)} or a strength, got {noise!r}")
+        return noise, noise_strength
+    if noise is None:
+        return "none", None
+    if isinstance(noise, numbers.Number) or isinstance(noise, (list, tuple)) or hasattr(noise, "__array__"):
+        values = noise.detach().cpu().numpy() if torch.is_tensor(noise) else np.asarray(noise, dtype=np.float64)
+        if not np.isfinite(values).all():
+            raise ValueError(f"noise strength must be finite, got {noise!r}")
+        if noise_strength is not None:
+            raise ValueError("give the noise strength either as noise=<number> or as noise_strength=, not both")
+        return "random", noise
+    raise TypeError(f"noise must be a mode name or a strength, got {type(noise).__name__}")
+
+
+def truncate_styles(ws: torch.Tensor, w_avg: torch.Tensor, psi=1.0, cutoff: int | None = None) -> torch.Tensor:
+    """``w_avg + psi * (ws - w_avg)`` on the first ``cutoff`` layers (all when None).
+    ``psi`` is a number or a per-sample tensor [N]."""
+    if not torch.is_tensor(psi):
+        if psi == 1:
+            return ws
+        psi = float(psi)
+    else:
+        psi = psi.to(ws).reshape(-1, 1, 1)
+    avg = w_avg.to(ws)
+    if cutoff is None:
+        return avg.lerp(ws, psi)
+    ws = ws.clone()
+    ws[:, :cutoff] = avg.lerp(ws[:, :cutoff], psi)
+    return ws
+
+
+def mix_styles(ws: torch.Tensor, other: torch.Tensor, layers) -> torch.Tensor:
+    """Style mixing: ``ws`` with the layers ``layers`` (a slice, an int k meaning the
+    first k layers, or an index list) taken from ``other``."""
+    out = ws.clone()
+    if isinstance(layers, int):
+        layers = slice(0, layers)
+    out[:, layers] = other.expand_as(ws)[:, layers]
+    return out
+
+
 class Generator(torch.nn.Module):
     info: ModelInfo
 
@@ -36,14 +106,32 @@ class Generator(torch.nn.Module):
     def resolution(self) -> int:
         return self.info.resolution
 
-    def mapping(self, z: torch.Tensor, c: torch.Tensor | None = None, psi: float = 1.0) -> torch.Tensor:
+    def mapping(self, z: torch.Tensor, c: torch.Tensor | None = None, psi: float = 1.0,
+                cutoff: int | None = None) -> torch.Tensor:
         raise NotImplementedError
 
-    def synthesis(self, ws: torch.Tensor, noise: str = "const", transform=None) -> torch.Tensor:
+    def synthesis(self, ws: torch.Tensor, noise="const", transform=None, **kwargs) -> torch.Tensor:
         raise NotImplementedError
 
-    def forward(self, z, c=None, psi: float = 1.0, noise: str = "const"):
-        return self.synthesis(self.mapping(z, c, psi), noise=noise)
+    def forward(self, z, c=None, psi: float = 1.0, noise="const", cutoff: int | None = None, **kwargs):
+        return self.synthesis(self.mapping(z, c, psi=psi, cutoff=cutoff), noise=noise, **kwargs)
+
+    def average_style(self) -> torch.Tensor:
+        """The style truncation pulls towards: ``w_avg``, or the origin (the mean of z)
+        for models without a mapping network."""
+        p = next(self.parameters())
+        return torch.zeros(self.info.w_dim, device=p.device)
+
+    def truncate(self, ws: torch.Tensor, psi=1.0, cutoff: int | None = None) -> torch.Tensor:
+        """Truncation of styles given directly (``w``/``ws`` from a patch), the same
+        operation ``mapping`` applies."""
+        return truncate_styles(ws, self.average_style(), psi, cutoff)
+
+    def set_precision(self, dtype: torch.dtype, channels_last: bool = False) -> "Generator":
+        """Run the synthesis in ``dtype`` (float16 on CUDA). The default casts the whole
+        module; generators that keep parts in float32 (mapping, styles, the image sum)
+        override this."""
+        return self.to(dtype)
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -41,12 +41,12 @@ class DCGAN(Generator):
         self.main = nn.Sequential(*layers)
         self.eval()
 
-    def mapping(self, z, c=None, psi: float = 1.0):
+    def mapping(self, z, c=None, psi: float = 1.0, cutoff=None):
         # No mapping network: the style is z, scaled towards the origin (the mean of z)
         # so that psi behaves like StyleGAN's truncation.
         return (z * psi)[:, None, :]
 
-    def synthesis(self, ws, noise: str = "const", transform=None):
+    def synthesis(self, ws, noise="const", transform=None, **kwargs):
         x = ws[:, 0, :, None, None].to(next(self.parameters()).dtype)
         return self.main(x)
 

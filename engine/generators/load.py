@@ -1,13 +1,36 @@
 """Turn model files into generators without executing anything from the file.
 
-- ``.safetensors``: tensors only by construction; the architecture and constructor
-  arguments come from the file's metadata (key ``engine.config``, JSON), a sidecar
-  ``<file>.json`` or ``<file>.toml``, or the registry entry.
-- ``.pt`` / ``.pth`` / ``.tar`` / ``.ckpt`` torch checkpoints: read with ``torch.load(weights_only=True)``,
-  PyTorch's restricted unpickler, which rebuilds tensors and plain containers only.
+Formats (``read_model`` returns a state dict with official parameter names plus a config):
+
+- ``.pkl``: official NVIDIA pickles (stylegan2-ada-pytorch, stylegan3; StyleGAN2 and
+  StyleGAN3-T/R). Read by ``pickles.SafeUnpickler``, an allow-list unpickler: the class
+  source embedded in the file is never run, and a pickle that asks for anything but
+  tensor/array/container rebuild functions is refused with the name of what it asked for.
+- ``.pt`` / ``.pth`` / ``.tar`` / ``.ckpt`` / ``.bin`` torch checkpoints: read with
+  ``torch.load(weights_only=True)`` (PyTorch's restricted unpickler; ``argparse.Namespace``
+  is allowed for rosinality training checkpoints). rosinality stylegan2-pytorch
+  (``g_ema`` + ``latent_avg``) is renamed to the official layout; DCGAN and BigGAN
+  state dicts are taken as they are.
+- ``.safetensors``: tensors only by construction; the config comes from the file's
+  metadata (key ``engine.config``, JSON; ``vj models convert`` writes it), a sidecar
+  ``<file>.json`` or ``<file>.toml`` (``config.json`` beside a ``pytorch_model.bin``),
+  or the registry entry.
+
+The config. Official models: the generator's constructor arguments in the stylegan3
+repository's flat layout (``z_dim, w_dim, c_dim, img_resolution, img_channels,
+mapping_kwargs={...}, channel_base, channel_max, num_fp16_res, conv_clamp, ...``) plus
+``architecture``, the model family that picks the builder ("stylegan2", "stylegan3-t",
+"stylegan3-r", "biggan", "dcgan"). ``normalize_config`` brings every source to that
+form: a fixture-style ``{"architecture", "init_kwargs": {...}}`` is flattened, the
+stylegan2-ada-pytorch ``synthesis_kwargs`` is merged into the top level (with that
+code's defaults, no fp16 blocks and no clamp, where the file leaves them out), and
+StyleGAN2's own ``architecture`` argument (skip/resnet/orig) becomes
+``synthesis_architecture``. Builders get ``(state, config)``: ``from_state_dict``.
 """
 from __future__ import annotations
 
+import argparse
+import importlib
 import json
 import logging
 import tomllib
@@ -21,25 +44,94 @@ from engine.generators.registry import ModelEntry, Registry
 log = logging.getLogger(__name__)
 
 CONFIG_KEY = "engine.config"
+TORCH_SUFFIXES = (".pt", ".pth", ".tar", ".ckpt", ".bin")
+SG2_SYNTHESIS_ARCHS = ("skip", "resnet", "orig")
+
+# architecture -> "module:function"; modules import lazily, so a missing one only
+# matters when a model of that kind is loaded
+BUILDERS = {
+    "dcgan": "engine.generators.dcgan:from_state_dict",
+    "stylegan2": "engine.generators.stylegan2:from_state_dict",
+    "stylegan3-t": "engine.generators.stylegan3:from_state_dict",
+    "stylegan3-r": "engine.generators.stylegan3:from_state_dict",
+    "biggan": "engine.generators.biggan:from_state_dict",
+}
 
 
 class ModelLoadError(Exception):
     pass
 
 
-def _builders():
-    from engine.generators import dcgan
-    return {"dcgan": dcgan.from_state_dict}
+def builder(architecture: str):
+    """The ``from_state_dict(state, config)`` for an architecture name."""
+    target = BUILDERS.get(architecture)
+    if target is None:
+        raise ModelLoadError(f"architecture {architecture!r} is not supported yet "
+                             f"(known: {', '.join(sorted(BUILDERS))})")
+    module, func = target.split(":")
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name == module:
+            raise ModelLoadError(f"architecture {architecture!r} is not supported yet "
+                                 f"({module} is not built)") from e
+        raise
+    return getattr(mod, func)
+
+
+def _builders() -> dict:
+    """Architecture name -> builder, for the builders that can be imported now."""
+    out = {}
+    for arch in BUILDERS:
+        try:
+            out[arch] = builder(arch)
+        except ModelLoadError:
+            pass
+    return out
+
+
+# ---------------------------------------------------------------- config
+def normalize_config(config: dict) -> dict:
+    """Any config layout -> the flat official layout (see the module docstring)."""
+    from engine.generators.pickles import plain
+    config = plain(dict(config or {}))
+    family = config.get("architecture")
+    init = config.pop("init_kwargs", None)
+    if isinstance(init, dict):
+        init = normalize_config(init)
+        if init.get("architecture") and not family:
+            family = init["architecture"]
+        init.pop("architecture", None)
+        config = {**init, **{k: v for k, v in config.items() if k != "architecture"}}
+    syn = config.pop("synthesis_kwargs", None)
+    if isinstance(syn, dict):  # stylegan2-ada-pytorch layout: its own defaults where absent
+        syn = {"num_fp16_res": 0, "conv_clamp": None, **syn}
+        if syn.get("architecture") in SG2_SYNTHESIS_ARCHS:
+            config.setdefault("synthesis_architecture", syn.pop("architecture"))
+        for k, v in syn.items():
+            config.setdefault(k, v)
+    if family in SG2_SYNTHESIS_ARCHS:
+        config["synthesis_architecture"] = family
+        family = None
+    if config.get("architecture") in SG2_SYNTHESIS_ARCHS:
+        config["synthesis_architecture"] = config.pop("architecture")
+    config.pop("architecture", None)
+    if family:
+        config["architecture"] = family
+    return config
 
 
 def _sidecar_config(path: Path) -> dict:
-    for ext, parse in ((".json", json.loads), (".toml", tomllib.loads)):
-        side = path.with_suffix(ext)
+    sides = [(path.with_suffix(".json"), json.loads), (path.with_suffix(".toml"), tomllib.loads)]
+    if path.suffix == ".bin":
+        sides.append((path.parent / "config.json", json.loads))
+    for side, parse in sides:
         if side.exists():
             return parse(side.read_text())
     return {}
 
 
+# ---------------------------------------------------------------- formats
 def _read_safetensors(path: Path) -> tuple[dict, dict]:
     from safetensors import safe_open
     state = {}
@@ -51,13 +143,31 @@ def _read_safetensors(path: Path) -> tuple[dict, dict]:
     return state, config
 
 
+def _read_pickle(path: Path) -> tuple[dict, dict]:
+    from engine.generators import pickles
+    with open(path, "rb") as f:
+        obj = pickles.safe_load(f)
+    try:
+        return pickles.official_generator(obj)
+    except ValueError as e:
+        raise ModelLoadError(f"{path.name}: {e}") from e
+
+
 def _read_torch_checkpoint(path: Path) -> tuple[dict, dict]:
-    ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
+    from engine.generators import rosinality
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
     if isinstance(ckpt, dict):
-        for key in ("netG_state_dict", "g_ema", "state_dict", "generator"):
+        for key in ("g_ema", "netG_state_dict", "state_dict", "generator"):
             if key in ckpt and isinstance(ckpt[key], dict):
-                return ckpt[key], {}
-        if all(isinstance(v, torch.Tensor) for v in ckpt.values()):
+                state = ckpt[key]
+                if rosinality.is_rosinality(state):
+                    avg = ckpt.get("latent_avg")
+                    return rosinality.to_official(state, avg if torch.is_tensor(avg) else None)
+                return state, {}
+        if ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
+            if rosinality.is_rosinality(ckpt):
+                return rosinality.to_official(ckpt)
             return ckpt, {}
     raise ModelLoadError(f"{path.name}: no generator state dict found in this checkpoint")
 
@@ -65,6 +175,15 @@ def _read_torch_checkpoint(path: Path) -> tuple[dict, dict]:
 def _guess_architecture(state: dict) -> str | None:
     if "main.0.weight" in state and state["main.0.weight"].ndim == 4:
         return "dcgan"
+    if "synthesis.b4.const" in state:
+        return "stylegan2"
+    if "synthesis.input.freqs" in state:
+        radial = any((k.endswith(".down_filter") and v.ndim == 2) for k, v in state.items()) or any(
+            k.startswith("synthesis.L0_") and k.endswith(".weight") and v.ndim == 4 and v.shape[-1] == 1
+            for k, v in state.items())
+        return "stylegan3-r" if radial else "stylegan3-t"
+    if any(k.startswith("generator.gen_z.") for k in state):
+        return "biggan"
     return None
 
 
@@ -76,6 +195,21 @@ def _dcgan_config_from_state(state: dict) -> dict:
             "resolution": 2 ** (len(convs) + 1)}
 
 
+@torch.no_grad()
+def _estimate_w_avg(state: dict, config: dict, n: int = 10000) -> torch.Tensor:
+    """Mean w over ``n`` seeded z for files that do not store it (rosinality training
+    checkpoints): the mapping network alone, run once at load time."""
+    from engine.generators.stylegan2 import MappingNetwork
+    w_dim = int(config["w_dim"])
+    layers = len([k for k in state if k.startswith("mapping.fc") and k.endswith(".weight")])
+    m = MappingNetwork(int(config["z_dim"]), 0, w_dim, 1, num_layers=layers,
+                       layer_features=int(state["mapping.fc0.weight"].shape[0]))
+    m.load_state_dict({k[len("mapping."):]: v.float() for k, v in state.items() if k.startswith("mapping.fc")},
+                      strict=False)
+    z = torch.randn(n, int(config["z_dim"]), generator=torch.Generator().manual_seed(0))
+    return m(z)[:, 0].mean(0)
+
+
 def read_model(entry: ModelEntry) -> tuple[dict, dict]:
     """The state dict and config of a model file, nothing instantiated."""
     path = entry.file
@@ -84,22 +218,29 @@ def read_model(entry: ModelEntry) -> tuple[dict, dict]:
     try:
         if path.suffix == ".safetensors":
             state, config = _read_safetensors(path)
-        elif path.suffix in (".pt", ".pth", ".tar", ".ckpt"):
+        elif path.suffix == ".pkl":
+            state, config = _read_pickle(path)
+        elif path.suffix in TORCH_SUFFIXES:
             state, config = _read_torch_checkpoint(path)
         else:
-            raise ModelLoadError(f"{path.name}: unsupported model format {path.suffix!r} "
-                                 "(supported: .safetensors, .pt/.pth/.tar/.ckpt torch checkpoints)")
+            raise ModelLoadError(f"{path.name}: unsupported model format {path.suffix!r} (supported: .pkl official "
+                                 "StyleGAN pickles, .safetensors, .pt/.pth/.tar/.ckpt/.bin torch checkpoints)")
     except ModelLoadError:
         raise
     except Exception as e:  # corrupt or truncated file, refused pickle, bad header
         raise ModelLoadError(f"{path.name}: cannot read model file ({type(e).__name__}: {e})") from e
-    config = {**_sidecar_config(path), **config}
-    config.update({k: v for k, v in entry.options.items() if k not in config})
+    config = {**normalize_config(_sidecar_config(path)), **normalize_config(config)}
+    config.update({k: v for k, v in normalize_config(entry.options).items() if k not in config})
     arch = entry.architecture or config.get("architecture") or _guess_architecture(state)
     if arch is None:
         raise ModelLoadError(f"{path.name}: unknown architecture; name it in models.toml or a sidecar .json")
     if arch == "dcgan" and "z_dim" not in config:
         config.update(_dcgan_config_from_state(state))
+    if arch == "stylegan2" and "mapping.w_avg" not in state and "mapping.fc0.weight" in state \
+            and "mapping.embed.weight" not in state and "z_dim" in config:
+        log.info("%s: no average w in the file; estimating it from 10000 samples", path.name)
+        state = {**state, "mapping.w_avg": _estimate_w_avg(state, config)}
+        config["w_avg_estimated"] = True
     config["architecture"] = arch
     config.setdefault("name", entry.name)
     return state, config
@@ -113,9 +254,10 @@ def load_generator(spec: str | None = None, registry: Registry | None = None) ->
     except KeyError as e:
         raise ModelLoadError(str(e.args[0])) from e
     state, config = read_model(entry)
-    build = _builders().get(config["architecture"])
-    if build is None:
-        raise ModelLoadError(f"{entry.file.name}: architecture {config['architecture']!r} is not supported yet")
+    try:
+        build = builder(config["architecture"])
+    except ModelLoadError as e:
+        raise ModelLoadError(f"{entry.file.name}: {e}") from e
     try:
         g = build(state, config)
     except Exception as e:

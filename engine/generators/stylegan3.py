@@ -607,6 +607,12 @@ class StyleGAN3(Generator):
     def forward(self, z, c=None, psi=1.0, noise: str = "const", transform=None):
         return self.synthesis(self.mapping(z, c, psi), noise=noise, transform=transform)
 
+    def set_precision(self, dtype: torch.dtype, channels_last: bool = False) -> "StyleGAN3":
+        """The weights stay fp32 either way: with float16 the layers the official config
+        marks fp16 switch to half precision per call on CUDA; float32 keeps them all fp32."""
+        self.use_fp16 = dtype == torch.float16
+        return self
+
     def official_state_dict(self) -> dict:
         """The state dict under the official names (``mapping.*``, ``synthesis.*``)."""
         return to_official_names(self.state_dict())

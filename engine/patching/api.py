@@ -24,15 +24,16 @@ class Controls:
     w: Any = None
     ws: Any = None
     psi: float = 1.0
-    noise: str = "const"
+    noise: Any = "const"
     c: Any = None
+    transform: Any = None  # StyleGAN3 input transform, 3x3 (see p.transform)
     post: dict = field(default_factory=dict)
 
     def check(self) -> None:
         """Raise ValueError on anything the generator cannot take (missing or non-finite)."""
         if self.z is None and self.w is None and self.ws is None:
             raise ValueError("frame() returned no latent (give z=, w= or ws=)")
-        for name in ("z", "w", "ws", "c"):
+        for name in ("z", "w", "ws", "c", "transform"):
             v = getattr(self, name)
             if v is not None and not np.all(np.isfinite(np.asarray(v, dtype=np.float64))):
                 raise ValueError(f"frame() returned a non-finite {name} (NaN or inf)")
@@ -52,7 +53,7 @@ def as_controls(out) -> Controls:
         return out
     if isinstance(out, dict):
         out = dict(out)
-        known = {k: out.pop(k) for k in ("z", "w", "ws", "psi", "noise", "c") if k in out}
+        known = {k: out.pop(k) for k in ("z", "w", "ws", "psi", "noise", "c", "transform") if k in out}
         return Controls(**known, post=out)
     if out is None:
         raise ValueError("frame() returned nothing; return p.controls(...) or a latent")
@@ -136,9 +137,17 @@ class PatchContext:
     curve = staticmethod(ops.curve)
 
     # output
-    def controls(self, z=None, w=None, ws=None, psi: float = 1.0, noise: str = "const", c=None,
-                 **post) -> Controls:
-        return Controls(z=z, w=w, ws=ws, psi=psi, noise=noise, c=c, post=post)
+    def controls(self, z=None, w=None, ws=None, psi: float = 1.0, noise="const", c=None,
+                 transform=None, **post) -> Controls:
+        return Controls(z=z, w=w, ws=ws, psi=psi, noise=noise, c=c, transform=transform, post=post)
+
+    @staticmethod
+    def transform(translate=(0.0, 0.0), rotate: float = 0.0) -> np.ndarray:
+        """StyleGAN3's input transform: move the picture by ``translate`` (image widths, x
+        right, y down) and turn it by ``rotate`` radians; pass it as ``p.controls(transform=...)``.
+        Other models ignore it."""
+        from engine.generators.stylegan3 import make_transform
+        return make_transform(translate, rotate).numpy()
 
     def log(self, message: str) -> None:
         """Show a message on the console and the HUD (once per distinct message)."""

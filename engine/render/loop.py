@@ -77,7 +77,8 @@ class Engine:
         g0 = time.perf_counter()
         try:
             ws = self.runner.styles(z=controls.z, w=controls.w, ws=controls.ws, psi=controls.psi, c=controls.c)
-            self._image = self.runner.image(ws, controls.noise)
+            transform = None if controls.transform is None else self.runner.as_tensor(controls.transform)
+            self._image = self.runner.image(ws, controls.noise, transform=transform)
             if self._gen_error is not None:
                 self.patches.clear_error(self._gen_error)
                 self._gen_error = None

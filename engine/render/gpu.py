@@ -136,14 +136,20 @@ class GeneratorRunner:
         if w is not None:
             return self._truncate(self.as_tensor(w).reshape(-1, 1, wd).expand(-1, nw, -1), psi, cutoff)
         zt = self.as_tensor(z).reshape(-1, self.info.z_dim)
-        ct = None
-        if self.info.c_dim:
-            if c is None:
-                ct = torch.zeros(zt.shape[0], self.info.c_dim, device=self.device)
-                ct[:, 0] = 1
-            else:
-                ct = self.as_tensor(c).reshape(-1, self.info.c_dim).expand(zt.shape[0], -1)
+        ct = self._class_vectors(c, zt.shape[0]) if self.info.c_dim else None
         return self.generator.mapping(zt, ct, psi=psi, cutoff=cutoff)
+
+    def _class_vectors(self, c, n: int) -> torch.Tensor:
+        """[n, c_dim] from a class vector (one-hot or a mix), a class index, or None (the
+        model's ``default_class``, else class 0)."""
+        if c is None or np.ndim(c) == 0:
+            index = int(self.info.extra.get("default_class", 0) if c is None else c)
+            if not 0 <= index < self.info.c_dim:
+                raise ValueError(f"class {index} is outside 0..{self.info.c_dim - 1}")
+            ct = torch.zeros(n, self.info.c_dim, device=self.device)
+            ct[:, index] = 1
+            return ct
+        return self.as_tensor(c).reshape(-1, self.info.c_dim).expand(n, -1)
 
     def _graphed(self, ws: torch.Tensor, mode: str) -> GraphedSynthesis:
         key = (tuple(ws.shape), mode)

@@ -64,6 +64,7 @@ class Engine:
         self._last_index = -1
         self._gen_error: str | None = None
         self.newest_input: float | None = None  # capture time of the newest input the last frame used
+        self._latency_of: float | None = None
 
     # one frame
     def render_frame(self):
@@ -124,8 +125,11 @@ class Engine:
     def _present(self, out) -> None:
         if self.window is not None:
             self.window.present(out)
-        if self.newest_input is not None:  # input captured -> frame on screen (or ready, headless)
+        if self.newest_input is not None and self.newest_input != self._latency_of:
+            # input captured -> frame on screen (or ready, headless); measured on the frame that
+            # first used that input, so a sparse input (an OSC fader at rest) does not read as lag
             self.stats.latency_ms = (time.monotonic() - self.newest_input) * 1000
+            self._latency_of = self.newest_input
         if self.window is None:
             return
         self.window.poll()

@@ -42,7 +42,7 @@ class MidiDecoder:
         self._msb: dict[tuple[int, int], int] = {}
         self._is14: set[tuple[int, int]] = set()
         self._ticks: deque[float] = deque(maxlen=49)
-        self._tick_count = 0
+        self._tick_count = -1
         self._running = False
         self._parser = None
 
@@ -82,8 +82,8 @@ class MidiDecoder:
         if kind in ("start", "continue", "stop"):
             return self._transport(kind, t)
         if kind == "songpos":
-            self._tick_count = msg.pos * 6  # sixteenths -> ticks
-            bus.set("midi.clock.beat", self._tick_count / 24.0, t)
+            self._tick_count = msg.pos * 6 - 1  # sixteenths -> ticks; the next tick is at pos
+            bus.set("midi.clock.beat", msg.pos / 4.0, t)
             return None
         ch = getattr(msg, "channel", None)
         if ch is None:
@@ -144,7 +144,7 @@ class MidiDecoder:
 
     def _transport(self, kind: str, t: float) -> None:
         if kind == "start":
-            self._tick_count = 0
+            self._tick_count = -1  # the first tick after Start is beat 0
             self.bus.set("midi.clock.beat", 0.0, t)
         self._running = kind != "stop"
         self.bus.set("midi.clock.running", 1.0 if self._running else 0.0, t)

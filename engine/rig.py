@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import sys
 import threading
 import time
 from pathlib import Path
@@ -100,6 +101,9 @@ class Rig:
 
     # --- lifecycle
     def start(self) -> "Rig":
+        # input threads share the GIL with the render thread: with a 1 ms switch interval (Python's
+        # default is 5 ms) the render thread never waits long for it while a flood is being parsed
+        sys.setswitchinterval(min(sys.getswitchinterval(), 0.001))
         self._thread = threading.Thread(target=self._housekeeping, name="rig", daemon=True)
         self._thread.start()
         return self

@@ -57,11 +57,15 @@ def test_osc_set_normalised_and_raw_with_smoothing():
     for _ in range(60):
         f()
     assert ps.params["speed"].value == pytest.approx(1.0, abs=1e-3)
-    f.emit("param.set", ("speed", 1.5, "raw"))
-    f.emit("param.set", ("nope", 1, "raw"))
     f.emit("param.set", ("speed", "x", "raw"))
     f()
+    f.emit("param.set", ("speed", 1.0, "raw"))
+    f.emit("param.set", ("speed", 1.5, "raw"))  # a burst: the last one counts
+    f.emit("param.set", ("nope", 0.2, "norm"))
+    f()
     assert ps.params["speed"].target == 1.5
+    ps.declare("nope", lo=0, hi=10)  # declared after it was set: takes the early value
+    assert ps.params["nope"].value == 2.0
     assert any("no such parameter" in m for m in ps.messages)
 
 

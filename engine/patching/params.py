@@ -186,6 +186,7 @@ class ParamSet:
         self.published: dict[str, dict] = {}
         self.version = 0  # bumped when a parameter is added or its range changes
         self.messages: list[str] = []  # for the HUD/log: learned bindings, bad events
+        self._early: dict[str, tuple[float, str]] = {}  # sets that came before the declaration
 
     # --- declaring (patch setup or frame; setup runs on the watcher thread)
     def declare(self, name: str, default: float = 0.5, lo: float = 0.0, hi: float = 1.0,
@@ -206,6 +207,9 @@ class ParamSet:
                 p = Param(name, float(lo), float(hi), float(default), float(smooth), description)
                 p.value = p.target = p.clamp(float(default))
                 self.params[name] = p
+                if name in self._early:  # set over OSC before the patch declared it (loading, a scene change)
+                    v, how = self._early.pop(name)
+                    p.value = p.target = p.clamp(p.raw(min(1.0, max(0.0, v))) if how == "norm" else v)
             else:  # a reloaded patch changed the declaration: keep the value, in the new range
                 p.lo, p.hi, p.default, p.smooth, p.description = float(lo), float(hi), float(default), \
                     float(smooth), description
@@ -232,7 +236,14 @@ class ParamSet:
                 self._pending_bindings = None
             for ev in snap.events.get("param.learn", ()):
                 self._learn_event(ev)
-            for ev in snap.events.get("param.set", ()):
+            sets = snap.events.get("param.set", ())
+            if len(sets) > 1:  # a burst (or a flood): the last value for each name is the one that counts
+                last = {}
+                for ev in sets:
+                    key = ev.value[0] if isinstance(ev.value, tuple) and ev.value else id(ev)
+                    last[key] = ev
+                sets = last.values()
+            for ev in sets:
                 self._set_event(ev.value)
             if self.learning is not None:
                 self._learn(snap)
@@ -257,6 +268,8 @@ class ParamSet:
                           for n, p in list(self.params.items())}
 
     def _note(self, msg: str) -> None:
+        if self.messages and self.messages[-1] == msg:
+            return  # said just now
         log.info("%s", msg)
         self.messages.append(msg)
         del self.messages[:-8]
@@ -265,12 +278,14 @@ class ParamSet:
         try:
             name, v, how = value
             p = self.params.get(name)
-            if p is None:
-                self._note(f"/vj/param/{name}: no such parameter")
-                return
             v = float(v)
             if not math.isfinite(v):
                 raise ValueError
+            if p is None:
+                if isinstance(name, str) and NAME_RE.match(name) and len(self._early) < 256:
+                    self._early[name] = (v, how)  # kept for when a patch declares it
+                self._note(f"/vj/param/{name}: no such parameter (yet)")
+                return
         except (TypeError, ValueError):
             self._note(f"param.set {value!r}: needs (name, number, 'norm'|'raw')")
             return

@@ -15,7 +15,7 @@ Robustness: a packet that is not OSC, a truncated or oversized one, a wrong argu
 a /vj/ address, an unknown /vj/ address, a sender outside the allow-list, or a new address
 once ``max_channels`` exist, is counted (``OscIn.stats``) and dropped, never raised. The
 receiver sheds load instead of starving the render thread (it shares the GIL): it spends at
-most ``duty`` of each 10 ms on parsing, and sleeps the rest of a window it has used up, so a
+most ``duty`` of each 2 ms of its CPU time on receiving and parsing, and sleeps the rest of a window it has used up, so a
 flood fills the kernel's socket buffer and the kernel drops the excess (counted through
 ``SO_RXQ_OVFL`` on Linux).
 """
@@ -38,7 +38,9 @@ MAX_DATAGRAM = 65536
 MAX_BUNDLE_DEPTH = 8
 MAX_ADDRESS = 256
 SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)  # Linux
-_WINDOW = 0.010
+_WINDOW = 0.002  # short windows: the render thread never waits long for the GIL
+_KNOWN_TAGS = b"ihfdsbrmtTFNI[]"  # what python-osc parses, plus Impulse
+_F32_MAX = 3.4028234e38
 _now = time.monotonic
 
 
@@ -62,7 +64,7 @@ def _number(v):
         return 1.0 if v else 0.0
     if isinstance(v, (int, float)):
         f = float(v)
-        return f if math.isfinite(f) else None
+        return f if math.isfinite(f) and abs(f) <= _F32_MAX else None
     return None
 
 
@@ -117,6 +119,21 @@ class OscHandler:
 
     def _message(self, data: bytes, t: float) -> None:
         st = self.stats
+        # check the type tags before python-osc sees them: it logs (root logger) on every tag it
+        # does not know, which a flood would turn into a torrent; Impulse (I) is read as Nil
+        end = data.find(b"\0")
+        start = (end + 4) & ~3
+        if end < 0 or start > len(data):
+            st["malformed"] += 1
+            return
+        if start < len(data):
+            tag_end = data.find(b"\0", start)
+            tags = data[start:tag_end]
+            if tag_end < 0 or tags[:1] != b"," or tags.translate(None, _KNOWN_TAGS) != b",":
+                st["malformed"] += 1
+                return
+            if b"I" in tags:
+                data = data[:start] + tags.replace(b"I", b"N") + data[tag_end:]
         try:
             msg = OscMessage(data)
             address, args = msg.address, msg.params
@@ -202,7 +219,7 @@ class OscIn:
     """The UDP receiver thread. ``allow``: sender IP addresses accepted (None = any)."""
 
     def __init__(self, bus, port: int = 9000, bind: str = "127.0.0.1", allow=None,
-                 max_channels: int = 2048, duty: float = 0.25):
+                 max_channels: int = 2048, duty: float = 0.2):
         self.handler = OscHandler(bus, max_channels)
         self.port, self.bind = int(port), bind
         self.allow = set(allow) if allow else None
@@ -259,8 +276,8 @@ class OscIn:
     def _loop(self) -> None:
         sock, handler, stats, allow = self._sock, self.handler, self.handler.stats, self.allow
         anc = socket.CMSG_SPACE(4) if self._ovfl else 0
-        perf = time.perf_counter
-        window, busy, budget = perf(), 0.0, self.duty * _WINDOW
+        perf, cpu = time.perf_counter, time.thread_time  # thread CPU time: receiving, parsing, writing
+        window, cpu0, budget = perf(), cpu(), self.duty * _WINDOW
         while not self._stop.is_set():
             try:
                 if anc:
@@ -278,17 +295,15 @@ class OscIn:
                 stats["socket_errors"] += 1
                 time.sleep(0.01)
                 continue
-            t0 = perf()
             if allow is not None and addr[0] not in allow:
                 stats["refused"] += 1
             else:
                 handler.datagram(data, _now())
             t1 = perf()
-            busy += t1 - t0
             if t1 - window >= _WINDOW:
-                window, busy = t1, 0.0
-            elif busy > budget:
+                window, cpu0 = t1, cpu()
+            elif cpu() - cpu0 > budget:
                 # used this window's share: let the render thread run, the kernel buffers or drops
                 stats["throttled"] += 1
                 time.sleep(max(0.0, window + _WINDOW - t1))
-                window, busy = perf(), 0.0
+                window, cpu0 = perf(), cpu()

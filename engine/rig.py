@@ -98,6 +98,7 @@ class Rig:
         self._thread: threading.Thread | None = None
         self._last_beat = 0
         self._errors_reported = 0
+        self._shown: dict[int, str] = {}
 
     # --- lifecycle
     def start(self) -> "Rig":
@@ -307,8 +308,9 @@ class Rig:
 
     # --- reporting
     def hud_lines(self) -> list[str]:
-        lines = []
-        parts = []
+        now = time.monotonic()
+        recent = [m for t, m in self.messages if now - t < 5.0]
+        lines, parts = [], []
         if self.osc_in is not None:
             parts.append(f"osc :{self.osc_in.port} {self.osc_in.stats.summary()}")
         if self.oscquery is not None:
@@ -316,16 +318,20 @@ class Rig:
         if self.midi is not None:
             parts.append(self.midi.summary())
         if parts:
-            lines.append("  ".join(parts))
+            # red for five seconds after new bad OSC packets were counted
+            bad = any(m.startswith("osc: ") for m in recent)
+            lines.append(("! " if bad else "") + "  ".join(parts))
         if self.params.learning:
-            lines.append(f"LEARN {self.params.learning[0]}: move a control")
-        now = time.monotonic()
-        notes = [m for t, m in self.messages if now - t < 5.0]
-        notes += self.params.messages[-1:] if self.params.messages else []
-        if self.midi is not None and self.midi.events:
-            notes.append(self.midi.events[-1])
-        lines += [n[:110] for n in notes[-2:]]
-        return lines
+            lines.append(f"LEARN {self.params.learning[0]}: move a control (MIDI or OSC)")
+        # parameter and MIDI news (learnt bindings, devices plugged) show for five seconds
+        for source in (self.params.messages, self.midi.events if self.midi is not None else []):
+            if source and source[-1] is not self._shown.get(id(source)):
+                self._shown[id(source)] = source[-1]
+                if not source[-1].startswith("learn "):
+                    self.messages.append((now, source[-1]))
+        recent = [m for t, m in self.messages if now - t < 5.0]
+        notes = [m for m in recent if not m.startswith("osc: ")]
+        return lines + [n[:110] for n in notes[-2:]]
 
     def status(self) -> str:
         parts = []

@@ -58,7 +58,7 @@ def test_hud_and_status_lines():
     params.frame(bus.snapshot())
     lines = rig.hud_lines()
     assert lines[0] == "osc :9000 12 msgs (2 malformed)"
-    assert "LEARN x: move a control" in lines
+    assert "LEARN x: move a control (MIDI or OSC)" in lines and len(lines) == 2
     assert rig.status() == "osc 12 msgs (2 malformed)"
 
 

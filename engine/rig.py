@@ -329,6 +329,7 @@ class Rig:
                 self._shown[id(source)] = source[-1]
                 if not source[-1].startswith("learn "):
                     self.messages.append((now, source[-1]))
+                    del self.messages[:-6]
         recent = [m for t, m in self.messages if now - t < 5.0]
         notes = [m for m in recent if not m.startswith("osc: ")]
         return lines + [n[:110] for n in notes[-2:]]

@@ -110,7 +110,10 @@ def test_oscquery_namespace_host_info_and_osc_control(show):
 
     # OSC in -> parameters, tempo, scenes (as TouchDesigner or Max would send them)
     c.send_message("/vj/param/speed", 0.75)
-    c.send_message("/vj/param/glow/raw", 0.5)
+    from test_osc import oscsend_available
+    if oscsend_available():  # liblo, an independent OSC implementation, into a parameter
+        subprocess.run(["oscsend", "127.0.0.1", str(show["osc"]), "/vj/param/glow/raw", "f", "0.5"],
+                       check=True, timeout=10)
     c.send_message("/vj/tempo", 100.0)
     c.send_message("/vj/cue/next", [])
     assert wait_for(lambda: get(oq, "/vj/param/speed/raw")["VALUE"][0] == pytest.approx(1.5))

@@ -228,6 +228,12 @@ class ParamSet:
 
     # --- per frame, render thread
     def frame(self, snap) -> None:
+        try:
+            self._frame(snap)
+        except Exception as e:  # noqa: BLE001 - a strange binding or event never stops the frames
+            self._note(f"parameters: {type(e).__name__}: {e}")
+
+    def _frame(self, snap) -> None:
         with self._lock:
             if self._pending_bindings is not None:
                 # an edited file: bindings that did not change keep their takeover state

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,7 +147,6 @@ class PatchContext:
 
     def age(self, name: str) -> float:
         """Seconds since the signal ``name`` was last updated (inf if never): for streams that stall."""
-        import time
         t = self.s.times.get(name) if self.s is not None else None
         return float("inf") if t is None else max(0.0, time.monotonic() - t)
 

@@ -34,25 +34,25 @@ DEFAULT_OSCQUERY_PORT = 9001
 def add_arguments(r) -> None:
     """The rig's flags on the `vj run` parser."""
     g = r.add_argument_group("rig: OSC, OSCQuery, MIDI (docs/patches.md, README)")
-    g.add_argument("--osc-port", type=int, default=DEFAULT_OSC_PORT, help="OSC in, UDP (default 9000)")
-    g.add_argument("--osc-bind", default="127.0.0.1",
+    g.add_argument("--osc-port", type=int, default=DEFAULT_OSC_PORT, metavar="P", help="OSC in, UDP (default 9000)")
+    g.add_argument("--osc-bind", default="127.0.0.1", metavar="ADDR",
                    help="address to listen on (default 127.0.0.1; 0.0.0.0 for the LAN)")
     g.add_argument("--osc-allow", action="append", default=[], metavar="ADDR[,ADDR]",
                    help="accept OSC only from these sender addresses")
     g.add_argument("--no-osc", action="store_true", help="no OSC in (nor OSCQuery)")
-    g.add_argument("--oscquery-port", type=int, default=DEFAULT_OSCQUERY_PORT,
+    g.add_argument("--oscquery-port", type=int, default=DEFAULT_OSCQUERY_PORT, metavar="Q",
                    help="OSCQuery HTTP + WebSocket (default 9001)")
     g.add_argument("--no-oscquery", action="store_true")
     g.add_argument("--osc-out", action="append", default=[], metavar="HOST:PORT",
                    help="send state (tempo, beat, audio, parameters) here; repeatable")
-    g.add_argument("--osc-out-rate", type=float, help="messages per second (default: every frame)")
+    g.add_argument("--osc-out-rate", type=float, metavar="HZ", help="state updates per second (default: every frame)")
     g.add_argument("--osc-out-bundle", action="store_true", help="one bundle per frame")
     g.add_argument("--midi-in", action="append", default=[], metavar="NAME",
                    help="MIDI inputs whose name contains NAME (default: all); repeatable")
     g.add_argument("--no-midi", action="store_true")
-    g.add_argument("--mappings", help="mappings file (default: beside the set or patch, NAME.mappings.toml)")
+    g.add_argument("--mappings", metavar="FILE", help="mappings file (default: beside the set or patch, NAME.mappings.toml)")
     g.add_argument("--learn", metavar="PARAM", help="arm MIDI/OSC learn for this parameter at start")
-    g.add_argument("--record-dir", default="recordings", help="where /vj/record/start writes (default recordings/)")
+    g.add_argument("--record-dir", default="recordings", metavar="DIR", help="where /vj/record/start writes (default recordings/)")
 
 
 class _Recording:

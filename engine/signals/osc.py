@@ -262,6 +262,12 @@ class OscIn:
     def stop(self) -> None:
         self._stop.set()
         if self._thread:
+            try:  # wake the receiver now rather than at its next 0.1 s timeout
+                host = "127.0.0.1" if self.bind in ("0.0.0.0", "") else ("::1" if self.bind == "::" else self.bind)
+                with socket.socket(self._sock.family, socket.SOCK_DGRAM) as s:
+                    s.sendto(b"", (host, self.port))
+            except OSError:
+                pass
             self._thread.join(timeout=2)
         if self._sock:
             self._sock.close()
@@ -295,6 +301,8 @@ class OscIn:
                 stats["socket_errors"] += 1
                 time.sleep(0.01)
                 continue
+            if self._stop.is_set():
+                return
             if allow is not None and addr[0] not in allow:
                 stats["refused"] += 1
             else:

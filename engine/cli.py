@@ -164,11 +164,14 @@ def cmd_run(args) -> int:
             log.error("cannot record: %s", e)
             return 2
     sources = []
+    rig = None
     try:
         engine = build_engine(args, ctx=ctx, clock=LiveClock(bpm=args.bpm), fps=args.fps,
                               recorder=recorder, window=window)
         engine.setlist = setlist
         engine.patches.start_watching()
+        from engine.rig import start_rig  # OSC in/out, OSCQuery, MIDI, mappings (engine/rig.py)
+        rig = start_rig(args, engine, setlist)
         log.info("model %s on %s (%s), patch %s, %dx%d at %g fps%s", engine.runner.info.name,
                  engine.runner.device, engine.runner.precision, engine.patches.path.name,
                  *args.size, args.fps, f", recording to {args.record}" if args.record else "")
@@ -179,6 +182,8 @@ def cmd_run(args) -> int:
     finally:
         for s in sources:
             s.stop()
+        if rig is not None:
+            rig.stop()
         if recorder is not None:
             recorder.close()
             log.info("recording closed: %s (%d frames)", args.record, recorder.frames_written)
@@ -380,7 +385,11 @@ def cmd_doctor(args) -> int:
     except SystemExit as e:
         ok = False
         print(f"model      FAILED: {e}")
-    return 0 if ok else 1
+    from engine.rig import doctor_lines
+    rig_ok, lines = doctor_lines()
+    for line in lines:
+        print(line)
+    return 0 if ok and rig_ok else 1
 
 
 # ---------------------------------------------------------------- parser
@@ -413,6 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--monitor", type=int, default=0)
     r.add_argument("--fullscreen", action="store_true")
     r.add_argument("--no-vsync", action="store_true")
+    from engine.rig import add_arguments as add_rig_arguments
+    add_rig_arguments(r)
     r.set_defaults(func=cmd_run)
 
     d = sub.add_parser("render", help="render offline, frame-exact with an audio file")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,6 +11,7 @@ import numpy as np
 
 from engine.latent import paths, seeds
 from engine.patching import ops
+from engine.patching.params import ParamSet
 
 
 @dataclass
@@ -66,8 +68,9 @@ class PatchContext:
     Attributes a patch sets in ``setup`` (``p.keys = ...``) persist until the patch
     is reloaded."""
 
-    def __init__(self, model_info, name: str = "patch", report=None):
+    def __init__(self, model_info, name: str = "patch", report=None, params=None):
         self._ft = ops.FrameTime()
+        self._params = params if params is not None else ParamSet()
         self.model = model_info
         self.z_dim = model_info.z_dim
         self.name = name
@@ -135,6 +138,18 @@ class PatchContext:
 
     remap = staticmethod(ops.remap)
     curve = staticmethod(ops.curve)
+
+    # parameters (engine/patching/params.py): live-settable from OSC, OSCQuery and MIDI
+    def param(self, name: str, default: float = 0.5, lo: float = 0.0, hi: float = 1.0,
+              smooth: float = 0.0, description: str = "") -> float:
+        """The current value of the named parameter, in lo..hi: declared on first use,
+        published as /vj/param/<name>, bindable to any signal in the mappings file."""
+        return self._params.declare(name, default, lo, hi, smooth, description).value
+
+    def age(self, name: str) -> float:
+        """Seconds since the signal ``name`` was last updated (inf if never): for streams that stall."""
+        t = self.s.times.get(name) if self.s is not None else None
+        return float("inf") if t is None else max(0.0, time.monotonic() - t)
 
     # output
     def controls(self, z=None, w=None, ws=None, psi: float = 1.0, noise="const", c=None,

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.patching.api import Controls, PatchContext, as_controls
+from engine.patching.params import ParamSet
 
 log = logging.getLogger("vj.patch")
 
@@ -52,7 +53,7 @@ def describe_exception(e: BaseException, path: Path) -> str:
     return f"{where or path.name + ': '}{type(e).__name__}: {e}"
 
 
-def compile_patch(path: Path, model_info, version: int, report) -> LoadedPatch:
+def compile_patch(path: Path, model_info, version: int, report, params=None) -> LoadedPatch:
     """Read, compile, execute the module body and run setup(p); raise PatchError with a
     one-line description on any failure."""
     path = Path(path).resolve()
@@ -64,7 +65,7 @@ def compile_patch(path: Path, model_info, version: int, report) -> LoadedPatch:
         exec(code, module.__dict__)
         if not callable(module.__dict__.get("frame")):
             raise PatchError(f"{path.name}: defines no frame(p, s) function")
-        ctx = PatchContext(model_info, name=path.stem, report=report)
+        ctx = PatchContext(model_info, name=path.stem, report=report, params=params)
         setup = module.__dict__.get("setup")
         if callable(setup):
             setup(ctx)
@@ -78,8 +79,10 @@ def compile_patch(path: Path, model_info, version: int, report) -> LoadedPatch:
 
 
 class PatchHost:
-    def __init__(self, path, model_info, on_message=None, poll: float = 0.2):
+    def __init__(self, path, model_info, on_message=None, poll: float = 0.2, params=None):
         self.path = Path(path).resolve()
+        # patch parameters live as long as the host, across reloads and scenes (engine/patching/params.py)
+        self.params = params if params is not None else ParamSet()
         self.model_info = model_info
         self.poll = poll
         self._on_message = on_message
@@ -134,7 +137,7 @@ class PatchHost:
         self._reported.clear()  # "once" means once per save of the file
         try:
             patch = compile_patch(self.path, self.model_info, self._version,
-                                  lambda m: self.report(m, logging.INFO))
+                                  lambda m: self.report(m, logging.INFO), params=self.params)
         except PatchError as e:
             self.report(f"patch not loaded, {'keeping the last good one' if self.last_good else 'no patch running'}: {e}")
             return False

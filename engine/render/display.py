@@ -1,7 +1,7 @@
 """The projector window (glfw): resizable, fullscreen on a chosen monitor, key controls.
 
 Keys: F fullscreen on/off, H HUD on/off, Space tap tempo, Right/Left (or Page Down/Up)
-next/previous scene of a set, Esc quit.
+next/previous scene of a set, L MIDI/OSC learn for the next parameter, Esc quit.
 The canvas is drawn aspect-correct into whatever size the window has."""
 from __future__ import annotations
 
@@ -85,6 +85,8 @@ class Window:
             self.cues.append("cue.next")
         elif key in (glfw.KEY_LEFT, glfw.KEY_PAGE_UP):
             self.cues.append("cue.prev")
+        elif key == glfw.KEY_L:
+            self.cues.append("param.learn")  # arm learn for the next parameter in turn (engine/rig.py)
 
     @property
     def should_close(self) -> bool:

@@ -58,17 +58,23 @@ class Engine:
         self.window = window
         self.hud = hud
         self.setlist = setlist
+        self.rig = None  # OSC/MIDI control surfaces (engine/rig.py), set by `vj run`
         self.stats = FrameStats()
         self._image: np.ndarray | None = None
         self._last_index = -1
         self._gen_error: str | None = None
         self.newest_input: float | None = None  # capture time of the newest input the last frame used
+        self._latency_of: float | None = None
 
     # one frame
     def render_frame(self):
         t0 = time.perf_counter()
         self.clock.tick()
         snap = self.bus.snapshot(**self.clock.fields())
+        # rig: tempo/tap/record events, MIDI clock, then parameters and their bindings
+        if self.rig is not None:
+            self.rig.frame(self, snap)
+        self.patches.params.frame(snap)
         if self.setlist is not None:
             scene = self.setlist.update(snap)
             if scene is not None:
@@ -120,8 +126,11 @@ class Engine:
     def _present(self, out) -> None:
         if self.window is not None:
             self.window.present(out)
-        if self.newest_input is not None:  # input captured -> frame on screen (or ready, headless)
+        if self.newest_input is not None and self.newest_input != self._latency_of:
+            # input captured -> frame on screen (or ready, headless); measured on the frame that
+            # first used that input, so a sparse input (an OSC fader at rest) does not read as lag
             self.stats.latency_ms = (time.monotonic() - self.newest_input) * 1000
+            self._latency_of = self.newest_input
         if self.window is None:
             return
         self.window.poll()
@@ -143,8 +152,11 @@ class Engine:
         if self.setlist is not None:
             sl = self.setlist
             label = f"{label}  (scene {sl.index + 1}/{len(sl.scenes)} {sl.scene.name})"
-        img = self.hud.render(hud_lines(self.stats, label, self.patches.last_error,
-                                        self.runner.info.name, self.chain.size, self.fps, note))
+        lines = hud_lines(self.stats, label, self.patches.last_error,
+                          self.runner.info.name, self.chain.size, self.fps, note)
+        if self.rig is not None:
+            lines += self.rig.hud_lines()
+        img = self.hud.render(lines)
         if img is not None:
             self.window.set_hud(img)
 
@@ -195,8 +207,9 @@ class Engine:
         s = self.stats
         lat = f", input latency {s.latency_ms:.0f} ms" if s.latency_ms is not None else ""
         err = f", last error: {self.patches.last_error}" if self.patches.last_error else ""
-        log.info("frame %d, %.1f fps, frame %.1f ms, generator %.1f ms, dropped %d, patch %s%s%s",
-                 s.frame, s.fps, s.frame_ms, s.gen_ms, s.dropped, self.patches.name, lat, err)
+        rig = f", {self.rig.status()}" if self.rig is not None and self.rig.status() else ""
+        log.info("frame %d, %.1f fps, frame %.1f ms, generator %.1f ms, dropped %d, patch %s%s%s%s",
+                 s.frame, s.fps, s.frame_ms, s.gen_ms, s.dropped, self.patches.name, lat, err, rig)
 
 
 def _sleep_until(deadline: float) -> None:

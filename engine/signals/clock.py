@@ -20,6 +20,7 @@ class Clock:
         self.dt = 0.0
         self.frame = -1
         self.beat = 0.0
+        self.running = True  # False while an external transport (MIDI clock) is stopped: the beat holds
         self._taps: list[float] = []
 
     def set_tempo(self, bpm: float) -> None:
@@ -27,6 +28,11 @@ class Clock:
             raise ValueError(f"tempo {bpm} bpm is outside 20..400")
         with self._lock:
             self.bpm = float(bpm)
+
+    def set_beat(self, beat: float) -> None:
+        """Put the beat count here (MIDI clock start/song position, phase correction)."""
+        with self._lock:
+            self.beat = float(beat)
 
     def tap(self, t: float | None = None) -> float | None:
         """Register a tap; from the second tap on, the tempo follows the median interval
@@ -52,7 +58,8 @@ class Clock:
             self.dt = max(0.0, t - self.time) if self.frame >= 0 else 0.0
             self.time = t
             self.frame += 1
-            self.beat += self.dt * self.bpm / 60.0
+            if self.running:
+                self.beat += self.dt * self.bpm / 60.0
 
     def fields(self) -> dict:
         """The clock part of a frame's snapshot."""

@@ -207,7 +207,7 @@ def cmd_render(args) -> int:
 
     from engine.outputs.recorder import Recorder, RecorderError
     from engine.render.gl import GLError, headless_context
-    from engine.signals import audio
+    from engine.signals import audio, offline
     from engine.signals.clock import VirtualClock
 
     _terminate_gracefully()
@@ -219,7 +219,7 @@ def cmd_render(args) -> int:
     duration = len(y) / sr
     n_frames = max(1, int(round(duration * args.fps)))
     log.info("analysing %s (%.2f s, %d Hz) for %d frames at %g fps", args.audio, duration, sr, n_frames, args.fps)
-    features = audio.offline_features(y, sr, args.fps, n_frames)
+    features = offline.offline_features(y, sr, args.fps, n_frames)
     try:
         ctx = headless_context()
     except GLError as e:
@@ -230,18 +230,10 @@ def cmd_render(args) -> int:
     if not engine.patches.ready:
         log.error("the patch does not load, nothing to render: %s", engine.patches.last_error)
         return 1
-    events = {name.split(":")[0]: arr for name, arr in features.items() if name.endswith(":event")}
-    values = {name: arr for name, arr in features.items() if not name.endswith(":event")}
+    feed = offline.FrameFeed(features)
 
-    strength = values.get("audio.flux")
-
-    def feed(k: int) -> None:
-        t = k / args.fps
-        engine.bus.update({name: float(arr[k]) for name, arr in values.items()}, t=t)
-        for name, fired in events.items():
-            if fired[k]:
-                # as live: the event's value is the onset strength (normalised flux)
-                engine.bus.emit(name, float(strength[k]) if strength is not None else 1.0, t=t)
+    def before_frame(k: int) -> None:
+        feed(engine.bus, k, k / args.fps)
 
     try:
         engine.recorder = Recorder(args.out, *args.size, args.fps, audio=args.audio)
@@ -251,7 +243,7 @@ def cmd_render(args) -> int:
     t0 = time.perf_counter()
     try:
         with tqdm(total=n_frames, unit="frame", desc="render", disable=args.quiet) as bar:
-            engine.run_offline(n_frames, before_frame=feed, progress=bar)
+            engine.run_offline(n_frames, before_frame=before_frame, progress=bar)
     except KeyboardInterrupt:
         log.info("stopped; the video so far is in %s", args.out)
     finally:

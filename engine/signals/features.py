@@ -74,6 +74,8 @@ GAIN_RELEASE = 10.0              # s, release time constant of the automatic gai
 LEVEL_FLOOR_DB = -60.0           # level (dBFS) that reads 1.0 on a gain that has seen nothing louder
 BAND_FLOOR_DB = -30.0            # a band this far below the overall level (its gain) reads 1.0 at most
 FLUX_FLOOR = 0.02                # flux that reads 1.0 likewise; see log_spectrum
+DRUM_REL = 1.0                   # a drum's band flux must exceed this times the overall flux
+FLUX_MEMORY = 0.035              # s: flux is the rise over the maximum of the frames this far back
 LOG_GAMMA = 100.0                # log compression of the magnitude spectrum for flux
 CENTROID_RANGE = (100.0, 10000.0)  # Hz mapped to 0..1 on a log scale
 CHROMA_RANGE = (40.0, 5000.0)    # Hz of the spectrum folded into pitch classes
@@ -349,7 +351,7 @@ class BlockAnalyzer:
                  n_fft: int | None = None, release: float = GAIN_RELEASE,
                  onset_factor: float = 1.5, onset_delta: float = 0.1, onset_window: float = 0.5,
                  min_gap: float = ONSET_MIN_GAP, onset_decay: float = ONSET_DECAY,
-                 chroma: bool = True, tempo: bool = True):
+                 drum_rel: float = DRUM_REL, chroma: bool = True, tempo: bool = True):
         self.sr = int(sr)
         self.block = int(block)
         self.bands = dict(bands)
@@ -363,10 +365,11 @@ class BlockAnalyzer:
         self.mag_scale = 2.0 / float(np.sum(self.window))
         self.names, self.floors, self.rel_floors = level_spec(self.bands)
         self._n_levels = len(self.names)
+        self._flux_i = self.names.index(FLUX)
         # log-frequency bands: SuperFlux, drum onsets, causal HPSS
         self.fb, self.fb_freqs = log_filterbank(self.sr, self.n_fft)
         self.fb_scaled = self.fb * self.mag_scale
-        self.flux_lag = max(1, round(0.01 / self.dt))
+        self.flux_memory = max(1, round(FLUX_MEMORY / self.dt))
         self.drum_slices = [band_slice(self.fb_freqs, lo, hi) for lo, hi in self.drums.values()]
         self.drum_names = drum_names(self.drums)
         self._inv_nb = 1.0 / self.fb.shape[1]
@@ -394,7 +397,9 @@ class BlockAnalyzer:
             self._chroma_every = max(1, round(CHROMA_EVERY / self.dt))
         self.release = release
         self.onset_delta = onset_delta
+        self.drum_rel = drum_rel
         self.onset_decay = onset_decay
+        self.min_gap = min_gap
         self.pickers = {name: OnsetPicker(self.dt, onset_factor, onset_window, min_gap)
                         for name in [ONSET, *self.drum_names]}
         self.tempo = TempoTracker(1.0 / self.dt, delay=self._oss_delay()) if tempo else None
@@ -409,7 +414,7 @@ class BlockAnalyzer:
         n_bins = self.n_fft // 2 + 1
         nb = self.fb.shape[1]
         self._buf = np.zeros(self.n_fft, np.float32)
-        self._logs = np.zeros((self.flux_lag, nb), np.float32)   # the last lag frames, log bands
+        self._logs = np.zeros((self.flux_memory, nb), np.float32)   # the last frames, log bands
         self._log_i = 0
         self._hpss = np.zeros((self._hpss_len, nb), np.float32)
         self._hpss_i = 0
@@ -421,6 +426,7 @@ class BlockAnalyzer:
         for p in self.pickers.values():
             p.reset()
         self.envelopes = {name: 0.0 for name in [ONSET, *self.drum_names, BEAT]}
+        self._since_onset = math.inf
         if self.chroma:
             self._cbuf = np.zeros(self.n_chroma, np.float32)
             self._chroma_k = 0
@@ -480,14 +486,14 @@ class BlockAnalyzer:
         rms = math.sqrt(ms)
         levels = band_levels(power, self.bins, self.power_scale)
 
-        # log-frequency bands: SuperFlux against the frame `lag` blocks ago
+        # log-frequency bands: SuperFlux against the maximum of the recent frames (over
+        # frequency: vibrato; over time: the beating of low tones in a short window)
         fbm = mag @ self.fb_scaled                       # band magnitudes, full-scale sine ~ 1
         logb = np.log1p(LOG_GAMMA * fbm)
-        ref = self._logs[self._log_i]
-        d = logb - max_filter3(ref)
+        d = logb - max_filter3(self._logs.max(axis=0))
         np.maximum(d, 0.0, out=d)
         self._logs[self._log_i] = logb
-        self._log_i = (self._log_i + 1) % self.flux_lag
+        self._log_i = (self._log_i + 1) % self.flux_memory
         flux = float(d.sum()) * self._inv_nb
         drum_flux = [float(d[s].sum()) * w for s, w in self._drum_w]
 
@@ -520,22 +526,32 @@ class BlockAnalyzer:
         norm = normalise(raw[:k], peaks[:k], self.floors, self.rel_floors)
         drum_norm = np.clip(raw[k:] / np.maximum(peaks[k:], FLUX_FLOOR), 0.0, 1.0)
 
-        # onsets: thresholds scale with each novelty's own gain
+        # onsets: thresholds scale with each novelty's own gain; an onset is the overall
+        # flux's, or any drum's (a quiet hi-hat barely moves the overall flux)
         events: dict[str, float] = {}
         decay = math.exp(-dt / self.onset_decay)
         env = self.envelopes
         for name in env:
             env[name] *= decay
         delta = self.onset_delta
-        flux_gain = max(peaks[k - 3], FLUX_FLOOR)
-        if self.pickers[ONSET].update(flux, delta * flux_gain):
-            events[ONSET] = float(norm[k - 3])
-            env[ONSET] = 1.0
+        fi = self._flux_i
+        flux_gain = max(peaks[fi], FLUX_FLOOR)
+        onset = self.pickers[ONSET].update(flux, delta * flux_gain)
+        strength = float(norm[fi])
         for i, name in enumerate(self.drum_names):
             gain = max(peaks[k + i], FLUX_FLOOR)
-            if self.pickers[name].update(drum_flux[i], delta * gain):
+            picked = self.pickers[name].update(drum_flux[i], delta * gain)
+            # only a change concentrated in the drum's bands: more than the overall flux
+            if picked and drum_flux[i] > self.drum_rel * flux:
                 events[name] = float(drum_norm[i])
                 env[name] = 1.0
+                onset = True
+                strength = max(strength, events[name])
+        self._since_onset += dt
+        if onset and self._since_onset >= self.min_gap:
+            events[ONSET] = strength
+            env[ONSET] = 1.0
+            self._since_onset = 0.0
 
         out = dict(zip(self.names, norm.tolist()))
         out.update((name, env[name]) for name in (ONSET, *self.drum_names))

@@ -14,7 +14,7 @@ import numpy as np
 
 from engine.signals.features import (
     BANDS, BEAT, BEAT_CONFIDENCE, BEAT_PHASE, BPM, CENTROID, CENTROID_HZ, CHROMA, CHROMA_BASS,
-    CHROMA_TREBLE, DRUMS, FLUX, FLUX_FLOOR, HARMONIC, LOG_GAMMA, ONSET, ONSET_DECAY, ONSET_MIN_GAP,
+    CHROMA_TREBLE, DRUM_REL, DRUMS, FLUX, FLUX_FLOOR, FLUX_MEMORY, GAIN_RELEASE, HARMONIC, LOG_GAMMA, ONSET, ONSET_DECAY, ONSET_MIN_GAP,
     PERCUSSIVE, RMS, RMS_DB, band_bins, band_levels, band_slice, centroid_unit, default_hop,
     drum_names, level_spec, log_filterbank, max_filter3, normalise, rms_to_db)
 
@@ -93,7 +93,7 @@ def offline_features(y: np.ndarray, sr: int, fps: float, n_frames: int, bands=BA
     bins = band_bins(sr, n_fft, bands)
     fb, fb_freqs = log_filterbank(sr, n_fft)
     fb = fb * mag_scale
-    lag = max(1, round(0.01 * sr / hop))
+    memory = max(1, round(FLUX_MEMORY * sr / hop))
     n_fine = n // hop + 1
     padded = np.concatenate([np.zeros(n_fft // 2, np.float32), y, np.zeros(n_fft // 2 + hop, np.float32)])
     frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop][:n_fine]
@@ -107,15 +107,15 @@ def offline_features(y: np.ndarray, sr: int, fps: float, n_frames: int, bands=BA
         mag[s:s + 2048] = np.sqrt(power)
     c_num = mag[:, 1:] @ freqs[1:]
     c_den = mag[:, 1:].sum(axis=1)
-    flux = superflux(np.log1p(LOG_GAMMA * (mag @ fb)), lag).mean(axis=1)
+    d = superflux(np.log1p(LOG_GAMMA * (mag @ fb)), memory)    # [frames, log bands]
+    flux = d.mean(axis=1)
 
     # HPSS on the magnitude spectrogram: levels of each part, and the percussive bands
     harm, perc = librosa.decompose.hpss(mag.T, kernel_size=HPSS_KERNEL)
     e_all = (mag.astype(np.float64) ** 2).sum(axis=1)
     e_h = (harm.astype(np.float64) ** 2).sum(axis=0)
     e_p = (perc.astype(np.float64) ** 2).sum(axis=0)
-    perc_log = np.log1p(LOG_GAMMA * (perc.T @ fb))
-    del harm
+    del harm, perc
 
     # analysis frames whose centres (j * hop) lie in [a, b): at least the nearest one
     idx, valid = _fine_frames(t, fps, sr, hop, n_fine)
@@ -153,51 +153,60 @@ def offline_features(y: np.ndarray, sr: int, fps: float, n_frames: int, bands=BA
     on = onset_times(y, sr, hop=oenv_hop, onset_envelope=oenv) if has_audio else []
     _add_events(out, ONSET, on, norm[:n_frames, names.index(FLUX)], fps, n_frames)
 
-    # drums: band-limited SuperFlux of the percussive part
-    d = superflux(perc_log, lag)
+    # drums: band-limited SuperFlux, where the change is concentrated in the drum's bands
     for name, (lo, hi) in zip(drum_names(drums), drums.values()):
         nov = d[:, band_slice(fb_freqs, lo, hi)].mean(axis=1)
-        peaks, strength = pick_peaks(nov, sr / hop) if has_audio else ([], [])
-        # a SuperFlux peak comes one analysis frame after the attack, on average
-        times = np.maximum(np.asarray(peaks, dtype=np.float64) * hop / sr - 0.5 * hop / sr, 0.0)
+        peaks, strength = (pick_peaks(nov, sr / hop, allowed=nov > DRUM_REL * flux)
+                           if has_audio else ([], []))
+        # the peak is the analysis frame centred nearest the attack: find the attack itself
+        times = np.asarray(peaks, dtype=np.float64) * hop / sr
+        if len(times):
+            times = refine_onsets(y, sr, times, before=hop / sr, after=hop / sr)
         _add_events(out, name, times, None, fps, n_frames, values=strength)
 
     if chroma:
         out.update(chroma_features(y, sr, t[:n_frames], fps, hop, has_audio, rms[:n_frames]))
     if tempo:
-        out.update(beat_features(oenv, sr, oenv_hop, t[:n_frames], fps))
+        out.update(beat_features(oenv, sr, oenv_hop, t[:n_frames], fps, onsets=on))
     return out
 
 
-def superflux(logspec: np.ndarray, lag: int = 1) -> np.ndarray:
-    """Half-wave-rectified increase of each band over the maximum-filtered frame ``lag``
-    frames earlier ([frames, bands] in and out; the first ``lag`` frames compare
-    with silence)."""
-    ref = np.concatenate([np.zeros((lag, logspec.shape[1]), logspec.dtype), logspec[:-lag]])
-    return np.maximum(logspec - max_filter3(ref), 0.0)
+def superflux(logspec: np.ndarray, memory: int = 1) -> np.ndarray:
+    """Half-wave-rectified increase of each band over the maximum of the ``memory``
+    frames before, maximum-filtered across frequency too ([frames, bands] in and out;
+    the first frames compare with silence), as the live path does."""
+    from scipy.ndimage import maximum_filter1d
+    past = np.concatenate([np.zeros((1, logspec.shape[1]), logspec.dtype), logspec[:-1]])
+    if memory > 1:      # maximum over frames j-memory .. j-1
+        past = maximum_filter1d(past, size=memory, axis=0, origin=(memory - 1) // 2, mode="constant")
+    return np.maximum(logspec - max_filter3(past), 0.0)
 
 
 def pick_peaks(novelty: np.ndarray, rate: float, factor: float = 1.5, delta: float = 0.1,
-               window: float = 0.5, around: float = 0.03, min_gap: float = ONSET_MIN_GAP
+               window: float = 0.5, around: float = 0.03, min_gap: float = ONSET_MIN_GAP,
+               gain_window: float = GAIN_RELEASE, allowed: np.ndarray | None = None
                ) -> tuple[list[int], list[float]]:
-    """Peaks of a novelty curve (``rate`` values per second), with the whole curve known:
-    a value that is the largest within ``around`` s either side, exceeds
-    ``factor * median(the window s around it) + delta * gain`` (gain: the curve's 99th
-    percentile, at least the live path's flux floor, so an empty band stays quiet), and
-    comes ``min_gap`` s after the previous peak. Returns (indices, strengths 0..1)."""
+    """Peaks of a novelty curve (``rate`` values per second), with the whole curve known,
+    by the live path's rules: a value that is the largest within ``around`` s either
+    side, exceeds ``factor * median(the window s around it) + delta * gain`` (gain: the
+    curve's largest value within ``gain_window`` s either side, at least the live flux
+    floor, so an empty band stays quiet), is ``allowed`` there, and comes ``min_gap`` s
+    after the previous peak. Returns (indices, strengths 0..1: value / gain)."""
     from scipy.ndimage import maximum_filter1d, median_filter
     nov = np.asarray(novelty, dtype=np.float64)
     if len(nov) == 0:
         return [], []
-    gain = max(float(np.percentile(nov, OFFLINE_PERCENTILE)), FLUX_FLOOR)
+    gain = np.maximum(maximum_filter1d(nov, size=2 * int(gain_window * rate) + 1, mode="nearest"), FLUX_FLOOR)
     med = median_filter(nov, size=max(3, int(round(window * rate)) | 1), mode="nearest")
     local_max = maximum_filter1d(nov, size=2 * max(1, int(round(around * rate))) + 1, mode="nearest")
-    cand = np.flatnonzero((nov >= local_max) & (nov > factor * med + delta * gain))
+    ok = (nov >= local_max) & (nov > factor * med + delta * gain)
+    if allowed is not None:
+        ok &= allowed
     peaks, strength, last = [], [], -math.inf
-    for i in cand:
+    for i in np.flatnonzero(ok):
         if (i - last) / rate >= min_gap:
             peaks.append(int(i))
-            strength.append(float(min(1.0, nov[i] / gain)))
+            strength.append(float(min(1.0, nov[i] / gain[i])))
             last = i
     return peaks, strength
 
@@ -285,15 +294,17 @@ def chroma_features(y, sr, t, fps, hop, has_audio, rms) -> dict[str, np.ndarray]
     return out
 
 
-def beat_features(oenv, sr, hop, t, fps) -> dict[str, np.ndarray]:
+def beat_features(oenv, sr, hop, t, fps, onsets=()) -> dict[str, np.ndarray]:
     """Beats from librosa's beat tracker on the onset strength ``oenv`` (``hop``):
-    events, envelope, local bpm, phase and confidence at the frame times ``t``."""
+    events, envelope, local bpm, phase and confidence at the frame times ``t``. A beat
+    with one of ``onsets`` (refined attack times) within 60 ms moves onto it: the
+    tracker's beats sit on onset-strength peaks, 5-20 ms after the attacks."""
     n_frames = len(t)
     beats = np.zeros(0)
     if oenv is not None and len(oenv) > 4 and np.any(oenv > 0):
         import librosa
         _, beats = librosa.beat.beat_track(onset_envelope=oenv, sr=sr, hop_length=hop, units="time")
-        beats = np.asarray(beats, dtype=np.float64)
+        beats = snap(np.asarray(beats, dtype=np.float64), onsets, 0.06)
     out = {BPM: np.zeros(n_frames, np.float32), BEAT_PHASE: np.zeros(n_frames, np.float32),
            BEAT_CONFIDENCE: np.zeros(n_frames, np.float32)}
     if len(beats) >= 2:
@@ -312,6 +323,18 @@ def beat_features(oenv, sr, hop, t, fps) -> dict[str, np.ndarray]:
         out[BEAT_CONFIDENCE] = inside.astype(np.float32)
     _add_events(out, BEAT, beats, None, fps, n_frames)
     return out
+
+
+def snap(times: np.ndarray, targets, within: float) -> np.ndarray:
+    """Each time moved to the nearest target, if one is within ``within`` s."""
+    targets = np.sort(np.asarray(targets, dtype=np.float64))
+    if len(times) == 0 or len(targets) == 0:
+        return times
+    j = np.searchsorted(targets, times)
+    lo = targets[np.clip(j - 1, 0, len(targets) - 1)]
+    hi = targets[np.clip(j, 0, len(targets) - 1)]
+    best = np.where(np.abs(lo - times) <= np.abs(hi - times), lo, hi)
+    return np.where(np.abs(best - times) <= within, best, times)
 
 
 def _add_events(out, name, times, frame_values, fps, n_frames, values=None) -> None:

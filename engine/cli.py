@@ -4,6 +4,7 @@
     vj render --audio FILE --patch PATCH --out OUT.mp4   offline, frame-exact with the audio
     vj bench                                             frames per second, whole loop and generator
     vj models [list | info FILE]                         the model registry
+    vj analyze FILE --out features.csv [--offline]       what the engine hears (CSV, --plot PNG)
     vj devices                                           audio devices and monitors
     vj doctor                                            what works on this machine
 """
@@ -38,6 +39,13 @@ def positive_float(text: str) -> float:
     v = float(text)
     if not v > 0:
         raise argparse.ArgumentTypeError("must be > 0")
+    return v
+
+
+def block_size(text: str) -> int:
+    v = int(text)
+    if not 32 <= v <= 16384:
+        raise argparse.ArgumentTypeError("must be 32..16384 samples")
     return v
 
 
@@ -166,6 +174,7 @@ def cmd_run(args) -> int:
         engine = build_engine(args, ctx=ctx, clock=LiveClock(bpm=args.bpm), fps=args.fps,
                               recorder=recorder, window=window)
         engine.setlist = setlist
+        engine.follow_tempo = args.follow_audio_tempo
         engine.patches.start_watching()
         log.info("model %s on %s (%s), patch %s, %dx%d at %g fps%s", engine.runner.info.name,
                  engine.runner.device, engine.runner.precision, engine.patches.path.name,
@@ -191,13 +200,14 @@ def start_audio(args, bus) -> list:
     sources = []
     if args.audio:
         try:
-            sources.append(audio.FileSource(bus, args.audio, loop=args.loop_audio, play=not args.mute).start())
+            sources.append(audio.FileSource(bus, args.audio, block=args.block, loop=args.loop_audio,
+                                            play=not args.mute).start())
         except Exception as e:  # noqa: BLE001 - missing or undecodable file
             log.error("audio file %s not played, running on silence: %s", args.audio, e)
     if args.audio_in is not None:
         dev = args.audio_in
         dev = int(dev) if isinstance(dev, str) and dev.isdigit() else (dev or None)
-        sources.append(audio.InputSource(bus, device=dev).start())
+        sources.append(audio.InputSource(bus, device=dev, block=args.block).start())
     return sources
 
 
@@ -231,6 +241,7 @@ def cmd_render(args) -> int:
         log.error("the patch does not load, nothing to render: %s", engine.patches.last_error)
         return 1
     feed = offline.FrameFeed(features)
+    engine.follow_tempo = args.follow_audio_tempo
 
     def before_frame(k: int) -> None:
         feed(engine.bus, k, k / args.fps)
@@ -251,6 +262,22 @@ def cmd_render(args) -> int:
     took = time.perf_counter() - t0
     log.info("wrote %s: %d frames in %.1f s (%.1f fps)", args.out, engine.recorder.frames_written, took,
              engine.recorder.frames_written / max(took, 1e-9))
+    return 0
+
+
+# ---------------------------------------------------------------- analyze
+def cmd_analyze(args) -> int:
+    from engine.signals import analyze
+    from engine.signals.audio import AudioError
+    if not args.out and not args.plot:
+        log.error("nothing to write: give --out FILE.csv and/or --plot FILE.png")
+        return 2
+    try:
+        analyze.run(args.file, out=args.out, plot_path=args.plot, offline=args.offline, fps=args.fps,
+                    block=args.block)
+    except AudioError as e:
+        log.error("%s", e)
+        return 2
     return 0
 
 
@@ -376,6 +403,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--loop-audio", action="store_true")
     r.add_argument("--mute", action="store_true", help="analyse --audio without playing it")
     r.add_argument("--audio-in", nargs="?", const="", help="analyse live input (device name or index)")
+    r.add_argument("--block", type=block_size, default=512, help="audio analysis block in samples (default 512)")
+    r.add_argument("--follow-audio-tempo", action="store_true",
+                   help="the clock (s.bpm, s.beat) follows the tempo and beat heard in the audio")
     r.add_argument("--monitor", type=int, default=0)
     r.add_argument("--fullscreen", action="store_true")
     r.add_argument("--no-vsync", action="store_true")
@@ -388,6 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
     common(d)
     d.add_argument("--fps", type=positive_float, default=30.0)
     d.add_argument("--bpm", type=positive_float, default=120.0)
+    d.add_argument("--follow-audio-tempo", action="store_true",
+                   help="the clock (s.bpm, s.beat) follows the tempo and beats found in the audio")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
     d.set_defaults(func=cmd_render)
 
@@ -402,6 +434,15 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("action", nargs="?", default="list", choices=["list", "info"])
     m.add_argument("file", nargs="?")
     m.set_defaults(func=cmd_models)
+
+    a = sub.add_parser("analyze", help="what the engine hears in an audio file: features as CSV and a plot")
+    a.add_argument("file")
+    a.add_argument("--out", help="write the features here (CSV: one row per block, or per frame with --offline)")
+    a.add_argument("--plot", help="draw the features over the waveform into this PNG")
+    a.add_argument("--offline", action="store_true", help="the offline features of vj render, one row per frame")
+    a.add_argument("--fps", type=positive_float, default=30.0, help="frame rate of --offline (default 30)")
+    a.add_argument("--block", type=block_size, default=512, help="real-time block in samples (default 512)")
+    a.set_defaults(func=cmd_analyze)
 
     sub.add_parser("devices", help="audio devices and monitors").set_defaults(func=cmd_devices)
     sub.add_parser("doctor", help="check what works on this machine").set_defaults(func=cmd_doctor)

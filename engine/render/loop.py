@@ -19,7 +19,7 @@ from engine.patching.loader import PatchHost
 from engine.render.gpu import GeneratorRunner
 from engine.render.post import ShaderChain
 from engine.signals.bus import SignalBus
-from engine.signals.clock import Clock
+from engine.signals.clock import Clock, follow_audio
 
 log = logging.getLogger("vj")
 
@@ -63,12 +63,15 @@ class Engine:
         self._last_index = -1
         self._gen_error: str | None = None
         self.newest_input: float | None = None  # capture time of the newest input the last frame used
+        self.follow_tempo = False               # the clock follows audio.bpm / audio.beat_phase
 
     # one frame
     def render_frame(self):
         t0 = time.perf_counter()
         self.clock.tick()
         snap = self.bus.snapshot(**self.clock.fields())
+        if self.follow_tempo:
+            follow_audio(self.clock, snap)      # takes effect from the next frame
         if self.setlist is not None:
             scene = self.setlist.update(snap)
             if scene is not None:

@@ -60,7 +60,16 @@ class GeneratorRunner:
             return self.as_tensor(ws).reshape(1, self.info.num_ws, self.info.w_dim)
         if w is not None:
             return self.as_tensor(w).reshape(1, 1, self.info.w_dim).expand(1, self.info.num_ws, -1)
-        zt = self.as_tensor(z).reshape(1, self.info.z_dim)
+        zt = self.as_tensor(z)
+        n = self.info.num_ws
+        if zt.ndim == 2 and zt.shape[0] > 1 and n > 1:
+            # one z per layer [num_ws, z_dim] (style mixing): each is mapped, layer i takes row i's style
+            zt = zt.reshape(n, self.info.z_dim)
+            ct = None if c is None else self.as_tensor(c).expand(n, -1)
+            ws = self.generator.mapping(zt.to(self.dtype), ct, psi=psi)
+            i = torch.arange(n, device=ws.device)
+            return ws[i, i][None]
+        zt = zt.reshape(1, self.info.z_dim)
         ct = None if c is None else self.as_tensor(c)
         return self.generator.mapping(zt.to(self.dtype), ct, psi=psi)
 

@@ -74,6 +74,8 @@ GAIN_RELEASE = 10.0              # s, release time constant of the automatic gai
 LEVEL_FLOOR_DB = -60.0           # level (dBFS) that reads 1.0 on a gain that has seen nothing louder
 BAND_FLOOR_DB = -30.0            # a band this far below the overall level (its gain) reads 1.0 at most
 FLUX_FLOOR = 0.02                # flux that reads 1.0 likewise; see log_spectrum
+WIDE_DRUM_BANDS = 8              # a drum over fewer log bands than this is "narrow" (the kick)
+NARROW_REL = 0.25                # ... and a narrow drum's (few bands) this times the overall flux's gain
 DRUM_REL = 0.75                  # a drum's band flux must exceed this times the overall flux
 FLUX_MEMORY = 0.035              # s: flux is the rise over the maximum of the frames this far back
 LOG_GAMMA = 100.0                # log compression of the magnitude spectrum for flux
@@ -291,14 +293,19 @@ def fast_median(x: np.ndarray, axis: int = -1) -> np.ndarray:
 
 class OnsetPicker:
     """Causal peak picking on a novelty curve, one value per block: an onset when the
-    value exceeds ``factor * median(the last window s) + delta`` (the history does not
-    include the current value), has been below its threshold since the last onset (a
-    rising edge), and comes at least ``min_gap`` s after the last onset."""
+    value exceeds ``factor * q(the last window s) + delta``, q being the ``quantile`` of
+    that history (the median by default; the current value not included), has been
+    below its threshold since the last onset (a rising edge), and comes at least
+    ``min_gap`` s after the last onset. A band-limited flux is zero most of the time
+    (it only counts rises over the recent past), so the drums use a high quantile: the
+    typical size of the band's rises, which a hit must clearly exceed."""
 
     def __init__(self, dt: float, factor: float = 1.5, window: float = 0.5,
-                 min_gap: float = ONSET_MIN_GAP):
+                 min_gap: float = ONSET_MIN_GAP, quantile: float = 0.5, spread: float = 0.0):
         self.dt = dt
         self.factor = factor
+        self.quantile = quantile
+        self.spread = spread
         self.min_gap = min_gap
         self._hist = np.zeros(max(3, round(window / dt)))
         self.reset()
@@ -313,7 +320,13 @@ class OnsetPicker:
 
     def update(self, value: float, delta: float) -> bool:
         hist = self._hist if self._n >= len(self._hist) else self._hist[:self._n]
-        thr = delta + (self.factor * float(fast_median(hist)) if len(hist) else 0.0)
+        thr = delta
+        if len(hist):
+            if self.spread:
+                thr += float(hist.mean()) + self.spread * float(hist.std())
+            else:
+                k = int(self.quantile * (len(hist) - 1) + 0.5)
+                thr += self.factor * float(np.partition(hist, k)[k])
         self.threshold = thr
         self._hist[self._i] = value
         self._i = (self._i + 1) % len(self._hist)
@@ -370,10 +383,15 @@ class BlockAnalyzer:
         self.fb, self.fb_freqs = log_filterbank(self.sr, self.n_fft)
         self.fb_scaled = self.fb * self.mag_scale
         self.flux_memory = max(1, round(FLUX_MEMORY / self.dt))
+        self.drum_memory = self.flux_memory
         self.drum_slices = [band_slice(self.fb_freqs, lo, hi) for lo, hi in self.drums.values()]
         self.drum_names = drum_names(self.drums)
         self._inv_nb = 1.0 / self.fb.shape[1]
         self._drum_w = [(sl, 1.0 / (sl.stop - sl.start)) for sl in self.drum_slices]
+        # a drum in a wide range of bands also makes an onset (a quiet hi-hat barely moves
+        # the overall flux); a narrow one (the kick's few low bins flicker in noise) does
+        # not need to: its hits are loud enough for the overall flux
+        self._wide = [sl.stop - sl.start >= WIDE_DRUM_BANDS for sl in self.drum_slices]
         self._hpss_len = max(3, round(HPSS_SECONDS / self.dt))
         # centroid: bins above 20 Hz
         self._c_lo = max(1, int(math.ceil(20.0 / (self.sr / self.n_fft))))
@@ -414,7 +432,7 @@ class BlockAnalyzer:
         n_bins = self.n_fft // 2 + 1
         nb = self.fb.shape[1]
         self._buf = np.zeros(self.n_fft, np.float32)
-        self._logs = np.zeros((self.flux_memory, nb), np.float32)   # the last frames, log bands
+        self._logs = np.zeros((self.drum_memory, nb), np.float32)   # the last frames, log bands
         self._log_i = 0
         self._hpss = np.zeros((self._hpss_len, nb), np.float32)
         self._hpss_i = 0
@@ -490,12 +508,21 @@ class BlockAnalyzer:
         # frequency: vibrato; over time: the beating of low tones in a short window)
         fbm = mag @ self.fb_scaled                       # band magnitudes, full-scale sine ~ 1
         logb = np.log1p(LOG_GAMMA * fbm)
-        d = logb - max_filter3(self._logs.max(axis=0))
+        logs, m = self._logs, self.flux_memory
+        order = (self._log_i - 1 - np.arange(len(logs))) % len(logs)     # newest first
+        ref = logs[order[:m]].max(axis=0)
+        d = logb - max_filter3(ref)
         np.maximum(d, 0.0, out=d)
-        self._logs[self._log_i] = logb
-        self._log_i = (self._log_i + 1) % self.flux_memory
         flux = float(d.sum()) * self._inv_nb
-        drum_flux = [float(d[s].sum()) * w for s, w in self._drum_w]
+        if len(logs) > m:       # drums: against a longer past (the low bands fluctuate most)
+            ref = np.maximum(ref, logs[order[m:]].max(axis=0))
+            dd = logb - max_filter3(ref)
+            np.maximum(dd, 0.0, out=dd)
+        else:
+            dd = d
+        drum_flux = [float(dd[s].sum()) * w for s, w in self._drum_w]
+        logs[self._log_i] = logb
+        self._log_i = (self._log_i + 1) % len(logs)
 
         # causal HPSS: median over the recent past (harmonic) vs across frequency (percussive)
         self._hpss[self._hpss_i] = fbm
@@ -527,7 +554,7 @@ class BlockAnalyzer:
         drum_norm = np.clip(raw[k:] / np.maximum(peaks[k:], FLUX_FLOOR), 0.0, 1.0)
 
         # onsets: thresholds scale with each novelty's own gain; an onset is the overall
-        # flux's, or any drum's (a quiet hi-hat barely moves the overall flux)
+        # flux's, or a wide drum's
         events: dict[str, float] = {}
         decay = math.exp(-dt / self.onset_decay)
         env = self.envelopes
@@ -541,12 +568,16 @@ class BlockAnalyzer:
         for i, name in enumerate(self.drum_names):
             gain = max(peaks[k + i], FLUX_FLOOR)
             picked = self.pickers[name].update(drum_flux[i], delta * gain)
-            # only a change concentrated in the drum's bands: more than the overall flux
-            if picked and drum_flux[i] > self.drum_rel * flux:
+            # only a change concentrated in the drum's bands: more than the overall flux;
+            # a narrow drum's also big next to the loudest recent onsets (noise in a few
+            # FFT bins flickers on its own scale)
+            if picked and drum_flux[i] > self.drum_rel * flux and (
+                    self._wide[i] or drum_flux[i] > NARROW_REL * flux_gain):
                 events[name] = float(drum_norm[i])
                 env[name] = 1.0
-                onset = True
-                strength = max(strength, events[name])
+                if self._wide[i]:
+                    onset = True
+                    strength = max(strength, events[name])
         self._since_onset += dt
         if onset and self._since_onset >= self.min_gap:
             events[ONSET] = strength

@@ -14,7 +14,7 @@ import numpy as np
 
 from engine.signals.features import (
     BANDS, BEAT, BEAT_CONFIDENCE, BEAT_PHASE, BPM, CENTROID, CENTROID_HZ, CHROMA, CHROMA_BASS,
-    CHROMA_TREBLE, DRUM_REL, DRUMS, FLUX, FLUX_FLOOR, FLUX_MEMORY, GAIN_RELEASE, HARMONIC, LOG_GAMMA, ONSET, ONSET_DECAY, ONSET_MIN_GAP,
+    CHROMA_TREBLE, DRUM_REL, DRUMS, FLUX, FLUX_FLOOR, FLUX_MEMORY, GAIN_RELEASE, HARMONIC, LOG_GAMMA, NARROW_REL, ONSET, WIDE_DRUM_BANDS, ONSET_DECAY, ONSET_MIN_GAP,
     PERCUSSIVE, RMS, RMS_DB, band_bins, band_levels, band_slice, centroid_unit, default_hop,
     drum_names, level_spec, log_filterbank, max_filter3, normalise, rms_to_db)
 
@@ -154,10 +154,17 @@ def offline_features(y: np.ndarray, sr: int, fps: float, n_frames: int, bands=BA
     _add_events(out, ONSET, on, norm[:n_frames, names.index(FLUX)], fps, n_frames)
 
     # drums: band-limited SuperFlux, where the change is concentrated in the drum's bands
+    # (and, for a narrow band, big next to the loudest onsets nearby), as live
+    from scipy.ndimage import maximum_filter1d
+    flux_gain = np.maximum(maximum_filter1d(flux, size=2 * int(GAIN_RELEASE * sr / hop) + 1,
+                                            mode="nearest"), FLUX_FLOOR)
     for name, (lo, hi) in zip(drum_names(drums), drums.values()):
-        nov = d[:, band_slice(fb_freqs, lo, hi)].mean(axis=1)
-        peaks, strength = (pick_peaks(nov, sr / hop, allowed=nov > DRUM_REL * flux)
-                           if has_audio else ([], []))
+        sl = band_slice(fb_freqs, lo, hi)
+        nov = d[:, sl].mean(axis=1)
+        allowed = nov > DRUM_REL * flux
+        if sl.stop - sl.start < WIDE_DRUM_BANDS:
+            allowed &= nov > NARROW_REL * flux_gain
+        peaks, strength = pick_peaks(nov, sr / hop, allowed=allowed) if has_audio else ([], [])
         # the peak is the analysis frame centred nearest the attack: find the attack itself
         times = np.asarray(peaks, dtype=np.float64) * hop / sr
         if len(times):

@@ -278,7 +278,7 @@ def normalise_chroma(c: np.ndarray, floor: float) -> np.ndarray:
     """Pitch-class energies to 0..1 by their maximum (per frame; last axis = 12); frames
     whose maximum is below ``floor`` are scaled down with it, so silence stays 0."""
     m = np.maximum(c.max(axis=-1, keepdims=True), floor)
-    return np.clip(c / m, 0.0, 1.0).astype(np.float32)
+    return np.minimum(np.maximum(c / m, 0.0), 1.0).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------
@@ -376,6 +376,9 @@ class BlockAnalyzer:
         self.bins = band_bins(self.sr, self.n_fft, self.bands)
         self.power_scale = 2.0 / (self.n_fft * float(np.sum(self.window.astype(np.float64) ** 2)))
         self.mag_scale = 2.0 / float(np.sum(self.window))
+        self._band_matrix = np.zeros((self.n_fft // 2 + 1, len(self.bins)))
+        for j, (a, b) in enumerate(self.bins):
+            self._band_matrix[a:b, j] = 1.0
         self.names, self.floors, self.rel_floors = level_spec(self.bands)
         self._n_levels = len(self.names)
         self._flux_i = self.names.index(FLUX)
@@ -393,6 +396,8 @@ class BlockAnalyzer:
         # not need to: its hits are loud enough for the overall flux
         self._wide = [sl.stop - sl.start >= WIDE_DRUM_BANDS for sl in self.drum_slices]
         self._hpss_len = max(3, round(HPSS_SECONDS / self.dt))
+        nb = self.fb.shape[1]
+        self._across = np.arange(nb)[:, None] + np.arange(HPSS_BANDS)[None, :]   # into the padded bands
         # centroid: bins above 20 Hz
         self._c_lo = max(1, int(math.ceil(20.0 / (self.sr / self.n_fft))))
         self._c_freqs = self.freqs[self._c_lo:].astype(np.float32)
@@ -502,7 +507,7 @@ class BlockAnalyzer:
         self.power = power
         mag = np.sqrt(power)
         rms = math.sqrt(ms)
-        levels = band_levels(power, self.bins, self.power_scale)
+        levels = np.sqrt((power @ self._band_matrix) * self.power_scale)   # = band_levels()
 
         # log-frequency bands: SuperFlux against the maximum of the recent frames (over
         # frequency: vibrato; over time: the beating of low tones in a short window)
@@ -528,7 +533,7 @@ class BlockAnalyzer:
         self._hpss[self._hpss_i] = fbm
         self._hpss_i = (self._hpss_i + 1) % self._hpss_len
         harm_ref = fast_median(self._hpss, axis=0)
-        perc_ref = _median_across(fbm, HPSS_BANDS)
+        perc_ref = _median_across(fbm, self._across)
         h2, p2 = harm_ref * harm_ref, perc_ref * perc_ref
         tot = h2 + p2
         e_all = float(np.dot(fbm, fbm))
@@ -550,8 +555,9 @@ class BlockAnalyzer:
         peaks = np.maximum(raw, self._peaks * math.exp(-dt / self.release))
         self._peaks = peaks
         k = self._n_levels
-        norm = normalise(raw[:k], peaks[:k], self.floors, self.rel_floors)
-        drum_norm = np.clip(raw[k:] / np.maximum(peaks[k:], FLUX_FLOOR), 0.0, 1.0)
+        norm = np.minimum(raw[:k] / np.maximum(np.maximum(peaks[:k], self.floors), self.rel_floors * peaks[0]),
+                          1.0)                  # = normalise(); raw and peaks are >= 0
+        drum_norm = np.minimum(raw[k:] / np.maximum(peaks[k:], FLUX_FLOOR), 1.0)
 
         # onsets: thresholds scale with each novelty's own gain; an onset is the overall
         # flux's, or a wide drum's
@@ -588,7 +594,7 @@ class BlockAnalyzer:
         out.update((name, env[name]) for name in (ONSET, *self.drum_names))
         out[CENTROID] = _centroid_unit1(centroid_hz)
         out[CENTROID_HZ] = centroid_hz
-        out[RMS_DB] = float(rms_to_db(rms))
+        out[RMS_DB] = max(DB_FLOOR, 20.0 * math.log10(rms)) if rms > 1e-12 else DB_FLOOR
 
         # chroma, every few blocks, from a longer window
         if self.chroma:
@@ -666,8 +672,10 @@ def _centroid_unit1(hz: float) -> float:
     return min(1.0, max(0.0, (math.log(hz) - _CLO) / _CSPAN))
 
 
-def _median_across(x: np.ndarray, width: int) -> np.ndarray:
-    """Median over ``width`` neighbouring bands (edges padded with zeros)."""
-    h = width // 2
+def _median_across(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Median over neighbouring bands (``idx`` [bands, width] into x padded with
+    width // 2 zeros each side)."""
+    w = idx.shape[1]
+    h = w // 2
     padded = np.concatenate([np.zeros(h, x.dtype), x, np.zeros(h, x.dtype)])
-    return fast_median(np.lib.stride_tricks.sliding_window_view(padded, width), axis=-1)
+    return np.partition(padded[idx], h, axis=1)[:, h]

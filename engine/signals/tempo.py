@@ -65,6 +65,7 @@ class TempoTracker:
         self._ext_phase = False
         self._locked = False               # the oscillator has a phase
         self._since_est = 0
+        self._comb_key = None
 
     # -- from outside --------------------------------------------------------------------
     def set_tempo(self, bpm: float | None, phase_time: float | None = None) -> None:
@@ -146,8 +147,10 @@ class TempoTracker:
     def _recent(self, m: int) -> np.ndarray:
         """The last m onset strengths, oldest first."""
         m = min(m, self._n, self._len)
-        idx = (self._i - m + np.arange(m)) % self._len
-        return self._oss[idx]
+        start = (self._i - m) % self._len
+        if start + m <= self._len:
+            return self._oss[start:start + m]
+        return np.concatenate([self._oss[start:], self._oss[:start + m - self._len]])
 
     def _estimate(self) -> None:
         x = self._recent(self._len)
@@ -201,14 +204,16 @@ class TempoTracker:
         beats = min(self.phase_beats, int((m - 1) // period))
         if beats < 1:
             return None
+        key = (period, m, beats)
+        if self._comb_key != key:                          # the comb only changes with the tempo
+            phis = np.arange(int(math.ceil(period)))
+            pos = (m - 1) - phis[:, None] - period * np.arange(beats)[None, :]
+            i = np.clip(pos.astype(int), 0, m - 2)
+            self._comb = (i, (pos - i) * 0.85 ** np.arange(beats), (1.0 - (pos - i)) * 0.85 ** np.arange(beats))
+            self._comb_key = key
+        i, wf, w1 = self._comb
         x = self._recent(m)
-        phis = np.arange(int(math.ceil(period)))
-        weights = 0.85 ** np.arange(beats)
-        pos = (m - 1) - phis[:, None] - period * np.arange(beats)[None, :]
-        i = np.clip(pos.astype(int), 0, m - 2)
-        f = pos - i
-        vals = x[i] * (1.0 - f) + x[i + 1] * f
-        score = vals @ weights
+        score = (x[i] * w1 + x[i + 1] * wf).sum(axis=1)
         j = int(np.argmax(score))
         if score[j] <= 0.0:
             return None

@@ -17,6 +17,7 @@ TEMPOS = [90, 100, 120, 137, 160]
 
 
 def analyse(y, block=512, sr=SR, **kw):
+    """Run y through a fresh BlockAnalyzer: (analyzer, values, {event: times}, block end times)."""
     an = BlockAnalyzer(sr, block, **kw)
     values, events = run_blocks(y, an)
     t = np.arange(1, len(values) + 1) * block / sr
@@ -25,16 +26,17 @@ def analyse(y, block=512, sr=SR, **kw):
 
 # --------------------------------------------------------------------------- onsets
 
-@pytest.mark.parametrize("block", [256, 512])
+@pytest.mark.parametrize("block, sr", [(256, SR), (512, SR), (512, 48000)])
 @pytest.mark.parametrize("bpm, noise_db", [(90, None), (120, -40), (137, None), (160, -30)])
-def test_click_track_onsets_f_measure(bpm, noise_db, block):
-    y, clicks = click_track(bpm, seconds=10.0, noise_db=noise_db)
-    _, _, events, _ = analyse(y, block)
+def test_click_track_onsets_f_measure(bpm, noise_db, block, sr):
+    y, clicks = click_track(bpm, seconds=10.0, noise_db=noise_db, sr=sr)
+    _, _, events, _ = analyse(y, block, sr=sr)
     onsets = events.get("audio.onset", np.zeros(0))
     if noise_db is not None:
         onsets = onsets[onsets > 0.05]              # the noise starting is an onset too
     f, p, r = f_measure(onsets, clicks, 0.030)
-    print(f"\nclicks at {bpm} bpm, noise {noise_db} dBFS, block {block}: onset F {f:.3f} (P {p:.3f}, R {r:.3f})")
+    print(f"\nclicks at {bpm} bpm, noise {noise_db} dBFS, block {block} at {sr} Hz: onset F {f:.3f} "
+          f"(P {p:.3f}, R {r:.3f})")
     assert f >= 0.95
     late = nearest_errors(onsets, clicks)
     assert np.all(late >= -0.001) and np.all(late <= 0.030)     # causal: never before the click
@@ -51,20 +53,20 @@ def test_onset_envelope_and_event_values():
 
 # --------------------------------------------------------------------------- tempo and beats
 
-@pytest.mark.parametrize("bpm", TEMPOS)
-def test_tempo_within_2_percent_after_8_seconds(bpm):
-    y, _ = click_track(bpm, seconds=14.0, first=0.37)
-    _, values, _, t = analyse(y)
+@pytest.mark.parametrize("bpm, sr", [(b, SR) for b in TEMPOS] + [(126, 48000)])
+def test_tempo_within_2_percent_after_8_seconds(bpm, sr):
+    y, _ = click_track(bpm, seconds=14.0, first=0.37, sr=sr)
+    _, values, _, t = analyse(y, sr=sr)
     est = np.array([v["audio.bpm"] for v in values])[t >= 8.0]
     err = np.abs(est / bpm - 1.0)
     print(f"\n{bpm} bpm: estimate at 8 s {est[0]:.2f}, worst relative error after 8 s {100 * err.max():.2f} %")
     assert err.max() < 0.02
 
 
-@pytest.mark.parametrize("bpm", TEMPOS)
-def test_beats_within_40_ms(bpm):
-    y, clicks = click_track(bpm, seconds=14.0, first=0.23)
-    _, values, events, t = analyse(y)
+@pytest.mark.parametrize("bpm, sr, block", [(b, SR, 512) for b in TEMPOS] + [(126, 48000, 256)])
+def test_beats_within_40_ms(bpm, sr, block):
+    y, clicks = click_track(bpm, seconds=14.0, first=0.23, sr=sr)
+    _, values, events, t = analyse(y, block, sr=sr)
     beats = events["audio.beat"]
     late = beats[beats >= 8.0]
     err = nearest_errors(late, clicks)

@@ -120,8 +120,8 @@ def event_names(drums=DRUMS) -> list[str]:
 # pure spectral helpers (the last axis is frequency: one frame or a stack of frames)
 
 def default_fft_size(sr: int, block: int) -> int:
-    """Two blocks, and at least ~23 ms (1024 at 44.1 kHz), as a power of two."""
-    need = max(2 * block, int(sr * 0.023))
+    """Two blocks, and at least ~20 ms (1024 at 44.1 and 48 kHz), as a power of two."""
+    need = max(2 * block, int(sr * 0.02))
     return 1 << max(6, math.ceil(math.log2(need)))
 
 
@@ -405,7 +405,7 @@ class BlockAnalyzer:
         self.chroma = chroma
         self.chroma_decimate = max(1, int(self.sr // (2 * CHROMA_RANGE[1] * 1.1)))
         self.chroma_sr = self.sr / self.chroma_decimate
-        self.n_chroma = 1 << math.ceil(math.log2(CHROMA_SECONDS * self.chroma_sr))
+        self.n_chroma = 1 << round(math.log2(CHROMA_SECONDS * self.chroma_sr))
         if chroma:
             self._aa = lowpass_fir(0.8 / self.chroma_decimate) if self.chroma_decimate > 1 else None
             self.chroma_window = np.hanning(self.n_chroma + 1)[:-1].astype(np.float32)

@@ -270,7 +270,8 @@ def event_frames(times, fps: float, n_frames: int) -> np.ndarray:
 
 
 def chroma_features(y, sr, t, fps, hop, has_audio, rms) -> dict[str, np.ndarray]:
-    """Constant-Q chroma (C1..C8, 36 bins per octave), bass (C1..B3) and treble (C4..B7),
+    """Constant-Q chroma (C1..C8, 36 bins per octave; fewer octaves where the sample rate
+    is too low for them), bass (C1..B3) and treble (C4 up),
     averaged over each frame period and scaled so each frame's largest class is 1
     (frames 60 dB below the loudest, and silent frames, scale down towards 0)."""
     n_frames = len(t)
@@ -282,7 +283,8 @@ def chroma_features(y, sr, t, fps, hop, has_audio, rms) -> dict[str, np.ndarray]
     import librosa
     with warnings.catch_warnings():       # short files: "n_fft is too large" for the low octaves
         warnings.simplefilter("ignore", UserWarning)
-        C = np.abs(librosa.cqt(y, sr=sr, hop_length=hop, fmin=C1, n_bins=7 * CHROMA_BINS,
+        octaves = int(min(7, max(4, math.floor(math.log2(0.45 * sr / C1)))))   # below Nyquist
+        C = np.abs(librosa.cqt(y, sr=sr, hop_length=hop, fmin=C1, n_bins=octaves * CHROMA_BINS,
                                bins_per_octave=CHROMA_BINS))
     split = 3 * CHROMA_BINS
     bass = librosa.feature.chroma_cqt(C=C[:split], sr=sr, fmin=C1, bins_per_octave=CHROMA_BINS, norm=None)

@@ -30,6 +30,13 @@ from engine.signals.features import (  # noqa: F401 - re-exported: the audio sta
     HARMONIC, ONSET, PERCUSSIVE, PREFIX, RMS, RMS_DB, UNNORMALISED, BlockAnalyzer, band_names, drum_names,
     event_names, feature_names, vector_names)
 
+__all__ = [
+    "AudioError", "FileSource", "InputSource", "list_devices", "load_audio", "offline_features",
+    "DEFAULT_BLOCK", "BlockAnalyzer", "BANDS", "DRUMS", "PREFIX", "RMS", "RMS_DB", "FLUX", "ONSET",
+    "HARMONIC", "PERCUSSIVE", "CHROMA", "CHROMA_BASS", "CHROMA_TREBLE", "BPM", "BEAT", "BEAT_PHASE",
+    "DB_FLOOR", "UNNORMALISED", "band_names", "drum_names", "event_names", "feature_names", "vector_names",
+]
+
 log = logging.getLogger(__name__)
 
 DEFAULT_BLOCK = 512

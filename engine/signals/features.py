@@ -15,7 +15,8 @@ Channels (floats 0..1 unless said otherwise):
 ``audio.flux``              spectral flux (SuperFlux: log-frequency bands, vibrato
                             suppression by a maximum filter across frequency)
 ``audio.onset``             envelope: 1.0 on an onset, decaying with a 0.15 s time constant
-``audio.kick/snare/hat``    the same for band-limited onsets (default 30-150 / 1000-4000 /
+``audio.kick/snare/hat``    the same for band-limited onsets, where the change is
+                            concentrated in the band (default 30-150 / 1000-4000 /
                             6000-16000 Hz; one per key of ``drums``)
 ``audio.centroid``          spectral centroid on a log scale: 100 Hz = 0, 1 kHz = 0.5,
                             10 kHz = 1 (``audio.centroid_hz``: in Hz)
@@ -354,7 +355,11 @@ class BlockAnalyzer:
     Onsets (``audio.onset`` and each drum): the flux (of all bands, or of the drum's
     bands) must exceed ``onset_factor * median(its last onset_window s) + delta``, where
     delta is ``onset_delta`` times its automatic gain (so the rule is level-independent)
-    and at least an absolute floor; see :class:`OnsetPicker`.
+    and at least an absolute floor; see :class:`OnsetPicker`. A drum also needs its band
+    flux above ``drum_rel`` times the overall flux (the change is in its band); a narrow
+    one (fewer than WIDE_DRUM_BANDS bands: the kick) above NARROW_REL times the overall
+    flux's gain too. An onset is the overall flux's, or a wide drum's (a quiet hi-hat
+    barely moves the overall flux), at most one per ``min_gap``.
 
     Tempo and beats come from a :class:`TempoTracker` fed with the flux;
     :meth:`set_tempo` tells it the tempo instead (tap, MIDI clock, OSC).

@@ -14,9 +14,10 @@ import numpy as np
 
 from engine.signals.features import (
     BANDS, BEAT, BEAT_CONFIDENCE, BEAT_PHASE, BPM, CENTROID, CENTROID_HZ, CHROMA, CHROMA_BASS,
-    CHROMA_TREBLE, DRUM_REL, DRUMS, FLUX, FLUX_FLOOR, FLUX_MEMORY, GAIN_RELEASE, HARMONIC, LOG_GAMMA, NARROW_REL, ONSET, WIDE_DRUM_BANDS, ONSET_DECAY, ONSET_MIN_GAP,
-    PERCUSSIVE, RMS, RMS_DB, band_bins, band_levels, band_slice, centroid_unit, default_hop,
-    drum_names, level_spec, log_filterbank, max_filter3, normalise, rms_to_db)
+    CHROMA_TREBLE, DRUM_REL, DRUMS, FLUX, FLUX_FLOOR, FLUX_MEMORY, GAIN_RELEASE, LOG_GAMMA,
+    NARROW_REL, ONSET, ONSET_DECAY, ONSET_MIN_GAP, RMS_DB, WIDE_DRUM_BANDS, band_bins, band_levels,
+    band_slice, centroid_unit, default_hop, drum_names, level_spec, log_filterbank, max_filter3,
+    normalise, rms_to_db)
 
 OFFLINE_PERCENTILE = 99.0
 EVENT = ":event"                 # name + EVENT: bool array, True on the frames where it fires

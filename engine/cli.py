@@ -6,6 +6,7 @@
     vj models [list | info FILE]                         the model registry, one model
     vj models convert IN OUT.safetensors                 a safe, fast-loading copy of a model
     vj models sample FILE --z Z.npy --out OUT.npy        raw images for given latents
+    vj analyze FILE --out features.csv [--offline]       what the engine hears (CSV, --plot PNG)
     vj devices                                           audio devices and monitors
     vj doctor                                            what works on this machine
 """
@@ -40,6 +41,13 @@ def positive_float(text: str) -> float:
     v = float(text)
     if not v > 0:
         raise argparse.ArgumentTypeError("must be > 0")
+    return v
+
+
+def block_size(text: str) -> int:
+    v = int(text)
+    if not 32 <= v <= 16384:
+        raise argparse.ArgumentTypeError("must be 32..16384 samples")
     return v
 
 
@@ -169,6 +177,7 @@ def cmd_run(args) -> int:
         engine = build_engine(args, ctx=ctx, clock=LiveClock(bpm=args.bpm), fps=args.fps,
                               recorder=recorder, window=window)
         engine.setlist = setlist
+        engine.follow_tempo = args.follow_audio_tempo
         engine.patches.start_watching()
         from engine.rig import start_rig  # OSC in/out, OSCQuery, MIDI, mappings (engine/rig.py)
         rig = start_rig(args, engine, setlist)
@@ -198,13 +207,14 @@ def start_audio(args, bus) -> list:
     sources = []
     if args.audio:
         try:
-            sources.append(audio.FileSource(bus, args.audio, loop=args.loop_audio, play=not args.mute).start())
+            sources.append(audio.FileSource(bus, args.audio, block=args.block, loop=args.loop_audio,
+                                            play=not args.mute).start())
         except Exception as e:  # noqa: BLE001 - missing or undecodable file
             log.error("audio file %s not played, running on silence: %s", args.audio, e)
     if args.audio_in is not None:
         dev = args.audio_in
         dev = int(dev) if isinstance(dev, str) and dev.isdigit() else (dev or None)
-        sources.append(audio.InputSource(bus, device=dev).start())
+        sources.append(audio.InputSource(bus, device=dev, block=args.block).start())
     return sources
 
 
@@ -214,7 +224,7 @@ def cmd_render(args) -> int:
 
     from engine.outputs.recorder import Recorder, RecorderError
     from engine.render.gl import GLError, headless_context
-    from engine.signals import audio
+    from engine.signals import audio, offline
     from engine.signals.clock import VirtualClock
 
     _terminate_gracefully()
@@ -226,7 +236,7 @@ def cmd_render(args) -> int:
     duration = len(y) / sr
     n_frames = max(1, int(round(duration * args.fps)))
     log.info("analysing %s (%.2f s, %d Hz) for %d frames at %g fps", args.audio, duration, sr, n_frames, args.fps)
-    features = audio.offline_features(y, sr, args.fps, n_frames)
+    features = offline.offline_features(y, sr, args.fps, n_frames)
     try:
         ctx = headless_context()
     except GLError as e:
@@ -237,18 +247,11 @@ def cmd_render(args) -> int:
     if not engine.patches.ready:
         log.error("the patch does not load, nothing to render: %s", engine.patches.last_error)
         return 1
-    events = {name.split(":")[0]: arr for name, arr in features.items() if name.endswith(":event")}
-    values = {name: arr for name, arr in features.items() if not name.endswith(":event")}
+    feed = offline.FrameFeed(features)
+    engine.follow_tempo = args.follow_audio_tempo
 
-    strength = values.get("audio.flux")
-
-    def feed(k: int) -> None:
-        t = k / args.fps
-        engine.bus.update({name: float(arr[k]) for name, arr in values.items()}, t=t)
-        for name, fired in events.items():
-            if fired[k]:
-                # as live: the event's value is the onset strength (normalised flux)
-                engine.bus.emit(name, float(strength[k]) if strength is not None else 1.0, t=t)
+    def before_frame(k: int) -> None:
+        feed(engine.bus, k, k / args.fps)
 
     try:
         engine.recorder = Recorder(args.out, *args.size, args.fps, audio=args.audio)
@@ -258,7 +261,7 @@ def cmd_render(args) -> int:
     t0 = time.perf_counter()
     try:
         with tqdm(total=n_frames, unit="frame", desc="render", disable=args.quiet) as bar:
-            engine.run_offline(n_frames, before_frame=feed, progress=bar)
+            engine.run_offline(n_frames, before_frame=before_frame, progress=bar)
     except KeyboardInterrupt:
         log.info("stopped; the video so far is in %s", args.out)
     finally:
@@ -266,6 +269,22 @@ def cmd_render(args) -> int:
     took = time.perf_counter() - t0
     log.info("wrote %s: %d frames in %.1f s (%.1f fps)", args.out, engine.recorder.frames_written, took,
              engine.recorder.frames_written / max(took, 1e-9))
+    return 0
+
+
+# ---------------------------------------------------------------- analyze
+def cmd_analyze(args) -> int:
+    from engine.signals import analyze
+    from engine.signals.audio import AudioError
+    if not args.out and not args.plot:
+        log.error("nothing to write: give --out FILE.csv and/or --plot FILE.png")
+        return 2
+    try:
+        analyze.run(args.file, out=args.out, plot_path=args.plot, offline=args.offline, fps=args.fps,
+                    block=args.block)
+    except AudioError as e:
+        log.error("%s", e)
+        return 2
     return 0
 
 
@@ -419,6 +438,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--loop-audio", action="store_true")
     r.add_argument("--mute", action="store_true", help="analyse --audio without playing it")
     r.add_argument("--audio-in", nargs="?", const="", help="analyse live input (device name or index)")
+    r.add_argument("--block", type=block_size, default=512, help="audio analysis block in samples (default 512)")
+    r.add_argument("--follow-audio-tempo", action="store_true",
+                   help="the clock (s.bpm, s.beat) follows the tempo and beat heard in the audio")
     r.add_argument("--monitor", type=int, default=0)
     r.add_argument("--fullscreen", action="store_true")
     r.add_argument("--no-vsync", action="store_true")
@@ -433,6 +455,8 @@ def build_parser() -> argparse.ArgumentParser:
     common(d)
     d.add_argument("--fps", type=positive_float, default=30.0)
     d.add_argument("--bpm", type=positive_float, default=120.0)
+    d.add_argument("--follow-audio-tempo", action="store_true",
+                   help="the clock (s.bpm, s.beat) follows the tempo and beats found in the audio")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
     d.set_defaults(func=cmd_render)
 
@@ -461,6 +485,15 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--device", default="cpu")
     m.add_argument("--out", help="sample: where to write the NCHW float32 images (.npy)")
     m.set_defaults(func=cmd_models)
+
+    a = sub.add_parser("analyze", help="what the engine hears in an audio file: features as CSV and a plot")
+    a.add_argument("file")
+    a.add_argument("--out", help="write the features here (CSV: one row per block, or per frame with --offline)")
+    a.add_argument("--plot", help="draw the features over the waveform into this PNG")
+    a.add_argument("--offline", action="store_true", help="the offline features of vj render, one row per frame")
+    a.add_argument("--fps", type=positive_float, default=30.0, help="frame rate of --offline (default 30)")
+    a.add_argument("--block", type=block_size, default=512, help="real-time block in samples (default 512)")
+    a.set_defaults(func=cmd_analyze)
 
     sub.add_parser("devices", help="audio devices and monitors").set_defaults(func=cmd_devices)
     sub.add_parser("doctor", help="check what works on this machine").set_defaults(func=cmd_doctor)

@@ -46,8 +46,9 @@ def analyse(y, an=None, sr=SR):
     an = an or BlockAnalyzer(sr, BLOCK)
     values, onsets = [], []
     for i in range(0, len(y) - BLOCK + 1, BLOCK):
-        v, strength = an.process(y[i:i + BLOCK])
+        v, events = an.process(y[i:i + BLOCK])
         values.append(v)
+        strength = events.get("audio.onset")
         if strength is not None:
             assert 0.0 <= strength <= 1.0
             onsets.append((i + BLOCK) / sr)
@@ -81,13 +82,19 @@ def test_low_vs_high_are_far_apart():
 def test_all_names_present_and_in_range():
     values, _ = analyse(noise(1.0))
     names = set(audio.feature_names())
-    assert names == {"audio.rms", "audio.low", "audio.mid", "audio.high", "audio.flux",
-                     "audio.onset", "audio.rms_db"}
+    assert {"audio.rms", "audio.low", "audio.mid", "audio.high", "audio.flux", "audio.onset",
+            "audio.rms_db", "audio.kick", "audio.snare", "audio.hat", "audio.centroid",
+            "audio.bpm", "audio.beat", "audio.beat_phase"} <= names
+    vectors = set(audio.vector_names())
+    assert vectors == {"audio.chroma", "audio.chroma_bass", "audio.chroma_treble"}
     for v in values:
-        assert set(v) == names
+        assert set(v) == names | vectors
         for k, x in v.items():
+            if k in vectors:
+                assert x.shape == (12,) and x.min() >= 0.0 and x.max() <= 1.0
+                continue
             assert isinstance(x, float)
-            if k != "audio.rms_db":
+            if k not in audio.UNNORMALISED:
                 assert 0.0 <= x <= 1.0, (k, x)
 
 
@@ -194,13 +201,15 @@ def test_min_gap():
 def test_offline_shapes_and_names():
     y = noise(2.0)
     feats = offline_features(y, SR, fps=30, n_frames=75)       # longer than the audio
-    assert set(feats) == set(audio.feature_names()) | {"audio.onset:event"}
+    events = audio.event_names()
+    assert set(feats) == (set(audio.feature_names()) | set(audio.vector_names())
+                          | {e + ":event" for e in events} | {e + ":value" for e in events})
     for name, arr in feats.items():
-        assert arr.shape == (75,), name
+        assert arr.shape == ((75, 12) if name in audio.vector_names() else (75,)), name
     assert feats["audio.onset:event"].dtype == bool
     for name in audio.feature_names():
-        if name != "audio.rms_db":
-            assert feats[name].min() >= 0.0 and feats[name].max() <= 1.0
+        if name not in audio.UNNORMALISED:
+            assert feats[name].min() >= 0.0 and feats[name].max() <= 1.0, name
     assert feats["audio.rms"][65:].max() == 0.0           # past the end: silence
     assert offline_features(y, SR, fps=30, n_frames=0)["audio.rms"].shape == (0,)
 

@@ -51,3 +51,21 @@ def walk(keys, position: float, ease: str = "linear", closed: bool = True) -> np
 def loop(keys, phase: float, ease: str = "linear") -> np.ndarray:
     """A closed loop through all keys as ``phase`` goes 0..1 (and repeats)."""
     return walk(keys, (phase % 1.0) * len(keys), ease=ease, closed=True)
+
+
+def mix(keys, weights, sharpness: float = 1.0) -> np.ndarray:
+    """A blend of ``keys`` weighted by ``weights`` (e.g. 12 keyframes by ``audio.chroma``),
+    rescaled to the keys' mean length so it stays on the shell where images are sharp.
+    Weights are raised to ``sharpness`` first (> 1 favours the strongest); all-zero
+    weights (silence) blend the keys equally."""
+    keys = np.asarray(keys, dtype=np.float32)
+    w = np.clip(np.asarray(weights, dtype=np.float64).reshape(-1), 0.0, None)
+    if w.shape[0] != keys.shape[0]:
+        raise ValueError(f"mix: {keys.shape[0]} keys but {w.shape[0]} weights")
+    w = w ** sharpness
+    total = w.sum()
+    w = w / total if total > 1e-12 else np.full(len(w), 1.0 / len(w))
+    out = np.tensordot(w, keys.astype(np.float64), axes=1)
+    n = float(np.linalg.norm(out))
+    target = float(np.mean(np.linalg.norm(keys.reshape(len(keys), -1), axis=1)))
+    return (out * (target / n) if n > 1e-8 else out).astype(np.float32)

@@ -110,6 +110,10 @@ class PatchContext:
     def walk(self, keys, position: float, ease: str = "linear", closed: bool = True) -> np.ndarray:
         return paths.walk(keys, position, ease=ease, closed=closed)
 
+    def mix(self, keys, weights, sharpness: float = 1.0) -> np.ndarray:
+        """Keys blended by weights (``p.mix(p.keys, s["audio.chroma"])``), kept on the shell."""
+        return paths.mix(keys, weights, sharpness)
+
     def loop(self, keys, beats: float | None = None, seconds: float | None = None,
              phase: float = 0.0, ease: str = "linear") -> np.ndarray:
         """A closed slerp loop through ``keys``, once around every ``beats`` beats

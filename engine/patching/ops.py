@@ -20,6 +20,11 @@ class FrameTime:
     bpm: float = 120.0
 
 
+def _num(x):
+    """Lists and tuples (a default like ``[0.0] * 12``) become arrays; the rest as is."""
+    return np.asarray(x, dtype=np.float64) if isinstance(x, (list, tuple)) else x
+
+
 def _alpha(dt: float, tau: float) -> float:
     return 1.0 if tau <= 0 else 1.0 - math.exp(-dt / tau)
 
@@ -31,6 +36,7 @@ class Smooth:
         self.ft, self.tau, self.value = ft, float(tau), initial
 
     def __call__(self, x):
+        x = _num(x)
         if self.value is None:
             self.value = x
         else:
@@ -45,6 +51,7 @@ class AttackRelease:
         self.ft, self.attack, self.release, self.value = ft, float(attack), float(release), initial
 
     def __call__(self, x):
+        x = _num(x)
         up = np.asarray(x) > np.asarray(self.value)
         a_up, a_down = _alpha(self.ft.dt, self.attack), _alpha(self.ft.dt, self.release)
         a = np.where(up, a_up, a_down) if np.ndim(up) else (a_up if up else a_down)

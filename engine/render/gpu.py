@@ -126,10 +126,13 @@ class GeneratorRunner:
         return self.generator.truncate(ws, psi, cutoff)
 
     @torch.inference_mode()
-    def styles(self, z=None, w=None, ws=None, psi: float = 1.0, c=None, cutoff: int | None = None) -> torch.Tensor:
+    def styles(self, z=None, w=None, ws=None, psi: float = 1.0, c=None, cutoff: int | None = None,
+               per_layer: bool = False) -> torch.Tensor:
         """Per-layer styles [N, num_ws, w_dim] (fp32) from one of ``z``, ``w`` or ``ws``
         (a single latent or a batch). ``psi``/``cutoff`` truncate towards the average
-        style whichever is given. A conditional model without ``c`` draws class 0."""
+        style whichever is given. A conditional model without ``c`` draws class 0.
+        ``per_layer``: a z of shape [num_ws, z_dim] is one z per layer, not a batch (what a
+        patch means by it: the engine draws one frame at a time)."""
         nw, wd = self.info.num_ws, self.info.w_dim
         if ws is not None:
             return self._truncate(self.as_tensor(ws).reshape(-1, nw, wd), psi, cutoff)
@@ -137,6 +140,11 @@ class GeneratorRunner:
             return self._truncate(self.as_tensor(w).reshape(-1, 1, wd).expand(-1, nw, -1), psi, cutoff)
         zt = self.as_tensor(z).reshape(-1, self.info.z_dim)
         ct = self._class_vectors(c, zt.shape[0]) if self.info.c_dim else None
+        if per_layer and nw > 1 and zt.shape[0] == nw:
+            # one z per layer (style mixing): each is mapped, layer i takes row i's style
+            ws = self.generator.mapping(zt, ct, psi=psi, cutoff=cutoff)
+            i = torch.arange(nw, device=ws.device)
+            return ws[i, i][None]
         return self.generator.mapping(zt, ct, psi=psi, cutoff=cutoff)
 
     def _class_vectors(self, c, n: int) -> torch.Tensor:

@@ -19,7 +19,7 @@ from engine.patching.loader import PatchHost
 from engine.render.gpu import GeneratorRunner
 from engine.render.post import ShaderChain
 from engine.signals.bus import SignalBus
-from engine.signals.clock import Clock
+from engine.signals.clock import Clock, follow_audio
 
 log = logging.getLogger("vj")
 
@@ -65,6 +65,7 @@ class Engine:
         self._gen_error: str | None = None
         self.newest_input: float | None = None  # capture time of the newest input the last frame used
         self._latency_of: float | None = None
+        self.follow_tempo = False               # the clock follows audio.bpm / audio.beat_phase
 
     # one frame
     def render_frame(self):
@@ -75,6 +76,8 @@ class Engine:
         if self.rig is not None:
             self.rig.frame(self, snap)
         self.patches.params.frame(snap)
+        if self.follow_tempo:
+            follow_audio(self.clock, snap)      # takes effect from the next frame
         if self.setlist is not None:
             scene = self.setlist.update(snap)
             if scene is not None:
@@ -82,7 +85,8 @@ class Engine:
         controls = self.patches.frame(snap)
         g0 = time.perf_counter()
         try:
-            ws = self.runner.styles(z=controls.z, w=controls.w, ws=controls.ws, psi=controls.psi, c=controls.c)
+            ws = self.runner.styles(z=controls.z, w=controls.w, ws=controls.ws, psi=controls.psi, c=controls.c,
+                                    per_layer=controls.z is not None and np.ndim(controls.z) == 2)
             transform = None if controls.transform is None else self.runner.as_tensor(controls.transform)
             self._image = self.runner.image(ws, controls.noise, transform=transform)
             if self._gen_error is not None:

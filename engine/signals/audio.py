@@ -1,281 +1,49 @@
-"""Audio analysis: files and live input become ``audio.*`` channels and events on the bus.
+"""Audio in: files and live input become ``audio.*`` channels and events on the bus.
 
-Channels (floats; all but ``audio.rms_db`` normalised to 0..1):
+* :class:`FileSource` plays a file in real time (audible through sounddevice when an
+  output device exists, silently otherwise), analysing it block by block;
+* :class:`InputSource` analyses live input (a sounddevice input stream);
+* :func:`load_audio` decodes WAV, FLAC, OGG, MP3 (soundfile) and anything else with an
+  audio track (PyAV).
 
-========================  ===============================================================
-``audio.rms``             loudness of the block (time-domain RMS)
-``audio.low/mid/high``    band levels (RMS of the band, default 20-250 / 250-4000 /
-                          4000-16000 Hz; one channel ``audio.<name>`` per key of ``bands``)
-``audio.flux``            half-wave-rectified spectral flux of the log-compressed spectrum
-``audio.onset``           envelope: 1.0 on an onset, decaying with a 0.15 s time constant
-``audio.rms_db``          RMS in dBFS, floor -100 (not normalised)
-========================  ===============================================================
+Both sources analyse with :class:`engine.signals.features.BlockAnalyzer` (causal, one
+block at a time) and publish every channel and event with the block's capture time, so
+each frame's ``Snapshot.newest_input`` knows how old the newest audio it used is. The
+offline path for ``vj render`` is :mod:`engine.signals.offline`. No device, no
+PortAudio, a device that fails: one warning, and the engine runs on (silence).
 
-Event ``audio.onset`` (value: onset strength 0..1) fires on each detected onset.
-
-Two paths compute the same names:
-
-* live (:class:`BlockAnalyzer`, used by :class:`FileSource` and :class:`InputSource`):
-  causal, block by block, normalised by an automatic gain per feature (a peak follower
-  with instant attack, ~10 s release and an absolute floor, so digital silence stays 0);
-* offline (:func:`offline_features`): the whole file is known, values are sampled at
-  video frame times and normalised by a high percentile over the whole file.
-
-The spectral helpers (:func:`band_bins`, :func:`band_levels`, :func:`log_spectrum`,
-:func:`spectral_flux`) work on the last axis, so one frame (live) and a stack of frames
-(offline) go through the same code.
+The channel names and the analysis live in :mod:`engine.signals.features`; the names
+are re-exported here.
 """
 from __future__ import annotations
 
 import collections
 import logging
-import math
 import os
 import threading
 import time
-from typing import Mapping
 
 import numpy as np
 
+from engine.signals.features import (  # noqa: F401 - re-exported: the audio stage's names
+    BANDS, BEAT, BEAT_PHASE, BPM, CHROMA, CHROMA_BASS, CHROMA_TREBLE, DB_FLOOR, DRUMS, FLUX,
+    HARMONIC, ONSET, PERCUSSIVE, PREFIX, RMS, RMS_DB, UNNORMALISED, BlockAnalyzer, band_names, drum_names,
+    event_names, feature_names, vector_names)
+
+__all__ = [
+    "AudioError", "FileSource", "InputSource", "list_devices", "load_audio", "offline_features",
+    "DEFAULT_BLOCK", "BlockAnalyzer", "BANDS", "DRUMS", "PREFIX", "RMS", "RMS_DB", "FLUX", "ONSET",
+    "HARMONIC", "PERCUSSIVE", "CHROMA", "CHROMA_BASS", "CHROMA_TREBLE", "BPM", "BEAT", "BEAT_PHASE",
+    "DB_FLOOR", "UNNORMALISED", "band_names", "drum_names", "event_names", "feature_names", "vector_names",
+]
+
 log = logging.getLogger(__name__)
 
-BANDS = {"low": (20, 250), "mid": (250, 4000), "high": (4000, 16000)}
-
-PREFIX = "audio."
-RMS = "audio.rms"
-RMS_DB = "audio.rms_db"
-FLUX = "audio.flux"
-ONSET = "audio.onset"            # the envelope channel and the event share this name
-ONSET_EVENT_KEY = "audio.onset:event"   # offline_features' bool array of event frames
-
-DB_FLOOR = -100.0
-ONSET_DECAY = 0.15               # s, time constant of the audio.onset envelope
-ONSET_MIN_GAP = 0.05             # s, at most one onset per gap
-GAIN_RELEASE = 10.0              # s, release time constant of the automatic gain
-LEVEL_FLOOR_DB = -60.0           # level (dBFS) that reads 1.0 on a gain that has seen nothing louder
-BAND_FLOOR_DB = -30.0            # a band this far below the overall level (its gain) reads 1.0 at most
-FLUX_FLOOR = 0.02                # flux that reads 1.0 likewise; see log_spectrum
-LOG_GAMMA = 100.0                # log compression of the magnitude spectrum for flux
-OFFLINE_PERCENTILE = 99.0
+DEFAULT_BLOCK = 512
 
 
 class AudioError(RuntimeError):
     """A file that cannot be found, read or decoded."""
-
-
-def band_names(bands: Mapping[str, tuple[float, float]] = BANDS) -> list[str]:
-    return [PREFIX + name for name in bands]
-
-
-def feature_names(bands: Mapping[str, tuple[float, float]] = BANDS) -> list[str]:
-    """The float channels, in a stable order."""
-    return [RMS, *band_names(bands), FLUX, ONSET, RMS_DB]
-
-
-# ---------------------------------------------------------------------------------------
-# pure spectral helpers
-
-def default_fft_size(sr: int, block: int) -> int:
-    """Two blocks, and at least ~23 ms (1024 at 44.1 kHz), as a power of two."""
-    need = max(2 * block, int(sr * 0.023))
-    return 1 << max(6, math.ceil(math.log2(need)))
-
-
-def default_hop(sr: int) -> int:
-    """The offline analysis hop: a power of two near 11.6 ms (512 at 44.1/48 kHz)."""
-    return 1 << max(5, round(math.log2(sr / 86.13)))
-
-
-def band_bins(sr: int, n_fft: int, bands: Mapping[str, tuple[float, float]] = BANDS
-              ) -> list[tuple[int, int]]:
-    """(first, stop) rfft bin range per band: bins with lo <= f < hi, at least one bin,
-    never the DC bin, capped at Nyquist."""
-    n_bins = n_fft // 2 + 1
-    df = sr / n_fft
-    out = []
-    for lo, hi in bands.values():
-        a = max(1, math.ceil(lo / df))
-        b = min(n_bins, math.ceil(min(hi, sr / 2) / df))
-        if b <= a:                      # band narrower than a bin: take the nearest bin
-            a = min(n_bins - 1, max(1, round(0.5 * (lo + hi) / df)))
-            b = a + 1
-        out.append((a, b))
-    return out
-
-
-def band_levels(power: np.ndarray, bins: list[tuple[int, int]], scale: float) -> np.ndarray:
-    """RMS level of each band from a one-sided power spectrum |X|^2 (last axis = bins).
-    ``scale`` = 2 / (n_fft * sum(window**2)) makes a full-scale sine read 0.707, the same
-    scale as the time-domain RMS. Returns shape power.shape[:-1] + (n_bands,)."""
-    sums = np.stack([power[..., a:b].sum(axis=-1) for a, b in bins], axis=-1)
-    return np.sqrt(sums * scale)
-
-
-def log_spectrum(mag: np.ndarray, mag_scale: float, gamma: float = LOG_GAMMA) -> np.ndarray:
-    """log(1 + gamma * |X| * mag_scale), mag_scale = 2 / sum(window) (a full-scale sine
-    peaks at 1). Linear for quiet bins, logarithmic for loud ones, exactly 0 for silence."""
-    return np.log1p((gamma * mag_scale) * mag)
-
-
-def spectral_flux(logmag: np.ndarray, prev: np.ndarray) -> np.ndarray:
-    """Mean over bins of the half-wave-rectified increase from ``prev`` to ``logmag``."""
-    d = logmag - prev
-    np.maximum(d, 0.0, out=d)
-    return d.mean(axis=-1)
-
-
-def rms_to_db(rms, floor: float = DB_FLOOR):
-    with np.errstate(divide="ignore"):
-        db = 20.0 * np.log10(np.maximum(rms, 1e-12))
-    return np.maximum(db, floor)
-
-
-def _features_spec(bands) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Names normalised by the gain, their absolute floors, and their floors relative
-    to the overall level's gain (bands only: without it, each band's own gain would
-    blow window leakage or a band that is nearly empty up to 1.0)."""
-    names = [RMS, *band_names(bands), FLUX]
-    level_floor = 10.0 ** (LEVEL_FLOOR_DB / 20.0)
-    floors = np.array([level_floor] * (1 + len(bands)) + [FLUX_FLOOR])
-    rel = np.array([0.0] + [10.0 ** (BAND_FLOOR_DB / 20.0)] * len(bands) + [0.0])
-    return names, floors, rel
-
-
-def normalise(raw: np.ndarray, ref: np.ndarray, floors: np.ndarray, rel: np.ndarray) -> np.ndarray:
-    """raw / max(ref, floors, rel * ref[rms]) clipped to 0..1 (last axis = features, the
-    first of them the RMS). ``ref``: the gain's peaks (live) or percentiles (offline)."""
-    denom = np.maximum(np.maximum(ref, floors), rel * ref[..., :1])
-    return np.clip(raw / denom, 0.0, 1.0)
-
-
-# ---------------------------------------------------------------------------------------
-# live analysis
-
-class BlockAnalyzer:
-    """Causal per-block features: state carried from block to block, no look-ahead.
-
-    Each call to :meth:`process` takes the newest block, runs an rfft over the last
-    ``n_fft`` samples (default two blocks, Hann window), and returns the normalised
-    features plus the onset strength (or None). Raw, un-normalised values of the last
-    block stay in :attr:`raw`, the power spectrum in :attr:`power` (bins at
-    :attr:`freqs`), for later stages (tempo, chroma, drums) to build on.
-
-    Onsets: the flux must exceed ``onset_factor * median(flux over the last
-    onset_window s) + onset_delta``, must have been below its threshold since the last
-    onset (a rising edge), and be at least ``min_gap`` s after the last onset.
-    """
-
-    def __init__(self, sr: int, block: int = 512, bands=BANDS, *, n_fft: int | None = None,
-                 release: float = GAIN_RELEASE, onset_factor: float = 1.5,
-                 onset_delta: float = 0.01, onset_window: float = 0.5,
-                 min_gap: float = ONSET_MIN_GAP, onset_decay: float = ONSET_DECAY):
-        self.sr = int(sr)
-        self.block = int(block)
-        self.bands = dict(bands)
-        self.n_fft = int(n_fft or default_fft_size(self.sr, self.block))
-        self.dt = self.block / self.sr
-        self.window = np.hanning(self.n_fft + 1)[:-1].astype(np.float32)  # periodic Hann
-        self.freqs = np.fft.rfftfreq(self.n_fft, 1.0 / self.sr)
-        self.bins = band_bins(self.sr, self.n_fft, self.bands)
-        self.power_scale = 2.0 / (self.n_fft * float(np.sum(self.window.astype(np.float64) ** 2)))
-        self.mag_scale = 2.0 / float(np.sum(self.window))
-        self.names, self.floors, self.rel_floors = _features_spec(self.bands)
-        self.release = release
-        self.onset_factor = onset_factor
-        self.onset_delta = onset_delta
-        self.min_gap = min_gap
-        self.onset_decay = onset_decay
-        self._hist_len = max(3, round(onset_window / self.dt))
-        self.reset()
-
-    def reset(self) -> None:
-        n_bins = self.n_fft // 2 + 1
-        self._buf = np.zeros(self.n_fft, np.float32)
-        self._prev_log = np.zeros(n_bins, np.float32)
-        self.power = np.zeros(n_bins, np.float32)
-        self._peaks = self.floors.copy()
-        self._flux_hist = np.zeros(self._hist_len)
-        self._hist_i = 0
-        self._hist_n = 0
-        self._armed = True
-        self._since_onset = math.inf
-        self.envelope = 0.0
-        self.time = 0.0            # seconds of audio processed (end of the last block)
-        self.raw: dict[str, float] = {}
-        self._out: dict[str, float] | None = None
-
-    def _gain_decay(self, dt: float) -> float:
-        return math.exp(-dt / self.release)
-
-    def process(self, block: np.ndarray) -> tuple[dict[str, float], float | None]:
-        """Mono float32 block (any length; normally ``block`` samples; a 2-D (n, ch)
-        block is averaged to mono) -> (features by name, onset strength or None)."""
-        x = np.asarray(block, dtype=np.float32)
-        if x.ndim > 1:
-            x = x.mean(axis=1)
-        n = x.shape[0]
-        if n == 0:
-            return self._last_values(), None
-        ms = float(np.dot(x, x)) / n
-        if not math.isfinite(ms):
-            x = np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0)
-            ms = float(np.dot(x, x)) / n
-        buf = self._buf
-        if n >= self.n_fft:
-            buf[:] = x[-self.n_fft:]
-        else:
-            buf[:-n] = buf[n:]
-            buf[-n:] = x
-        dt = n / self.sr
-        self.time += dt
-
-        spec = np.fft.rfft(buf * self.window)
-        power = spec.real * spec.real + spec.imag * spec.imag
-        self.power = power
-        rms = math.sqrt(ms)
-        levels = band_levels(power, self.bins, self.power_scale)
-        logmag = log_spectrum(np.sqrt(power), self.mag_scale)
-        flux = float(spectral_flux(logmag, self._prev_log))
-        self._prev_log = logmag
-
-        raw = np.array([rms, *levels.tolist(), flux])
-        peaks = np.maximum(raw, self._peaks * self._gain_decay(dt))
-        self._peaks = peaks
-        norm = normalise(raw, peaks, self.floors, self.rel_floors)
-
-        # onset: adaptive threshold against the recent flux (not including this block)
-        hist = self._flux_hist if self._hist_n >= self._hist_len else self._flux_hist[:self._hist_n]
-        thr = self.onset_delta + (self.onset_factor * float(np.median(hist)) if len(hist) else 0.0)
-        self._flux_hist[self._hist_i] = flux
-        self._hist_i = (self._hist_i + 1) % self._hist_len
-        self._hist_n += 1
-        self._since_onset += dt
-        self.envelope *= math.exp(-dt / self.onset_decay)
-        strength = None
-        if flux > thr:
-            if self._armed and self._since_onset >= self.min_gap:
-                strength = float(norm[-1])
-                self.envelope = 1.0
-                self._since_onset = 0.0
-                self._armed = False
-        else:
-            self._armed = True
-
-        out = dict(zip(self.names, norm.tolist()))
-        out[ONSET] = self.envelope
-        out[RMS_DB] = float(rms_to_db(rms))
-        self.raw = dict(zip(self.names, raw.tolist()))
-        self.raw["threshold"] = thr
-        self._out = out
-        return out, strength
-
-    def _last_values(self) -> dict[str, float]:
-        out = self._out
-        if out is None:
-            out = {name: 0.0 for name in self.names}
-            out[ONSET] = 0.0
-            out[RMS_DB] = DB_FLOOR
-        return dict(out)
 
 
 # ---------------------------------------------------------------------------------------
@@ -331,151 +99,6 @@ def _load_with_av(path: str) -> tuple[np.ndarray, int]:
     return np.concatenate(chunks).astype(np.float32), int(sr)
 
 
-def offline_features(y: np.ndarray, sr: int, fps: float, n_frames: int, bands=BANDS, *,
-                     hop: int | None = None, percentile: float = OFFLINE_PERCENTILE
-                     ) -> dict[str, np.ndarray]:
-    """Features at the video frame times t_k = k / fps, k = 0..n_frames-1.
-
-    Each value describes the audio in the window *centred on* t_k, covering one frame
-    period [t_k - 0.5/fps, t_k + 0.5/fps): ``audio.rms`` is the exact RMS over it, band
-    levels the RMS of the analysis frames (hop ~11.6 ms, centred frames of 2 hops)
-    whose centres lie in it, ``audio.flux`` the largest flux among them, so no transient
-    is skipped at low fps. Frames beyond the end of the audio read as silence.
-
-    Normalisation knows the whole file: each float (except ``audio.rms_db``, dBFS) is
-    divided by its ``percentile`` over all frames of the file (not just the first
-    n_frames) and clipped to 0..1, with the live path's floors so silence stays 0.
-
-    ``audio.onset:event`` (bool) marks the frames on which an onset event fires: onsets
-    from librosa's onset detection on the whole file (times refined to the attack, see
-    :func:`onset_times`), each assigned to the first frame at or after it (several in
-    one frame give one event). ``audio.onset`` is the envelope: 1.0 on an event frame,
-    decaying with a 0.15 s time constant. A 2-D ``y`` is averaged to mono over its
-    shorter axis.
-    """
-    y = np.asarray(y, dtype=np.float32)
-    if y.ndim > 1:
-        y = y.mean(axis=int(np.argmin(y.shape)))
-    n_frames = int(n_frames)
-    fps = float(fps)
-    sr = int(sr)
-    hop = int(hop or default_hop(sr))
-    n_fft = 2 * hop
-    names, floors, rel = _features_spec(bands)
-    n = y.shape[0]
-    duration = n / sr
-
-    # video frames covering the whole file (for normalisation) and the requested ones
-    n_all = max(n_frames, int(math.ceil(duration * fps)))
-    t = np.arange(n_all) / fps
-    a = np.clip(np.round((t - 0.5 / fps) * sr).astype(np.int64), 0, n)
-    b = np.clip(np.round((t + 0.5 / fps) * sr).astype(np.int64), 0, n)
-
-    # exact RMS over each frame period
-    csum = np.concatenate([[0.0], np.cumsum(y.astype(np.float64) ** 2)])
-    span = np.maximum(np.round((t + 0.5 / fps) * sr) - np.round((t - 0.5 / fps) * sr), 1)
-    rms = np.sqrt(np.maximum(csum[b] - csum[a], 0.0) / span)
-
-    # STFT (centred frames) in chunks, band power and flux per analysis frame
-    window = np.hanning(n_fft + 1)[:-1].astype(np.float32)
-    power_scale = 2.0 / (n_fft * float(np.sum(window.astype(np.float64) ** 2)))
-    mag_scale = 2.0 / float(np.sum(window))
-    bins = band_bins(sr, n_fft, bands)
-    n_fine = n // hop + 1
-    padded = np.concatenate([np.zeros(n_fft // 2, np.float32), y,
-                             np.zeros(n_fft // 2 + hop, np.float32)])
-    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop][:n_fine]
-    band_pow = np.empty((n_fine, len(bins)))
-    flux = np.empty(n_fine)
-    prev = np.zeros(n_fft // 2 + 1, np.float32)
-    chunk = 2048
-    for s in range(0, n_fine, chunk):
-        spec = np.fft.rfft(frames[s:s + chunk] * window, axis=-1)
-        power = spec.real * spec.real + spec.imag * spec.imag
-        band_pow[s:s + chunk] = band_levels(power, bins, power_scale) ** 2
-        logmag = log_spectrum(np.sqrt(power), mag_scale)
-        flux[s:s + chunk] = spectral_flux(logmag, np.concatenate([prev[None], logmag[:-1]]))
-        prev = logmag[-1]
-
-    # analysis frames whose centres (j * hop) lie in [a, b): at least the nearest one
-    j0 = np.ceil((t - 0.5 / fps) * sr / hop).astype(np.int64)
-    j1 = np.ceil((t + 0.5 / fps) * sr / hop).astype(np.int64)
-    nearest = np.round(t * sr / hop).astype(np.int64)
-    empty = j1 <= j0
-    j0 = np.where(empty, nearest, j0)
-    j1 = np.where(empty, nearest + 1, j1)
-    width = int(max(1, (j1 - j0).max())) if n_all else 1
-    idx = j0[:, None] + np.arange(width)[None, :]
-    valid = (idx < j1[:, None]) & (idx >= 0) & (idx < n_fine)
-    idx = np.clip(idx, 0, n_fine - 1)
-    count = np.maximum(valid.sum(axis=1), 1)
-    levels = np.sqrt((band_pow[idx] * valid[..., None]).sum(axis=1) / count[:, None])
-    frame_flux = np.where(valid, flux[idx], 0.0).max(axis=1)
-
-    raw = np.column_stack([rms, levels, frame_flux])        # (n_all, len(names))
-    inside = t < duration
-    ref = np.percentile(raw[inside], percentile, axis=0) if inside.any() else np.zeros(len(names))
-    norm = normalise(raw, ref, floors, rel)
-
-    out: dict[str, np.ndarray] = {}
-    for i, name in enumerate(names):
-        out[name] = norm[:n_frames, i].astype(np.float32)
-    out[RMS_DB] = rms_to_db(rms[:n_frames]).astype(np.float32)
-
-    events = np.zeros(n_frames, bool)
-    if n_frames and n >= n_fft and np.any(y):
-        for t_on in onset_times(y, sr):
-            k = int(math.ceil(t_on * fps - 1e-6))
-            if 0 <= k < n_frames:
-                events[k] = True
-    out[ONSET_EVENT_KEY] = events
-    out[ONSET] = onset_envelope(events, fps)
-    return out
-
-
-def onset_times(y: np.ndarray, sr: int, hop: int | None = None, refine: bool = True) -> np.ndarray:
-    """Onset times (s) of a whole mono signal: librosa's onset detection (spectral flux
-    + peak picking) at ``hop`` (default: half the offline hop, ~5.8 ms), then, with
-    ``refine``, each moved to the steepest rise of the short-time energy within the
-    preceding two hops (librosa reports the first analysis frame *after* the onset,
-    2-9 ms late at hop 256; refined times land within ~1 ms of the attack)."""
-    import librosa
-    y = np.asarray(y, np.float32)
-    hop = int(hop or default_hop(sr) // 2)
-    times = librosa.onset.onset_detect(y=y, sr=sr, hop_length=hop, units="time", backtrack=False)
-    if refine and len(times):
-        times = refine_onsets(y, sr, times, before=2.0 * hop / sr)
-    return np.asarray(times, dtype=np.float64)
-
-
-def refine_onsets(y: np.ndarray, sr: int, times, before: float = 0.012, after: float = 0.002,
-                  win: float = 0.002) -> np.ndarray:
-    """Move each onset time to the largest rise of the log energy (``win`` s frames,
-    half-overlapping) within [t - before, t + after]. Pure numpy."""
-    w = max(8, int(win * sr))
-    h = w // 2
-    out = np.asarray(times, dtype=np.float64).copy()
-    for k, t in enumerate(out):
-        a = max(0, int((t - before) * sr) - w)
-        b = min(len(y), int((t + after) * sr) + w)
-        seg = y[a:b].astype(np.float64)
-        if len(seg) < 3 * w:
-            continue
-        energy = np.lib.stride_tricks.sliding_window_view(seg * seg, w)[::h].mean(axis=1)
-        rise = np.diff(np.log10(energy + 1e-10))
-        i = int(np.argmax(rise)) + 1
-        out[k] = (a + i * h + 0.5 * w) / sr
-    return out
-
-
-def onset_envelope(events: np.ndarray, fps: float, decay: float = ONSET_DECAY) -> np.ndarray:
-    """1.0 on each event frame, exp(-dt / decay) after it; 0 before the first event."""
-    k = np.arange(len(events))
-    last = np.maximum.accumulate(np.where(events, k, -1)) if len(events) else k
-    env = np.where(last >= 0, np.exp(-(k - last) / (fps * decay)), 0.0)
-    return env.astype(np.float32)
-
-
 # ---------------------------------------------------------------------------------------
 # sources
 
@@ -512,10 +135,11 @@ def list_devices() -> list[dict]:
         return []
 
 
-def _publish(bus, values: dict, strength: float | None, t: float) -> None:
+def _publish(bus, t: float, values: dict, events: dict) -> None:
+    """One block's channels and events, stamped with its capture time ``t``."""
     bus.update(values, t)
-    if strength is not None:
-        bus.emit(ONSET, strength, t)
+    for name, value in events.items():
+        bus.emit(name, value, t)
 
 
 def _close_quietly(stream) -> None:
@@ -542,8 +166,8 @@ class FileSource:
     for a missing or undecodable file.
     """
 
-    def __init__(self, bus, path, block: int = 512, loop: bool = False, play: bool = True,
-                 bands=BANDS, device=None):
+    def __init__(self, bus, path, block: int = DEFAULT_BLOCK, loop: bool = False, play: bool = True,
+                 bands=BANDS, device=None, drums=DRUMS):
         self.bus = bus
         self.path = os.fspath(path)
         self.block = int(block)
@@ -552,7 +176,7 @@ class FileSource:
         self.device = device
         self.data, self.sr = load_audio(self.path, mono=False)       # (n, ch)
         self.duration = len(self.data) / self.sr
-        self.analyzer = BlockAnalyzer(self.sr, self.block, bands)
+        self.analyzer = BlockAnalyzer(self.sr, self.block, bands, drums=drums)
         self.position = 0            # next sample to play
         self.finished = False
         self.audible = False
@@ -578,6 +202,11 @@ class FileSource:
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
+
+    def set_tempo(self, bpm: float | None, phase_time: float | None = None) -> None:
+        """Tell the tempo tracker the tempo (``phase_time``: time.monotonic() of a beat);
+        see :meth:`BlockAnalyzer.set_tempo`."""
+        self.analyzer.set_tempo(bpm, phase_time)
 
     # -- internals ----------------------------------------------------------------------
     def _open_stream(self):
@@ -629,45 +258,43 @@ class FileSource:
             self._stream = self._open_stream()
         self.audible = self._stream is not None
         dt = self.block / self.sr
-        pending: collections.deque = collections.deque()   # (t_heard, values, strength)
+        pending: collections.deque = collections.deque()   # (t_heard, values, events)
         t0 = time.monotonic()
         k = 0                                               # blocks since t0
         while not self._stop.is_set():
             frames = self._next_block()
             mono = frames.mean(axis=1) if frames.shape[1] > 1 else frames[:, 0]
-            values, strength = self.analyzer.process(mono)
             stream = self._stream
             if stream is not None:
                 try:
                     stream.write(np.ascontiguousarray(frames[:, :stream.channels]))
-                    latency = float(stream.latency or 0.0)
-                    pending.append((time.monotonic() + latency, values, strength))
+                    t_heard = time.monotonic() + float(stream.latency or 0.0)
                 except Exception as e:  # noqa: BLE001
                     log.warning("audio: output device failed (%s); continuing silently", e)
                     self._close_stream()
                     self.audible = False
-                    pending.append((time.monotonic(), values, strength))
-                    t0, k = time.monotonic(), 0
+                    now = time.monotonic()
+                    pending.append((now, *self.analyzer.process(mono, now)))
+                    t0, k = now, 0
                     continue
+                pending.append((t_heard, *self.analyzer.process(mono, t_heard)))
                 now = time.monotonic()
                 while pending and pending[0][0] <= now:
-                    t, v, s = pending.popleft()
-                    _publish(self.bus, v, s, t)
+                    _publish(self.bus, *pending.popleft())
                 continue
             # silent: the block is "heard" when its last sample would be
             while pending:                    # flush anything held back for the device
-                t, v, s = pending.popleft()
-                _publish(self.bus, v, s, t)
+                _publish(self.bus, *pending.popleft())
             k += 1
             due = t0 + k * dt
-            wait = due - time.monotonic()
-            if wait < -0.25:                  # fell far behind (suspend, debugger): resync
+            if due - time.monotonic() < -0.25:   # fell far behind (suspend, debugger): resync
                 t0, k = time.monotonic(), 0
                 due = t0
-            elif wait > 0:
-                if self._stop.wait(wait):
-                    break
-            _publish(self.bus, values, strength, due)
+            values, events = self.analyzer.process(mono, due)
+            wait = due - time.monotonic()
+            if wait > 0 and self._stop.wait(wait):
+                break
+            _publish(self.bus, due, values, events)
 
 
 class InputSource:
@@ -678,13 +305,14 @@ class InputSource:
     provides it). No device, no PortAudio, or a device error: logs one warning,
     publishes nothing (patches read 0.0), never raises into the caller."""
 
-    def __init__(self, bus, device=None, block: int = 512, sr: int | None = None,
-                 bands=BANDS, channels: int = 1):
+    def __init__(self, bus, device=None, block: int = DEFAULT_BLOCK, sr: int | None = None,
+                 bands=BANDS, channels: int = 1, drums=DRUMS):
         self.bus = bus
         self.device = device
         self.block = int(block)
         self.sr = sr
         self.bands = bands
+        self.drums = drums
         self.channels = channels
         self.analyzer: BlockAnalyzer | None = None
         self.error: str | None = None
@@ -710,7 +338,7 @@ class InputSource:
                                     channels=self.channels, dtype="float32",
                                     callback=self._callback, finished_callback=self._finished)
             self.sr = int(stream.samplerate)
-            self.analyzer = BlockAnalyzer(self.sr, self.block, self.bands)
+            self.analyzer = BlockAnalyzer(self.sr, self.block, self.bands, drums=self.drums)
             self._stop.clear()
             self._thread = threading.Thread(target=self._worker, name="audio-input", daemon=True)
             self._thread.start()
@@ -722,6 +350,12 @@ class InputSource:
             self._ready.set()
             return self._fail(f"cannot open input device {self.device!r} ({e})")
         return self
+
+    def set_tempo(self, bpm: float | None, phase_time: float | None = None) -> None:
+        """Tell the tempo tracker the tempo (``phase_time``: time.monotonic() of a beat);
+        see :meth:`BlockAnalyzer.set_tempo`. Ignored while no stream is open."""
+        if self.analyzer is not None:
+            self.analyzer.set_tempo(bpm, phase_time)
 
     def stop(self) -> None:
         self._stop.set()
@@ -767,7 +401,13 @@ class InputSource:
             while q and not self._stop.is_set():
                 block, t = q.popleft()
                 try:
-                    values, strength = self.analyzer.process(block)
-                    _publish(self.bus, values, strength, t)
+                    _publish(self.bus, t, *self.analyzer.process(block, t))
                 except Exception:  # noqa: BLE001
                     log.exception("audio: analysis failed")
+
+
+def offline_features(*args, **kwargs):
+    """See :func:`engine.signals.offline.offline_features` (imported on first use: it
+    needs librosa)."""
+    from engine.signals.offline import offline_features as f
+    return f(*args, **kwargs)

@@ -22,6 +22,8 @@ class Clock:
         self.beat = 0.0
         self.running = True  # False while an external transport (MIDI clock) is stopped: the beat holds
         self._taps: list[float] = []
+        self._follow: float | None = None     # a beat phase to pull towards on the next tick
+        self.follow_rate = 0.2                 # fraction of the phase error corrected per frame
 
     def set_tempo(self, bpm: float) -> None:
         if not (20.0 <= bpm <= 400.0):
@@ -53,13 +55,32 @@ class Clock:
             self.beat = round(self.beat)
             return bpm
 
+    def follow(self, bpm: float, phase: float | None = None) -> None:
+        """Follow an outside tempo (the audio's): the tempo is taken at once; the beat
+        is pulled towards ``phase`` (0..1, the outside beat phase now) on the next tick,
+        by ``follow_rate`` of the difference, never by more than half that frame's step,
+        so the beat never jumps and never runs backwards."""
+        bpm = min(400.0, max(20.0, float(bpm)))
+        with self._lock:
+            self.bpm = bpm
+            self._follow = None if phase is None else float(phase) % 1.0
+
+    def input_now(self) -> float:
+        """Now, in the time base that inputs stamp their values with."""
+        return time.monotonic()
+
     def advance(self, t: float) -> None:
         with self._lock:
             self.dt = max(0.0, t - self.time) if self.frame >= 0 else 0.0
             self.time = t
             self.frame += 1
-            if self.running:
-                self.beat += self.dt * self.bpm / 60.0
+            step = self.dt * self.bpm / 60.0 if self.running else 0.0
+            if self._follow is not None and step > 0:
+                target = self._follow + step          # where the outside beat is by now
+                err = (target - (self.beat + step) + 0.5) % 1.0 - 0.5
+                step += max(-0.5 * step, min(0.5 * step, self.follow_rate * err))
+            self._follow = None
+            self.beat += step
 
     def fields(self) -> dict:
         """The clock part of a frame's snapshot."""
@@ -89,3 +110,19 @@ class VirtualClock(Clock):
 
     def tick(self) -> None:
         self.advance((self.frame + 1) / self.fps)
+
+    def input_now(self) -> float:
+        return self.time            # vj render stamps frame k's features with k / fps
+
+
+def follow_audio(clock: Clock, snap, min_confidence: float = 0.1) -> bool:
+    """``--follow-audio-tempo``: after each snapshot, make the clock follow ``audio.bpm``
+    and ``audio.beat_phase`` (moved on by their age) while the tracker is confident.
+    Never blocks: it only reads the snapshot. Returns whether it followed."""
+    bpm = float(snap.get("audio.bpm", 0.0))
+    if bpm <= 0.0 or snap.get("audio.beat_confidence", 0.0) < min_confidence:
+        return False
+    t = snap.times.get("audio.beat_phase")
+    age = max(0.0, clock.input_now() - t) if t is not None else 0.0
+    clock.follow(bpm, snap.get("audio.beat_phase", 0.0) + age * bpm / 60.0)
+    return True

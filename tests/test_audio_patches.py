@@ -122,7 +122,7 @@ class LayerEcho(Generator):
         self.info = ModelInfo(name="echo", architecture="test", resolution=4, z_dim=dim, w_dim=dim,
                               num_ws=num_ws)
 
-    def mapping(self, z, c=None, psi=1.0):
+    def mapping(self, z, c=None, psi=1.0, cutoff=None):
         scale = torch.arange(1, self.info.num_ws + 1, dtype=z.dtype)[None, :, None]
         return psi * z[:, None, :] * scale
 
@@ -130,11 +130,11 @@ class LayerEcho(Generator):
 def test_one_z_per_layer_maps_each_layer_from_its_own_row():
     runner = GeneratorRunner(LayerEcho(), device="cpu")
     z = np.arange(12, dtype=np.float32).reshape(4, 3)
-    ws = runner.styles(z=z).numpy()
+    ws = runner.styles(z=z, per_layer=True).numpy()  # what the engine asks for a patch's 2-D z
     assert ws.shape == (1, 4, 3)
     for i in range(4):
         assert np.allclose(ws[0, i], z[i] * (i + 1))
-    one = runner.styles(z=z[1]).numpy()               # one z: every layer from it
+    one = runner.styles(z=z[1], per_layer=True).numpy()  # one z: every layer from it
     assert np.allclose(one[0, 2], z[1] * 3)
 
 

@@ -11,3 +11,13 @@ SHADERS = ROOT / "shaders"
 MODELS = ROOT / "models"
 PATCHES = ROOT / "patches"
 SETS = ROOT / "sets"
+
+
+def file_stamp(path) -> tuple[int, int] | None:
+    """(mtime in ns, size) of a file, or None if it is missing: what the live-reload
+    watchers compare to notice an edit."""
+    try:
+        st = Path(path).stat()
+        return (st.st_mtime_ns, st.st_size)
+    except OSError:
+        return None

@@ -542,26 +542,23 @@ class SynthesisNetwork(nn.Module):
 _PREFIXES = (("mapping.", "mapping_network."), ("synthesis.", "synthesis_network."))
 
 
-def from_official_names(state: dict) -> dict:
+def _renamed(state: dict, pairs) -> dict:
     out = {}
     for key, value in state.items():
-        for official, ours in _PREFIXES:
-            if key.startswith(official):
-                key = ours + key[len(official):]
+        for src, dst in pairs:
+            if key.startswith(src):
+                key = dst + key[len(src):]
                 break
         out[key] = value
     return out
+
+
+def from_official_names(state: dict) -> dict:
+    return _renamed(state, _PREFIXES)
 
 
 def to_official_names(state: dict) -> dict:
-    out = {}
-    for key, value in state.items():
-        for official, ours in _PREFIXES:
-            if key.startswith(ours):
-                key = official + key[len(ours):]
-                break
-        out[key] = value
-    return out
+    return _renamed(state, [(ours, official) for official, ours in _PREFIXES])
 
 
 class StyleGAN3(Generator):

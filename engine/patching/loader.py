@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.paths import file_stamp
 from engine.patching.api import Controls, PatchContext, as_controls
 from engine.patching.params import ParamSet
 
@@ -123,11 +124,7 @@ class PatchHost:
         self._reported.discard(message)
 
     def _stat(self):
-        try:
-            st = self.path.stat()
-            return (st.st_mtime_ns, st.st_size)
-        except OSError:
-            return None
+        return file_stamp(self.path)
 
     # loading
     def load(self) -> bool:

@@ -27,6 +27,7 @@ import tomllib
 from pathlib import Path
 
 from engine.patching.params import Binding
+from engine.paths import file_stamp
 
 log = logging.getLogger("vj")
 
@@ -127,11 +128,7 @@ class MappingsFile:
         params.on_learned = self.save_async
 
     def _st(self):
-        try:
-            st = self.path.stat()
-            return (st.st_mtime_ns, st.st_size)
-        except OSError:
-            return None
+        return file_stamp(self.path)
 
     def load(self) -> bool:
         """Read the file (a missing file is no bindings); a bad file keeps the previous bindings."""

@@ -105,3 +105,20 @@ def test_unknown_setting_is_ignored_with_a_warning(ctx, caplog):
     out = chain_out(ctx, solid((10, 20, 30)), (32, 32), {"sparkle": 1.0})
     assert np.abs(out[16, 16] - [10, 20, 30]).max() <= 2
     assert "sparkle" in caplog.text
+
+
+def test_feedback_trails_last_as_long_at_any_frame_rate(ctx):
+    white, black = solid((255, 255, 255)), solid((0, 0, 0))
+    left = {}
+    for fps in (30, 60):
+        ch = ShaderChain(ctx, (32, 32))
+        ch.upload(white)
+        for _ in range(60):
+            ch.render({"feedback": 0.8}, dt=1 / fps)
+        ch.upload(black)
+        for _ in range(fps // 10):  # a tenth of a second of black frames
+            ch.render({"feedback": 0.8}, dt=1 / fps)
+        left[fps] = ch.read()[16, 16].astype(int).mean()
+        ch.release()
+    assert abs(left[30] - left[60]) <= 3
+    assert 255 * 0.8 ** 3 - 5 < left[30] < 255 * 0.8 ** 3 + 5  # three 1/30 s steps of 0.8

@@ -101,7 +101,7 @@ class Engine:
                 self._image = np.zeros((self.runner.info.resolution,) * 2 + (3,), np.uint8)
         gen_ms = (time.perf_counter() - g0) * 1000
         self.chain.upload(self._image)
-        out = self.chain.render(controls.post)
+        out = self.chain.render(controls.post, dt=snap.dt or 1.0 / self.fps)
         if self.recorder is not None:
             self._record()
         else:

@@ -3,9 +3,10 @@
 Each pass is one fragment shader from ``shaders/`` drawn into an output-sized
 texture (the upscale pass into a texture a few times the image's size, and only when
 the output is at least twice as large as the image). A pass whose settings are
-neutral is skipped, so the plain chain is one or two draws. Feedback zoom and
-rotation act once per frame, as in a video feedback loop. Settings come from the
-patch's Controls.post, by these names:
+neutral is skipped, so the plain chain is one or two draws. Feedback settings are
+given per frame at 30 fps and scaled by the real frame time, so trails last as long
+in seconds at 60 fps as at 30. Settings come from the patch's Controls.post, by these
+names:
 """
 from __future__ import annotations
 
@@ -24,9 +25,9 @@ POST_DEFAULTS = {
     "zoom": 1.0,
     "kaleido": 0.0,         # mirrored segments; below 2 = off
     "kaleido_rotate": 0.0,  # turns
-    "feedback": 0.0,        # 0..1 trail amount; 0 = off
-    "feedback_zoom": 1.0,   # >1 pushes trails outwards, per frame
-    "feedback_rotate": 0.0,  # radians per frame
+    "feedback": 0.0,        # 0..1 trail amount per 1/30 s; 0 = off
+    "feedback_zoom": 1.0,   # >1 pushes trails outwards, per 1/30 s
+    "feedback_rotate": 0.0,  # radians per 1/30 s
     "brightness": 0.0,
     "contrast": 1.0,
     "saturation": 1.0,
@@ -111,8 +112,9 @@ class ShaderChain:
                 log.warning("unknown post setting %r ignored (known: %s)", k, ", ".join(POST_DEFAULTS))
         return merged
 
-    def render(self, post: dict | None = None) -> moderngl.Texture:
-        """Run the chain; returns the output texture (valid until the next render)."""
+    def render(self, post: dict | None = None, dt: float = 1.0 / 30.0) -> moderngl.Texture:
+        """Run the chain; returns the output texture (valid until the next render).
+        ``dt`` is the frame's time step, which scales the feedback settings."""
         if self.source is None:
             raise RuntimeError("upload an image before rendering")
         s = self.settings(post or {})
@@ -147,8 +149,10 @@ class ShaderChain:
             prev_tex = self._history[self._hist_i][0]
             self._hist_i ^= 1
             tex, fbo = self._history[self._hist_i]
-            draw("feedback", {"u_src": current, "u_prev": prev_tex}, fbo, u_amount=s["feedback"],
-                 u_zoom=s["feedback_zoom"], u_rotate=s["feedback_rotate"])
+            k = min(max(dt, 0.0), 0.5) * 30.0 or 1.0  # frames of 1/30 s this frame stands for
+            amount = min(max(s["feedback"], 0.0), 0.999) ** k
+            draw("feedback", {"u_src": current, "u_prev": prev_tex}, fbo, u_amount=amount,
+                 u_zoom=max(s["feedback_zoom"], 1e-3) ** k, u_rotate=s["feedback_rotate"] * k)
             current = tex
 
         neutral = (s["brightness"] == 0.0 and s["contrast"] == 1.0 and s["saturation"] == 1.0

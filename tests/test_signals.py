@@ -1,10 +1,12 @@
 """The signal bus and the clock."""
+import sys
 import threading
+import time
 
 import numpy as np
 import pytest
 
-from engine.signals.bus import SignalBus
+from engine.signals.bus import Event, SignalBus
 from engine.signals.clock import LiveClock, VirtualClock
 
 
@@ -34,33 +36,81 @@ def test_events_are_delivered_once_in_order():
     assert s1.newest_input == 2.0
 
 
-def test_concurrent_writers_never_tear_a_snapshot():
-    bus = SignalBus()
+BLOCK = [f"blk.{i}" for i in range(8)]
+
+
+def check_snapshots_never_tear(bus, seconds=0.6, min_blocks=200):
+    """Two writers race a reader: one publishes "blocks" (every channel of block k holds
+    k, plus a vector of k's, plus two events carrying k), the other writes plain
+    ``update``s (every channel holds its k). Every snapshot must hold exactly one whole
+    block, with the events of every block since the previous snapshot, each once."""
     stop = threading.Event()
 
-    def writer(k):
-        i = 0
+    def block_writer():
+        k = 0
         while not stop.is_set():
-            bus.update({f"w{k}.a": float(i), f"w{k}.b": float(i)})
-            bus.emit(f"w{k}.tick", i)
-            i += 1
+            k += 1
+            values = {name: float(k) for name in BLOCK}
+            values["blk.vec"] = [k, k, k]
+            bus.publish(values, [("blk.tick", k), ("blk.tock", k)], t=float(k), source="audio")
 
-    threads = [threading.Thread(target=writer, args=(k,)) for k in range(3)]
-    for t in threads:
-        t.start()
-    counts = 0
+    def update_writer():
+        k = 0
+        while not stop.is_set():
+            k += 1
+            bus.update({f"upd.{i}": float(k) for i in range(6)}, t=float(k))
+
+    threads = [threading.Thread(target=block_writer), threading.Thread(target=update_writer)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: any gap is found
+    last_k = last_tick = snapshots = 0
     try:
-        for _ in range(2000):
+        for th in threads:
+            th.start()
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline or last_tick < min_blocks:
             s = bus.snapshot()
-            counts += sum(len(s.events_of(f"w{k}.tick")) for k in range(3))
-            for k in range(3):
-                # a and b are written together; a snapshot may lag but a is never older than b by more than 1
-                assert s[f"w{k}.a"] - s[f"w{k}.b"] in (0.0, 1.0, -0.0)
+            snapshots += 1
+            ks = {s[name] for name in BLOCK} | set(s.get("blk.vec", [0.0] * 3).tolist())
+            assert len(ks) == 1, f"snapshot {snapshots} holds parts of blocks {sorted(ks)}"
+            k = ks.pop()
+            assert {s.times.get(name, 0.0) for name in BLOCK} == {k}
+            ticks = s.events_of("blk.tick")
+            # the events of every block since the last snapshot, once each, in order ...
+            assert ticks == tuple(range(last_tick + 1, last_tick + 1 + len(ticks))), (last_tick, ticks)
+            assert s.events_of("blk.tock") == ticks
+            # ... and exactly up to the block whose channels the snapshot holds
+            assert (ticks[-1] if ticks else last_tick) == k, (k, ticks, last_tick)
+            assert all(e.source == "audio" for e in s.events.get("blk.tick", ()))
+            assert len({s[f"upd.{i}"] for i in range(6)}) == 1, "an update() was torn"
+            last_k, last_tick = k, (ticks[-1] if ticks else last_tick)
     finally:
+        sys.setswitchinterval(interval)
         stop.set()
-        for t in threads:
-            t.join()
-    assert counts > 0
+        for th in threads:
+            th.join()
+    return snapshots, last_k
+
+
+def test_one_message_is_all_or_nothing_in_a_snapshot():
+    snapshots, blocks = check_snapshots_never_tear(SignalBus())
+    assert snapshots > 50 and blocks >= 200
+
+
+def test_publish_forms_and_event_sources():
+    bus = SignalBus()
+    bus.publish({"a": 1.0, "v": [1, 2]}, {"hit": 0.5}, t=2.0, source="osc")
+    bus.publish(events=[("hit", 0.7), ("go", None)], t=3.0)
+    bus.emit("hit", 0.9, t=4.0, source="midi")
+    bus.emit("hit")  # the old forms still work
+    s = bus.snapshot()
+    assert s["a"] == 1.0 and s["v"].dtype == np.float32 and s.times["v"] == 2.0
+    assert s.events_of("hit")[:3] == (0.5, 0.7, 0.9) and s.events_of("go") == (None,)
+    assert [e.source for e in s.events["hit"]] == ["osc", "", "midi", ""]
+    assert Event("x", 1.0, 0.5) == Event("x", 1.0, 0.5, "")  # positional construction as before
+    empty = SignalBus()
+    empty.publish({}, ())  # nothing to write: no newest input either
+    assert empty.snapshot().newest_input is None
 
 
 def test_virtual_clock_is_frame_exact():
@@ -103,3 +153,35 @@ def test_snapshot_musical_helpers():
     assert s.bar_phase == pytest.approx(6.5 / 4 % 1)
     assert s.beats(2) == pytest.approx(1.0) and s.bars(1) == pytest.approx(2.0)
     assert np.isclose(s.bar, 1.625)
+
+
+def test_file_source_snapshots_hold_whole_blocks(tmp_path):
+    """The real audio source: every snapshot's audio.* channels come from one block
+    (one capture time), and its events are that block's or earlier ones, tagged "audio"."""
+    import soundfile as sf
+
+    from engine.signals.audio import FileSource
+    sr = 44100
+    y = np.zeros(sr, np.float32)
+    for start in range(0, sr - 400, sr // 8):    # a click every 1/8 s: onsets fire
+        y[start:start + 400] = np.sin(np.arange(400) * 0.3) * np.linspace(1, 0, 400)
+    sf.write(tmp_path / "clicks.wav", y, sr)
+    bus = SignalBus()
+    src = FileSource(bus, tmp_path / "clicks.wav", play=False).start()
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    seen_times, onsets = set(), 0
+    try:
+        deadline = time.monotonic() + 1.2
+        while time.monotonic() < deadline and not src.finished:
+            s = bus.snapshot()
+            times = {t for name, t in s.times.items() if name.startswith("audio.")}
+            assert len(times) <= 1, f"one snapshot holds {len(times)} blocks"
+            seen_times |= times
+            for evs in s.events.values():
+                assert all(e.source == "audio" and (not times or e.t <= max(times)) for e in evs)
+            onsets += len(s.events_of("audio.onset"))
+    finally:
+        sys.setswitchinterval(interval)
+        src.stop()
+    assert len(seen_times) > 20 and onsets >= 3

@@ -7,10 +7,12 @@
   audio track (PyAV).
 
 Both sources analyse with :class:`engine.signals.features.BlockAnalyzer` (causal, one
-block at a time) and publish every channel and event with the block's capture time, so
-each frame's ``Snapshot.newest_input`` knows how old the newest audio it used is. The
-offline path for ``vj render`` is :mod:`engine.signals.offline`. No device, no
-PortAudio, a device that fails: one warning, and the engine runs on (silence).
+block at a time) and publish each block's channels and events in one atomic
+:meth:`SignalBus.publish` (source ``"audio"``) with the block's capture time: a
+snapshot holds a whole block or none of it, and each frame's ``Snapshot.newest_input``
+knows how old the newest audio it used is. The offline path for ``vj render`` is
+:mod:`engine.signals.offline`. No device, no PortAudio, a device that fails: one
+warning, and the engine runs on (silence).
 
 The channel names and the analysis live in :mod:`engine.signals.features`; the names
 are re-exported here.
@@ -136,10 +138,9 @@ def list_devices() -> list[dict]:
 
 
 def _publish(bus, t: float, values: dict, events: dict) -> None:
-    """One block's channels and events, stamped with its capture time ``t``."""
-    bus.update(values, t)
-    for name, value in events.items():
-        bus.emit(name, value, t)
+    """One block's channels and events, stamped with its capture time ``t``, in one
+    atomic bus write: a snapshot holds the whole block or none of it."""
+    bus.publish(values, events, t=t, source="audio")
 
 
 def _close_quietly(stream) -> None:

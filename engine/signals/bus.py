@@ -4,6 +4,10 @@ takes one immutable snapshot per frame.
 Channels hold the latest value (a float or a small numpy vector) with the monotonic
 time it was captured. Events (``audio.onset``, ``midi.note.36``) queue up between
 snapshots and are handed out once, to the first snapshot taken after they arrive.
+
+One input message (an audio block, an OSC or MIDI message) is written with one
+:meth:`SignalBus.publish` call: all its channels and events under one lock, so a
+snapshot holds all of it or none of it, never half of one block and half of the next.
 """
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
@@ -20,9 +24,13 @@ now = time.monotonic
 
 @dataclass(frozen=True)
 class Event:
+    """One event: its name, value, capture time and the kind of input that sent it
+    (``"audio"``, ``"osc"``, ``"midi"``, ...; ``""`` when the producer did not say)."""
+
     name: str
     value: Any
     t: float
+    source: str = ""
 
 
 @dataclass(frozen=True)
@@ -80,8 +88,22 @@ class Snapshot:
         return self.beats(n * self.beats_per_bar)
 
 
+def _frozen(value):
+    """A channel value as stored: lists and tuples become float32 arrays, arrays are
+    copied and made read-only (a later write by the producer never reaches a snapshot)."""
+    if isinstance(value, (list, tuple)):
+        value = np.asarray(value, dtype=np.float32)
+    if isinstance(value, np.ndarray):
+        value = value.copy()
+        value.setflags(write=False)
+    return value
+
+
 class SignalBus:
-    """Thread-safe latest-value store plus an event queue."""
+    """Thread-safe latest-value store plus an event queue.
+
+    Every write goes through :meth:`publish`, which takes the lock once; ``set``,
+    ``update`` and ``emit`` are its one-channel, channels-only and one-event forms."""
 
     def __init__(self):
         self._lock = threading.Lock()
@@ -90,31 +112,44 @@ class SignalBus:
         self._events: dict[str, list[Event]] = {}
         self._newest = None
 
-    def set(self, name: str, value, t: float | None = None) -> None:
+    def publish(self, values: Mapping[str, Any] | None = None,
+                events: Iterable[tuple[str, Any]] | Mapping[str, Any] = (),
+                t: float | None = None, source: str = "") -> None:
+        """Write one input message atomically: every channel in ``values`` and every
+        ``(name, value)`` in ``events`` (pairs, or a mapping name -> value), all stamped
+        with capture time ``t`` (now when None), the events tagged with ``source``.
+        A snapshot sees all of it or none of it; events keep their order."""
         t = now() if t is None else t
-        if isinstance(value, (list, tuple)):
-            value = np.asarray(value, dtype=np.float32)
-        if isinstance(value, np.ndarray):
-            value = value.copy()
-            value.setflags(write=False)
+        items = [(name, _frozen(value)) for name, value in values.items()] if values else ()
+        if isinstance(events, Mapping):
+            events = events.items()
+        evs = [Event(name, value, t, source) for name, value in events]
+        if not items and not evs:
+            return
         with self._lock:
-            self._values[name] = value
-            self._times[name] = t
+            for name, value in items:
+                self._values[name] = value
+                self._times[name] = t
+            for ev in evs:
+                queue = self._events.get(ev.name)
+                if queue is None:
+                    self._events[ev.name] = [ev]
+                else:
+                    queue.append(ev)
             if self._newest is None or t > self._newest:
                 self._newest = t
+
+    def set(self, name: str, value, t: float | None = None) -> None:
+        """Set one channel."""
+        self.publish({name: value}, t=t)
 
     def update(self, values: Mapping[str, Any], t: float | None = None) -> None:
-        """Set several channels captured at the same instant."""
-        t = now() if t is None else t
-        for name, value in values.items():
-            self.set(name, value, t)
+        """Set several channels captured at the same instant, atomically."""
+        self.publish(values, t=t)
 
-    def emit(self, name: str, value: Any = 1.0, t: float | None = None) -> None:
-        t = now() if t is None else t
-        with self._lock:
-            self._events.setdefault(name, []).append(Event(name, value, t))
-            if self._newest is None or t > self._newest:
-                self._newest = t
+    def emit(self, name: str, value: Any = 1.0, t: float | None = None, source: str = "") -> None:
+        """Queue one event for the next snapshot."""
+        self.publish(None, ((name, value),), t=t, source=source)
 
     def peek(self, name: str, default=None):
         with self._lock:

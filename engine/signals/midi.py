@@ -75,7 +75,7 @@ class MidiDecoder:
             log.debug("MIDI message %r: %s", msg, e)
 
     def _message(self, msg, t: float) -> None:
-        bus, kind = self.bus, msg.type
+        kind = msg.type
         self.stats["messages"] += 1
         if kind == "clock":
             return self._tick(t)
@@ -83,72 +83,78 @@ class MidiDecoder:
             return self._transport(kind, t)
         if kind == "songpos":
             self._tick_count = msg.pos * 6 - 1  # sixteenths -> ticks; the next tick is at pos
-            bus.set("midi.clock.beat", msg.pos / 4.0, t)
+            self._publish({"midi.clock.beat": msg.pos / 4.0}, (), t)
             return None
         ch = getattr(msg, "channel", None)
         if ch is None:
             return None
         c = f"midi.ch{ch + 1}."
+        # each message's channels and events go on the bus in one atomic write
         if kind == "control_change":
             n, v = msg.control, msg.value
             u = v / 127.0
-            bus.update({f"midi.cc.{n}": u, f"{c}cc.{n}": u}, t)
-            bus.emit(f"{c}cc.{n}", v, t)
-            bus.emit(f"midi.cc.{n}", v, t)
+            values = {f"midi.cc.{n}": u, f"{c}cc.{n}": u}
+            events = [(f"{c}cc.{n}", v), (f"midi.cc.{n}", v)]
             if n < 32:
                 self._msb[(ch, n)] = v
                 if (ch, n) in self._is14:  # a new MSB resets the LSB (MIDI 1.0 spec)
-                    self._cc14(ch, n, v << 7, t)
+                    values.update(self._cc14(ch, n, v << 7))
             elif 32 <= n < 64 and (ch, n - 32) in self._msb:
                 self._is14.add((ch, n - 32))
-                self._cc14(ch, n - 32, (self._msb[(ch, n - 32)] << 7) | v, t)
+                values.update(self._cc14(ch, n - 32, (self._msb[(ch, n - 32)] << 7) | v))
+            self._publish(values, events, t)
         elif kind == "note_on" and msg.velocity > 0:
             vel = msg.velocity / 127.0
-            bus.update({f"midi.note.{msg.note}": vel, f"{c}note.{msg.note}": vel}, t)
-            bus.emit(f"midi.note.{msg.note}", vel, t)
-            bus.emit(f"{c}note.{msg.note}", vel, t)
+            self._publish({f"midi.note.{msg.note}": vel, f"{c}note.{msg.note}": vel},
+                          [(f"midi.note.{msg.note}", vel), (f"{c}note.{msg.note}", vel)], t)
         elif kind in ("note_off", "note_on"):
-            bus.update({f"midi.note.{msg.note}": 0.0, f"{c}note.{msg.note}": 0.0}, t)
-            bus.emit(f"midi.note.{msg.note}.off", 1.0, t)
-            bus.emit(f"{c}note.{msg.note}.off", 1.0, t)
+            self._publish({f"midi.note.{msg.note}": 0.0, f"{c}note.{msg.note}": 0.0},
+                          [(f"midi.note.{msg.note}.off", 1.0), (f"{c}note.{msg.note}.off", 1.0)], t)
         elif kind == "pitchwheel":
             v = msg.pitch / (8192.0 if msg.pitch < 0 else 8191.0)
-            bus.update({"midi.pitchbend": v, f"{c}pitchbend": v}, t)
+            self._publish({"midi.pitchbend": v, f"{c}pitchbend": v}, (), t)
         elif kind == "aftertouch":
             v = msg.value / 127.0
-            bus.update({"midi.pressure": v, f"{c}pressure": v}, t)
+            self._publish({"midi.pressure": v, f"{c}pressure": v}, (), t)
         elif kind == "program_change":
-            bus.update({"midi.program": float(msg.program), f"{c}program": float(msg.program)}, t)
-            bus.emit("midi.program", msg.program, t)
-            bus.emit(f"{c}program", msg.program, t)
+            self._publish({"midi.program": float(msg.program), f"{c}program": float(msg.program)},
+                          [("midi.program", msg.program), (f"{c}program", msg.program)], t)
         return None
 
-    def _cc14(self, ch: int, n: int, value: int, t: float) -> None:
+    def _publish(self, values: dict, events, t: float) -> None:
+        self.bus.publish(values, events, t=t, source="midi")
+
+    @staticmethod
+    def _cc14(ch: int, n: int, value: int) -> dict:
         u = value / 16383.0
-        self.bus.update({f"midi.cc14.{n}": u, f"midi.ch{ch + 1}.cc14.{n}": u}, t)
+        return {f"midi.cc14.{n}": u, f"midi.ch{ch + 1}.cc14.{n}": u}
 
     def _tick(self, t: float) -> None:
         ticks = self._ticks
         if ticks and t - ticks[-1] > 1.0:  # a pause: the old ticks say nothing about the tempo now
             ticks.clear()
         ticks.append(t)
+        values = {}
         if self._running:
             self._tick_count += 1
-            self.bus.set("midi.clock.beat", self._tick_count / 24.0, t)
+            values["midi.clock.beat"] = self._tick_count / 24.0
         if len(ticks) >= 25:
             span = ticks[-1] - ticks[0]
             if span > 0:
                 bpm = 60.0 * (len(ticks) - 1) / (24.0 * span)
                 if 20.0 <= bpm <= 400.0:
-                    self.bus.set("midi.clock.bpm", bpm, t)
+                    values["midi.clock.bpm"] = bpm
+        if values:
+            self._publish(values, (), t)
 
     def _transport(self, kind: str, t: float) -> None:
+        values = {}
         if kind == "start":
             self._tick_count = -1  # the first tick after Start is beat 0
-            self.bus.set("midi.clock.beat", 0.0, t)
+            values["midi.clock.beat"] = 0.0
         self._running = kind != "stop"
-        self.bus.set("midi.clock.running", 1.0 if self._running else 0.0, t)
-        self.bus.emit(f"midi.clock.{kind}", 1.0, t)
+        values["midi.clock.running"] = 1.0 if self._running else 0.0
+        self._publish(values, [(f"midi.clock.{kind}", 1.0)], t)
 
 
 class MidoBackend:

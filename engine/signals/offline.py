@@ -394,8 +394,9 @@ class FrameFeed:
                        for name, arr in features.items() if name.endswith(EVENT)]
 
     def __call__(self, bus, k: int, t: float) -> None:
-        bus.update({name: (arr[k] if arr.ndim > 1 else float(arr[k]))
-                    for name, arr in self.channels.items()}, t=t)
-        for name, fired, values in self.events:
-            if fired[k]:
-                bus.emit(name, float(values[k]) if values is not None else 1.0, t=t)
+        # one atomic write per frame, as the live sources write one per block
+        bus.publish({name: (arr[k] if arr.ndim > 1 else float(arr[k]))
+                     for name, arr in self.channels.items()},
+                    [(name, float(values[k]) if values is not None else 1.0)
+                     for name, fired, values in self.events if fired[k]],
+                    t=t, source="audio")

@@ -1,12 +1,13 @@
 """MIDI in from real MIDI bytes (mido parsing, in-process ports; no ALSA needed)."""
 import random
 import time
+from types import SimpleNamespace
 
 import mido
 import pytest
 
 from engine.patching.params import Binding, ParamSet
-from engine.rig import Rig
+from engine.control.clock_sync import ClockSync
 from engine.signals.bus import SignalBus
 from engine.signals.clock import Clock
 from engine.signals.midi import MidiDecoder, MidiIn
@@ -131,27 +132,31 @@ def test_midi_clock_24_ppqn_gives_the_tempo_and_drives_the_engine_clock():
     clock = Clock(bpm=120.0)
     clock.advance(0.0)
     clock.set_beat(17.3)
-    rig = Rig(bus, ParamSet())
     snap = bus.snapshot(dt=1 / 30)
-    rig._midi_clock(clock, snap)
+    sync(clock, snap)
     assert clock.bpm == pytest.approx(128.0, abs=0.01)
     assert clock.beat == pytest.approx(4.0, abs=0.2)  # Start put the beat at the MIDI clock's count
     d.feed_bytes(b"\xfc")  # Stop: the beat holds
-    rig._midi_clock(clock, bus.snapshot())
+    sync(clock, bus.snapshot())
     b = clock.beat
     clock.advance(1.0)
     assert not clock.running and clock.beat == b
     d.feed_bytes(b"\xfb")  # Continue
-    rig._midi_clock(clock, bus.snapshot())
+    sync(clock, bus.snapshot())
     clock.advance(2.0)
     assert clock.running and clock.beat > b
+
+
+def sync(clock, snap):
+    """The clock-sync stage of one frame (engine/control/clock_sync.py)."""
+    ClockSync(clock).run(SimpleNamespace(snap=snap, status={}))
 
 
 def test_stale_clock_leaves_the_tempo_alone():
     bus, d = decoder()
     clock_bytes(d, 140.0, 2, time.monotonic() - 10.0)
     clock = Clock(bpm=120.0)
-    Rig(bus, ParamSet())._midi_clock(clock, bus.snapshot())
+    sync(clock, bus.snapshot())
     assert clock.bpm == 120.0
 
 

@@ -12,6 +12,7 @@ from pythonosc import osc_bundle_builder, osc_message_builder, udp_client
 from pythonosc.osc_bundle import OscBundle
 from pythonosc.osc_message import OscMessage
 
+from engine.control.dispatch import Dispatcher
 from engine.outputs.osc_out import OscOut, encode_bundle, encode_message, parse_destination
 from engine.signals.bus import SignalBus
 from engine.signals.osc import OscHandler, OscIn
@@ -26,10 +27,18 @@ def wait_for(cond, timeout=5.0):
     return cond()
 
 
+SPEED = {"value": 0.5, "norm": 0.5, "lo": 0.0, "hi": 1.0, "default": 0.5, "description": ""}
+
+
+def dispatcher(bus):
+    """The control plane's dispatcher, for a show with three scenes and a parameter `speed`."""
+    return Dispatcher(bus, status=lambda: {"scenes": 3, "params": {"speed": SPEED}})
+
+
 @pytest.fixture
 def osc():
     bus = SignalBus()
-    rx = OscIn(bus, port=0).start()
+    rx = OscIn(bus, port=0, control=dispatcher(bus).dispatch).start()
     yield bus, rx
     rx.stop()
 
@@ -105,7 +114,8 @@ def test_liblo_oscsend_reaches_signals_and_engine_events(osc):
 
 def test_engine_namespace_events_and_counted_mistakes():
     bus = SignalBus()
-    h = OscHandler(bus)
+    d = dispatcher(bus)
+    h = OscHandler(bus, control=d.dispatch)
     for m in (msg("/vj/cue/next"), msg("/vj/cue/prev"), msg("/vj/scene", 2.0), msg("/vj/cue/goto", 3),
               msg("/vj/tap"), msg("/vj/tempo", 90), msg("/vj/param/speed", 0.5),
               msg("/vj/param/speed/raw", 1.5), msg("/vj/latent/key", 3), msg("/vj/latent/seed", 42.0),
@@ -120,12 +130,13 @@ def test_engine_namespace_events_and_counted_mistakes():
     assert s["latent.key"] == 3 and s.events_of("latent.seed") == (42,)
     assert s.events_of("record.start") == ("take1",) and s.events_of("record.stop") == (None,)
     assert s.events_of("param.learn") == (("speed",), ("speed", "relative"), None)
-    assert h.stats.problems() == 0
+    assert h.stats.problems() == 0 and d.problems() == 0
     for m in (msg("/vj/tempo", "fast"), msg("/vj/tempo", 9999), msg("/vj/param/speed", "x"),
               msg("/vj/scene"), msg("/vj/learn", 3)):
         h.datagram(m.dgram)
     h.datagram(msg("/vj/nope", 1).dgram)
-    assert h.stats["bad_args"] == 5 and h.stats["unknown"] == 1
+    assert d.stats["bad_type"] == 4 and d.stats["out_of_range"] == 1 and d.stats["unknown"] == 1
+    assert h.stats.problems() == 0  # well-formed OSC: the packets were fine, the commands were not
     assert not bus.snapshot().events
 
 

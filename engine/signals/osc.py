@@ -9,11 +9,11 @@ Each message is written to the signal bus and nothing else happens on this threa
 - ``/max/list 1 2 3``           -> channel ``osc./max/list`` = float32 vector [1, 2, 3]  (Max lists)
 - ``/label "intro"``            -> channel ``osc./label`` = "intro"      (strings kept as the last value)
 - ``/go`` (no argument, Impulse, or the string "bang") -> event ``osc./go``
-- ``/vj/...``                   -> engine control events (cue.*, clock.*, param.*, latent.*, record.*)
+- ``/vj/...``                   -> ``control(address, args, t, source)``: the control plane's
+  dispatcher (engine/control/dispatch.py) validates it against the namespace table
 
-Robustness: a packet that is not OSC, a truncated or oversized one, a wrong argument type on
-a /vj/ address, an unknown /vj/ address, a sender outside the allow-list, or a new address
-once ``max_channels`` exist, is counted (``OscIn.stats``) and dropped, never raised. The
+Robustness: a packet that is not OSC, a truncated or oversized one, a sender outside the
+allow-list, or a new address once ``max_channels`` exist, is counted (``OscIn.stats``) and dropped, never raised. The
 receiver sheds load instead of starving the render thread (it shares the GIL): it spends at
 most ``duty`` of each 2 ms of its CPU time on receiving and parsing, and sleeps the rest of a window it has used up, so a
 flood fills the kernel's socket buffer and the kernel drops the excess (counted through
@@ -45,10 +45,10 @@ _now = time.monotonic
 
 
 class Stats(Counter):
-    """Counts by kind: datagrams, messages, bundles, malformed, bad_args, unknown, refused,
-    oversize, channels_full, kernel_drops."""
+    """Counts by kind: datagrams, messages, bundles, malformed, unknown (a /vj address with no
+    dispatcher), refused, oversize, channels_full, kernel_drops."""
 
-    PROBLEMS = ("malformed", "bad_args", "unknown", "refused", "oversize", "channels_full", "kernel_drops")
+    PROBLEMS = ("malformed", "unknown", "refused", "oversize", "channels_full", "kernel_drops")
 
     def problems(self) -> int:
         return sum(self[k] for k in self.PROBLEMS)
@@ -71,14 +71,15 @@ def _number(v):
 class OscHandler:
     """Datagram -> bus. Shared by the UDP receiver and the OSCQuery WebSocket (binary frames)."""
 
-    def __init__(self, bus, max_channels: int = 2048):
+    def __init__(self, bus, max_channels: int = 2048, control=None):
         self.bus = bus
         self.max_channels = max_channels
+        self.control = control  # (address, args, t, source) -> None, for /vj addresses
         self.stats = Stats()
         self._channels: set[str] = set()
 
     # --- packets
-    def datagram(self, data: bytes, t: float | None = None) -> None:
+    def datagram(self, data: bytes, t: float | None = None, source: str = "osc") -> None:
         st = self.stats
         st["datagrams"] += 1
         if len(data) > MAX_DATAGRAM:
@@ -86,13 +87,13 @@ class OscHandler:
             return
         t = _now() if t is None else t
         if data[:8] == b"#bundle\0":
-            self._bundle(data, t, 0)
+            self._bundle(data, t, 0, source)
         elif data[:1] == b"/" and len(data) % 4 == 0:
-            self._message(data, t)
+            self._message(data, t, source)
         else:
             st["malformed"] += 1
 
-    def _bundle(self, data: bytes, t: float, depth: int) -> None:
+    def _bundle(self, data: bytes, t: float, depth: int, source: str) -> None:
         st = self.stats
         if depth >= MAX_BUNDLE_DEPTH or len(data) < 16 or len(data) % 4:
             st["malformed"] += 1
@@ -111,13 +112,13 @@ class OscHandler:
             part = data[i:i + size]
             i += size
             if part[:8] == b"#bundle\0":
-                self._bundle(part, t, depth + 1)
+                self._bundle(part, t, depth + 1, source)
             elif part[:1] == b"/":
-                self._message(part, t)
+                self._message(part, t, source)
             else:
                 st["malformed"] += 1
 
-    def _message(self, data: bytes, t: float) -> None:
+    def _message(self, data: bytes, t: float, source: str) -> None:
         st = self.stats
         # check the type tags before python-osc sees them: it logs (root logger) on every tag it
         # does not know, which a flood would turn into a torrent; Impulse (I) is read as Nil
@@ -146,7 +147,7 @@ class OscHandler:
             return
         st["messages"] += 1
         if address.startswith("/vj/") or address == "/vj":
-            self._engine(address, args, t)
+            self._engine(address, args, t, source)
         else:
             self._signal(address, args, t)
 
@@ -168,59 +169,20 @@ class OscHandler:
             return
         self.bus.emit(name, 1.0, t)  # no argument, Impulse, nil, "bang": a trigger
 
-    # --- the engine's namespace
-    def _bad(self, address: str) -> None:
-        self.stats["bad_args"] += 1
-
-    def _engine(self, address: str, args, t: float) -> None:
-        bus, parts = self.bus, address[4:].split("/")
-        head = parts[0]
-        if head == "cue" and len(parts) == 2 and parts[1] in ("next", "prev"):
-            bus.emit(f"cue.{parts[1]}", 1.0, t)
-        elif (head == "scene" and len(parts) == 1) or (head == "cue" and parts[1:] == ["goto"]):
-            if len(args) != 1 or not isinstance(args[0], (int, float, str)) or isinstance(args[0], bool):
-                return self._bad(address)
-            v = args[0]
-            bus.emit("cue.goto", int(v) if isinstance(v, float) and v.is_integer() else v, t)
-        elif head == "tempo" and len(parts) == 1:
-            v = _number(args[0]) if len(args) == 1 else None
-            if v is None or not 20.0 <= v <= 400.0:
-                return self._bad(address)
-            bus.emit("clock.tempo", v, t)
-        elif head == "tap" and len(parts) == 1:
-            bus.emit("clock.tap", 1.0, t)
-        elif head == "param" and len(parts) in (2, 3) and parts[1] and parts[2:] in ([], ["raw"]):
-            v = _number(args[0]) if len(args) == 1 else None
-            if v is None:
-                return self._bad(address)
-            bus.emit("param.set", (parts[1], v, "raw" if len(parts) == 3 else "norm"), t)
-        elif head == "learn" and len(parts) == 1:
-            if not args or not all(isinstance(a, str) for a in args):
-                return self._bad(address)
-            bus.emit("param.learn", tuple(args[:2]), t)
-        elif head == "learn" and parts[1:] == ["cancel"]:
-            bus.emit("param.learn", None, t)
-        elif head == "latent" and len(parts) == 2 and parts[1] in ("key", "seed", "position"):
-            v = _number(args[0]) if len(args) == 1 else None
-            if v is None:
-                return self._bad(address)
-            v = v if parts[1] == "position" else int(v)
-            bus.set(f"latent.{parts[1]}", float(v), t)
-            bus.emit(f"latent.{parts[1]}", v, t)
-        elif head == "record" and len(parts) == 2 and parts[1] in ("start", "stop"):
-            if parts[1] == "start" and args and not isinstance(args[0], str):
-                return self._bad(address)
-            bus.emit(f"record.{parts[1]}", args[0] if args else None, t)
-        else:
+    # --- the engine's namespace: validated and applied by the control plane's dispatcher
+    def _engine(self, address: str, args, t: float, source: str) -> None:
+        if self.control is None:
             self.stats["unknown"] += 1
+            return
+        self.control(address, args, t, source)
 
 
 class OscIn:
     """The UDP receiver thread. ``allow``: sender IP addresses accepted (None = any)."""
 
     def __init__(self, bus, port: int = 9000, bind: str = "127.0.0.1", allow=None,
-                 max_channels: int = 2048, duty: float = 0.2):
-        self.handler = OscHandler(bus, max_channels)
+                 max_channels: int = 2048, duty: float = 0.2, control=None):
+        self.handler = OscHandler(bus, max_channels, control)
         self.port, self.bind = int(port), bind
         self.allow = set(allow) if allow else None
         self.duty = float(duty)

@@ -6,12 +6,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from pythonosc import udp_client
 
 from osc_flood import corpus, datagrams
+from engine.control.dispatch import Dispatcher
 from engine.signals.bus import SignalBus
 from engine.signals.osc import OscHandler, OscIn
 
@@ -29,7 +29,7 @@ def frame(p, s):
 def test_100k_random_and_mutated_datagrams_straight_into_the_parser():
     import random
     bus = SignalBus()
-    h = OscHandler(bus)
+    h = OscHandler(bus, control=Dispatcher(bus, status=lambda: {"params": {}}).dispatch)
     n = 0
     for d in datagrams(100_000, seed=7):
         h.datagram(d)  # must never raise
@@ -44,19 +44,14 @@ def test_100k_random_and_mutated_datagrams_straight_into_the_parser():
     assert s["osc./td/chan1"] == 0.5 and s.events_of("param.set")[-1] == ("speed", pytest.approx(0.3), "norm")
 
 
-def make_engine(tmp_path):
-    from engine.cli import build_engine
-    from engine.render.gl import headless_context
-    from engine.rig import Rig
-    from engine.signals.clock import LiveClock
+def make_session(tmp_path):
+    from engine.session import ControlOptions, Options, Session
 
     patch = tmp_path / "fuzzpatch.py"
     patch.write_text(PATCH)
-    args = SimpleNamespace(model=None, size=(96, 64), device="cpu", precision="auto", patch=str(patch))
-    engine = build_engine(args, ctx=headless_context(), clock=LiveClock(), fps=30.0, patch_path=patch)
-    osc = OscIn(engine.bus, port=0).start()
-    engine.rig = Rig(engine.bus, engine.patches.params, osc_in=osc).start()
-    return engine, osc
+    return Session(Options(patch=patch, size=(96, 64), device="cpu", fps=30.0, live=True,
+                           control=ControlOptions(osc_port=0, oscquery_port=None, midi=None,
+                                                  mappings=tmp_path / "fuzz.mappings.toml")))
 
 
 def run_for(engine, seconds):
@@ -82,13 +77,14 @@ def landed(engine, tag):
 
 
 def test_fuzz_and_flood_while_rendering(tmp_path):
-    engine, osc = make_engine(tmp_path)
-    try:
+    session = make_session(tmp_path)
+    engine, osc = session.engine, session.osc_in
+    with session:
         # before: valid messages land
         send_checks(osc.port, 100)
         run_for(engine, 1.0)
         assert landed(engine, 100)
-        assert engine.patches.params.params["speed"].value == pytest.approx(0.1)
+        assert session.params.params["speed"].value == pytest.approx(0.1)
 
         base_fps, base_dropped = run_for(engine, 5.0)
 
@@ -121,10 +117,7 @@ def test_fuzz_and_flood_while_rendering(tmp_path):
         print(report)
         (tmp_path / "report.txt").write_text(report)
         assert landed(engine, 777), report
-        assert engine.patches.params.params["speed"].value == pytest.approx(0.777), report
+        assert session.params.params["speed"].value == pytest.approx(0.777), report
         assert osc.crashed is None and osc._thread.is_alive(), report
         assert load_fps >= 0.9 * base_fps, report
         assert st["malformed"] > 1000 and st["messages"] > 10_000, report
-    finally:
-        engine.rig.stop()
-        engine.patches.stop()

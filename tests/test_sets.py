@@ -1,11 +1,13 @@
 """Set lists: scenes, cues and timed advance, through set files and `vj run SET`."""
 import re
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from conftest import read_video, run_vj
-from engine.show.sets import SetError, SetList
+from engine.control.dispatch import Dispatcher
+from engine.show.sets import SetError, SetList, SetStage
 from engine.signals.bus import SignalBus
 
 BLACK = "def frame(p, s):\n    return p.controls(z=p.seed(1), brightness=-1.0)\n"
@@ -44,14 +46,25 @@ def test_cues_move_between_scenes(tmp_path):
     assert sl.update(snap(bus)) is None and sl.scene.name == "a"
 
 
-def test_scenes_advance_by_bars_or_seconds(tmp_path):
+def test_scenes_advance_by_bars_or_seconds_through_the_dispatcher(tmp_path):
+    """A scene whose time runs out sends /vj/cue/next through the dispatcher, once, tagged
+    `set`; the scene changes on the next frame, like a cue from any controller."""
     sl = SetList(make_set(tmp_path, '[[scene]]\npatch = "black.py"\nbars = 2\n'
                                     '[[scene]]\npatch = "show.py"\nseconds = 5\n'))
     bus = SignalBus()
-    assert sl.update(snap(bus, t=3.0, beat=7.9)) is None
-    assert sl.update(snap(bus, t=4.0, beat=8.0)).patch.name == "show.py"
-    assert sl.update(snap(bus, t=8.9, beat=17.8)) is None
-    assert sl.update(snap(bus, t=9.0, beat=18.0)).patch.name == "black.py"
+    d = Dispatcher(bus, status=lambda: {"scenes": 2})
+    switched = []
+    stage = SetStage(sl, SimpleNamespace(switch=switched.append), d.dispatch)
+
+    def frame(t, beat):
+        f = SimpleNamespace(snap=snap(bus, t, beat), status={})
+        stage.run(f)
+        return f.status["scene"]
+    assert frame(3.0, 7.9) == 1
+    assert frame(4.0, 8.0) == 1 and frame(4.03, 8.1) == 2 and switched[-1].name == "show.py"
+    assert frame(8.9, 17.8) == 2 and frame(9.1, 18.1) == 2      # 5 s from 4.03: asks now
+    assert frame(9.13, 18.2) == 1 and switched[-1].name == "black.py"
+    assert d.stats["accepted"] == 2 and len(switched) == 2
 
 
 @pytest.mark.parametrize("body, msg", [

@@ -14,6 +14,11 @@ Everything here runs on the render thread, once per frame, in ``ParamSet.frame(s
    encoders: two's complement 1/127 or offset 65/63);
 4. every parameter glides towards its target with its smoothing time.
 
+A binding whose ``param`` is an address of the engine's namespace (``/vj/cue/next``,
+``/vj/tempo``, ``/vj/latent/position``: the learnable ones) goes through ``command``, the
+control plane's dispatcher (``Dispatcher.control``), like any other command: a button fires an
+event address when it goes past half way, a fader sets a value address through its range.
+
 The last writer wins: a parameter set over OSC stays where it was put until its bound control
 moves again, and a pick-up binding then waits until the control crosses the value.
 Other threads read ``ParamSet.published`` (a dict swapped whole each frame), never the params.
@@ -173,8 +178,10 @@ def _learn_rank(name: str) -> tuple | None:
 class ParamSet:
     """Every parameter any patch has declared this run, and the bindings that drive them."""
 
-    def __init__(self, bindings=None, on_learned=None):
+    def __init__(self, bindings=None, on_learned=None, command=None):
         self._lock = threading.Lock()
+        # (address, u, previous u, t, source) -> None: bindings to namespace addresses
+        self.command = command
         self.params: dict[str, Param] = {}
         self.bindings: list[Binding] = list(bindings or [])
         self._pending_bindings: list[Binding] | None = None
@@ -254,6 +261,9 @@ class ParamSet:
             if self.learning is not None:
                 self._learn(snap)
             for b in self.bindings:
+                if b.param.startswith("/"):
+                    self._command(b, snap)
+                    continue
                 p = self.params.get(b.param)
                 if p is not None:
                     self._apply(b, p, snap)
@@ -352,7 +362,7 @@ class ParamSet:
         value = snap.values.get(src)
         if isinstance(value, np.ndarray) and value.size > 1:
             src = f"{src}[0]"
-        b = Binding(src, name, mode=mode, takeover="pickup")
+        b = Binding(src, name, mode=mode, takeover="jump" if name.startswith("/") else "pickup")
         b.engaged = True  # the control just moved: it takes the parameter from its next move
         b.last_t = snap.times.get(b.signal)
         p = self.params.get(name)
@@ -365,6 +375,18 @@ class ParamSet:
                 self.on_learned(list(self.bindings))
             except Exception as e:  # noqa: BLE001 - saving must never stop a frame
                 self._note(f"learned binding not saved: {e}")
+
+    def _command(self, b: Binding, snap) -> None:
+        t = snap.times.get(b.signal)
+        if self.command is None or b.mode != "absolute" or t is None or t == b.last_t:
+            return
+        b.last_t = t
+        v = b.read(snap.values.get(b.signal))
+        if v is None:
+            return
+        u, prev = b.map(v), b.prev_u
+        b.prev_u = u
+        self.command(b.param, u, prev, t, "midi" if b.signal.startswith("midi.") else "osc")
 
     def _apply(self, b: Binding, p: Param, snap) -> None:
         if b.mode != "absolute":

@@ -32,20 +32,13 @@ def _rate(fn, frames: int, warmup: int = 10) -> float:
     return frames / (time.perf_counter() - t0)
 
 
-def run_bench(model=None, size=(1280, 720), frames: int = 200, patch=None, device=None,
-              precision: str = "auto") -> dict:
-    from engine.cli import load_model
-    from engine.patching.loader import PatchHost
-    from engine.render.gl import describe, headless_context
-    from engine.render.gpu import GeneratorRunner, device_description, share_cores_with_gl
-    from engine.render.loop import Engine
-    from engine.render.post import ShaderChain
-    from engine.signals.bus import SignalBus
-    from engine.signals.clock import VirtualClock
+def run_bench(session, frames: int = 200) -> dict:
+    """The figures for one Session (headless, virtual clock): its generator, its shader chain,
+    and its whole loop."""
+    from engine.render.gl import describe
+    from engine.render.gpu import device_description
 
-    runner = GeneratorRunner(load_model(model), device=device, precision=precision)
-    ctx = headless_context()
-    share_cores_with_gl(describe(ctx), runner.device)
+    runner, ctx, chain, size = session.runner, session.ctx, session.chain, session.options.size
     rng = np.random.default_rng(0)
     zs = rng.standard_normal((16, runner.info.z_dim)).astype(np.float32)
     i = [0]
@@ -59,7 +52,6 @@ def run_bench(model=None, size=(1280, 720), frames: int = 200, patch=None, devic
 
     generator_fps = _rate(gen_only, frames)
 
-    chain = ShaderChain(ctx, size)
     img = gen_only()
 
     def chain_only(post=None):
@@ -70,10 +62,8 @@ def run_bench(model=None, size=(1280, 720), frames: int = 200, patch=None, devic
     gl_fps = _rate(chain_only, frames)
     gl_full_fps = _rate(lambda: chain_only(FULL_CHAIN), frames)
 
-    patches = PatchHost(patch, runner.info)
-    patches.load()
-    engine = Engine(runner, patches, chain, SignalBus(), VirtualClock(30.0), fps=30.0)
-    loop_fps = _rate(engine.render_frame, frames)
+    patches = session.patches
+    loop_fps = _rate(session.engine.render_frame, frames)
 
     result = {
         "device": device_description(runner.device),
@@ -130,13 +120,12 @@ def generator_modes(device: torch.device, compile: bool = False) -> list[tuple[s
     return modes
 
 
-def run_generator_bench(model=None, device=None, frames: int = 100, batches=(1, 4), compile: bool = False,
+def run_generator_bench(g, device=None, frames: int = 100, batches=(1, 4), compile: bool = False,
                         max_seconds: float = 10.0) -> dict:
-    from engine.cli import load_model
+    """The generator ``g`` alone, in every mode this device offers."""
     from engine.render.gpu import GeneratorRunner, device_description, pick_device
 
     dev = pick_device(device)
-    g = load_model(model)
     info = g.info
     rows = []
     rng = np.random.default_rng(0)

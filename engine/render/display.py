@@ -1,11 +1,15 @@
 """The projector window (glfw): resizable, fullscreen on a chosen monitor, key controls.
 
-Keys: F fullscreen on/off, H HUD on/off, Space tap tempo, Right/Left (or Page Down/Up)
-next/previous scene of a set, L MIDI/OSC learn for the next parameter, Esc quit.
-The canvas is drawn aspect-correct into whatever size the window has."""
+Keys: F fullscreen on/off, H HUD on/off, Esc quit belong to the window. The others are
+commands of the engine's namespace, sent through the control plane's dispatcher like any
+controller's (source ``keys``): Space ``/vj/tap``, Right/Left (or Page Down/Up)
+``/vj/cue/next`` / ``/vj/cue/prev``, L ``/vj/learn`` (the next parameter in turn).
+The canvas is drawn aspect-correct into whatever size the window has. ``WindowStage`` is
+the window's stage of a frame: present, keys, HUD."""
 from __future__ import annotations
 
 import logging
+import time
 
 import moderngl
 import numpy as np
@@ -16,11 +20,19 @@ from engine.render.post import load_program
 log = logging.getLogger(__name__)
 
 
+def _keys() -> dict:
+    import glfw
+    return {glfw.KEY_SPACE: "/vj/tap", glfw.KEY_RIGHT: "/vj/cue/next", glfw.KEY_PAGE_DOWN: "/vj/cue/next",
+            glfw.KEY_LEFT: "/vj/cue/prev", glfw.KEY_PAGE_UP: "/vj/cue/prev", glfw.KEY_L: "/vj/learn"}
+
+
+
 class Window:
     def __init__(self, size: tuple[int, int], title: str = "vj", monitor: int = 0,
                  fullscreen: bool = False, vsync: bool = True):
         import glfw
         self.glfw = glfw
+        self.keys = _keys()
         glfw.ERROR_REPORTING = "ignore"  # our own messages say what to do instead
         if not glfw.init():
             raise GLError("glfw could not start: no display? Use --headless to run without a window.")
@@ -38,8 +50,7 @@ class Window:
         glfw.swap_interval(1 if vsync else 0)
         self.ctx = moderngl.create_context()
         self.show_hud = True
-        self.taps = 0
-        self.cues: list[str] = []  # "cue.next" / "cue.prev" events for the engine to publish
+        self.commands: list[str] = []  # namespace addresses the keys sent, for the dispatcher
         self._prog = load_program(self.ctx, "present.frag")
         self._vao = self.ctx.vertex_array(self._prog, [])
         self._hud_tex: moderngl.Texture | None = None
@@ -79,14 +90,8 @@ class Window:
             self.toggle_fullscreen()
         elif key == glfw.KEY_H:
             self.show_hud = not self.show_hud
-        elif key == glfw.KEY_SPACE:
-            self.taps += 1
-        elif key in (glfw.KEY_RIGHT, glfw.KEY_PAGE_DOWN):
-            self.cues.append("cue.next")
-        elif key in (glfw.KEY_LEFT, glfw.KEY_PAGE_UP):
-            self.cues.append("cue.prev")
-        elif key == glfw.KEY_L:
-            self.cues.append("param.learn")  # arm learn for the next parameter in turn (engine/rig.py)
+        elif key in self.keys:
+            self.commands.append(self.keys[key])
 
     @property
     def should_close(self) -> bool:
@@ -132,5 +137,37 @@ class Window:
         self.glfw.swap_buffers(self.win)
 
     def close(self) -> None:
+        for obj in (self._hud_tex, self._vao, self._prog):
+            if obj is not None:
+                obj.release()
+        self._hud_tex = None
         self.glfw.destroy_window(self.win)
         self.glfw.terminate()
+
+
+class WindowStage:
+    """The last stage of a live frame: show the canvas, hand key commands to the dispatcher,
+    refresh the HUD four times a second (``lines()`` composes it), and ask the loop to stop when
+    the window is closed."""
+
+    name = "window"
+
+    def __init__(self, window: Window, dispatch, hud=None, lines=None):
+        self.window, self.dispatch, self.hud, self.lines = window, dispatch, hud, lines
+        self._hud_at = 0.0
+
+    def run(self, frame) -> None:
+        w = self.window
+        if frame.texture is not None:
+            w.present(frame.texture)
+        w.poll()
+        while w.commands:
+            self.dispatch(w.commands.pop(0), (), None, source="keys")
+        now = time.monotonic()
+        if self.hud is not None and self.lines is not None and w.show_hud and now - self._hud_at >= 0.25:
+            self._hud_at = now
+            img = self.hud.render(self.lines())
+            if img is not None:
+                w.set_hud(img)
+        if w.should_close:
+            frame.quit = True

@@ -18,8 +18,10 @@ seconds = 90                 # or after a time
 ```
 
 Cues come in as events on the signal bus (``cue.next``, ``cue.prev``, ``cue.goto`` with
-the scene's number or name), from the window's arrow keys now and from OSC and MIDI
-later, so every controller moves the show the same way.
+the scene's number or name), all through the control plane's dispatcher: the window's arrow
+keys, OSC, MIDI controls bound to ``/vj/cue/*``, and the set's own timeline (a scene's
+``bars``/``seconds`` running out sends ``/vj/cue/next``), so everything moves the show the
+same way. ``SetStage`` is the set's stage of a frame.
 """
 from __future__ import annotations
 
@@ -93,8 +95,16 @@ class SetList:
         except (TypeError, ValueError):
             return None
 
+    def due(self, snapshot) -> bool:
+        """Has the current scene's time (``bars`` or ``seconds``) run out?"""
+        sc = self.scene
+        bars_done = (snapshot.beat - self._entered_beat) / snapshot.beats_per_bar
+        return sc.bars is not None and bars_done >= sc.bars or \
+            sc.seconds is not None and snapshot.time - self._entered_time >= sc.seconds
+
     def update(self, snapshot) -> Scene | None:
-        """The scene to switch to this frame, if any: cue events first, then timers."""
+        """The scene to switch to this frame, if any: cue events first, then (with no timeline
+        dispatcher, see SetStage) timers."""
         for _ in snapshot.events_of("cue.next"):
             return self._goto(self.index + 1, snapshot)
         for _ in snapshot.events_of("cue.prev"):
@@ -105,9 +115,25 @@ class SetList:
                 log.warning("cue.goto %r: no such scene in %s", target, self.path.name)
                 continue
             return self._goto(i, snapshot)
-        sc = self.scene
-        bars_done = (snapshot.beat - self._entered_beat) / snapshot.beats_per_bar
-        if sc.bars is not None and bars_done >= sc.bars or \
-                sc.seconds is not None and snapshot.time - self._entered_time >= sc.seconds:
-            return self._goto(self.index + 1, snapshot)
         return None
+
+
+class SetStage:
+    """Cues switch the patch; a scene whose time ran out asks for the next one through the
+    dispatcher (``/vj/cue/next`` from the source ``set``), once, like any other controller."""
+
+    name = "set"
+
+    def __init__(self, setlist: SetList, host, dispatch):
+        self.setlist, self.host, self.dispatch = setlist, host, dispatch
+        self._asked = False
+
+    def run(self, frame) -> None:
+        sl, snap = self.setlist, frame.snap
+        scene = sl.update(snap)
+        if scene is not None:
+            self.host.switch(scene.patch)
+            self._asked = False
+        elif not self._asked and sl.due(snap):
+            self._asked = bool(self.dispatch("/vj/cue/next", (), None, source="set"))
+        frame.status.update(scene=sl.index + 1, scenes=len(sl.scenes), scene_names=[s.name for s in sl.scenes])

@@ -1,0 +1,40 @@
+"""One module per ``vj`` command, each a thin layer over a Session (engine/session.py).
+
+Only the entry point (engine/cli.py) imports these. What several commands share lives here.
+"""
+from __future__ import annotations
+
+import argparse
+import signal
+from pathlib import Path
+
+from engine import paths
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 1280x720, got {text!r}")
+    if not (16 <= w <= 8192 and 16 <= h <= 8192):
+        raise argparse.ArgumentTypeError(f"size {w}x{h} is out of range 16..8192")
+    return w, h
+
+
+def resolve_patch(spec: str | None) -> Path:
+    if spec is None:
+        return paths.PATCHES / "drift.py"
+    p = Path(spec)
+    for candidate in (p, paths.PATCHES / p, paths.PATCHES / f"{spec}.py"):
+        if candidate.is_file():
+            return candidate.resolve()
+    raise SystemExit(f"vj: patch not found: {spec}")
+
+
+def terminate_gracefully() -> None:
+    # SIGTERM (a service manager, `kill`) unwinds like Ctrl-C so recordings are closed.
+    # Ctrl-C itself is restored too: a shell starting us in the background sets it to ignored.
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -1,0 +1,30 @@
+"""``vj bench``: frames per second of the whole loop and of the generator alone."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from engine.commands import resolve_patch
+from engine.session import Options, Session, SessionError, load_model
+
+log = logging.getLogger("vj")
+
+
+def main(args) -> int:
+    from engine.render.bench import run_bench, run_generator_bench
+    try:
+        if args.generator_only:
+            result = run_generator_bench(load_model(args.model), device=args.device, frames=args.frames or 100,
+                                         compile=args.compile)
+        else:
+            opts = Options(patch=resolve_patch(args.patch), model=args.model, size=args.size, fps=30.0,
+                           device=args.device, precision=args.precision, live=False)
+            with Session(opts) as session:
+                result = run_bench(session, frames=args.frames or 200)
+    except SessionError as e:
+        log.error("%s", e)
+        return 2
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0

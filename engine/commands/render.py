@@ -1,0 +1,53 @@
+"""``vj render --audio FILE --patch PATCH --out OUT.mp4``: offline, frame-exact with the audio."""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from engine.commands import resolve_patch, terminate_gracefully
+from engine.session import Options, Session, SessionError
+
+log = logging.getLogger("vj")
+
+
+def main(args) -> int:
+    from tqdm import tqdm
+
+    from engine.signals import audio, offline
+
+    terminate_gracefully()
+    try:
+        y, sr = audio.load_audio(args.audio)
+    except Exception as e:  # noqa: BLE001 - a clear message for any unreadable file
+        log.error("cannot read audio %s: %s", args.audio, e)
+        return 2
+    duration = len(y) / sr
+    n_frames = max(1, int(round(duration * args.fps)))
+    log.info("analysing %s (%.2f s, %d Hz) for %d frames at %g fps", args.audio, duration, sr, n_frames, args.fps)
+    features = offline.offline_features(y, sr, args.fps, n_frames)
+    opts = Options(patch=resolve_patch(args.patch), model=args.model, size=args.size, fps=args.fps, bpm=args.bpm,
+                   device=args.device, precision=args.precision, live=False, record=Path(args.out),
+                   record_audio=args.audio, follow_audio_tempo=args.follow_audio_tempo)
+    try:
+        session = Session(opts)
+    except SessionError as e:
+        log.error("%s", e)
+        return 2
+    with session:
+        if not session.patches.ready:
+            log.error("the patch does not load, nothing to render: %s", session.patches.last_error)
+            return 1
+        feed = offline.FrameFeed(features)
+        recorder = session.recording.recorder
+        t0 = time.perf_counter()
+        try:
+            with tqdm(total=n_frames, unit="frame", desc="render", disable=args.quiet) as bar:
+                session.engine.run_offline(n_frames, before_frame=lambda k: feed(session.bus, k, k / args.fps),
+                                           progress=bar)
+        except KeyboardInterrupt:
+            log.info("stopped; the video so far is in %s", args.out)
+    took = time.perf_counter() - t0
+    log.info("wrote %s: %d frames in %.1f s (%.1f fps)", args.out, recorder.frames_written, took,
+             recorder.frames_written / max(took, 1e-9))
+    return 0

@@ -1,0 +1,399 @@
+"""A Session builds one engine from options and owns every resource of its life.
+
+``Session(options)`` opens, in this order: the OpenGL context (a window, or headless EGL),
+the generator, the bus and the clock, the patch (and its watcher), the shader chain, the
+recorder, the control plane (dispatcher, mappings file, OSC in, OSCQuery, OSC out, MIDI), the
+audio sources and the housekeeping watcher; then it gives the engine its stages. Every
+resource is registered with its closer as it opens, and ``close()`` closes them in reverse
+order, each on its own (one that fails to close is logged and the rest still close), on
+every exit path: a failure while building closes what was already open. ``vj run``,
+``vj render``, ``vj bench`` and the tests build engines only through here.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from engine import paths
+
+log = logging.getLogger("vj")
+
+DEFAULT_SIZE = (1280, 720)
+
+
+class SessionError(Exception):
+    """The session cannot be built (no OpenGL, no model at all, an unwritable recording)."""
+
+
+@dataclass
+class ControlOptions:
+    """The rig: OSC in/out, OSCQuery, MIDI, the mappings file."""
+
+    osc_port: int | None = 9000          # None: no OSC in (nor OSCQuery)
+    osc_bind: str = "127.0.0.1"
+    osc_allow: list[str] = field(default_factory=list)    # sender addresses accepted (UDP and WebSocket)
+    oscquery_port: int | None = 9001     # None: no OSCQuery
+    oscquery_origins: list[str] = field(default_factory=list)  # web page origins allowed on the WebSocket
+    osc_out: list[str] = field(default_factory=list)      # HOST:PORT destinations
+    osc_out_rate: float | None = None
+    osc_out_bundle: bool = False
+    midi: list[str] | None = field(default_factory=list)  # port name filters ([] = all); None: no MIDI
+    mappings: Path | None = None         # default: beside the set or the patch
+    learn: str | None = None             # arm learn for this parameter at start
+    record_dir: Path = Path("recordings")
+
+
+@dataclass
+class AudioOptions:
+    file: str | None = None
+    loop: bool = False
+    play: bool = True
+    input: str | int | None = None       # a device name or index; "" = the default input
+    block: int = 512
+
+
+@dataclass
+class Options:
+    patch: Path = paths.PATCHES / "drift.py"
+    setlist: Any = None                  # engine.show.sets.SetList
+    model: str | None = None
+    size: tuple[int, int] = DEFAULT_SIZE
+    fps: float = 30.0
+    bpm: float = 120.0
+    device: str | None = "auto"
+    precision: str = "auto"
+    live: bool = True                    # the wall clock (vj run) or a virtual clock (vj render, bench)
+    window: dict | None = None           # Window options (monitor, fullscreen, vsync); None: headless
+    ctx: Any = None                      # render into this OpenGL context (not owned) instead
+    watch: bool = False                  # hot-reload the patch
+    record: Path | None = None           # record every frame here
+    record_audio: str | None = None      # ... with this soundtrack
+    follow_audio_tempo: bool = False
+    control: ControlOptions | None = None
+    audio: AudioOptions | None = None
+
+
+def load_model(spec: str | None):
+    """The model ``spec`` (a registry name or a file), or the registry's default when it
+    cannot load, so the show goes on; SessionError if not even the default loads."""
+    from engine.generators.load import ModelLoadError, load_generator
+    try:
+        return load_generator(spec)
+    except ModelLoadError as e:
+        if spec is None:
+            raise SessionError(f"the default model cannot be loaded: {e}") from e
+        log.error("model %s cannot be loaded: %s", spec, e)
+        log.error("falling back to the default model so the show goes on")
+        try:
+            return load_generator(None)
+        except ModelLoadError as e2:
+            raise SessionError(f"the default model cannot be loaded either: {e2}") from e2
+
+
+class _Every(threading.Thread):
+    """Calls each function every ``period`` seconds off the render thread until stopped."""
+
+    def __init__(self, period: float, fns: list[Callable[[], None]]):
+        super().__init__(name="housekeeping", daemon=True)
+        self.period, self.fns, self._halt = period, fns, threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.wait(self.period):
+            for fn in self.fns:
+                try:
+                    fn()
+                except Exception as e:  # noqa: BLE001 - a watcher outlives anything
+                    log.error("housekeeping: %s: %s", type(e).__name__, e)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=2)
+
+
+class Session:
+    def __init__(self, options: Options):
+        self.options = options
+        self._closers: list[tuple[str, Callable[[], None]]] = []
+        self._closed = False
+        self.messages: list[tuple[float, str]] = []      # news for the HUD (five seconds each)
+        self._shown: dict[int, str] = {}
+        self._reported = 0
+        self.osc_in = self.oscquery = self.osc_out = self.midi = self.mappings = None
+        self.window = self.setlist = None
+        self.audio_sources: list = []
+        try:
+            self._build()
+        except BaseException:
+            self.close()
+            raise
+
+    # --- ownership
+    def own(self, name: str, closer: Callable[[], None]) -> None:
+        self._closers.append((name, closer))
+
+    def close(self) -> None:
+        """Close everything, newest first. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        while self._closers:
+            name, closer = self._closers.pop()
+            try:
+                closer()
+            except Exception as e:  # noqa: BLE001 - the rest must still close
+                log.error("closing %s: %s: %s", name, type(e).__name__, e)
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- building
+    def _build(self) -> None:
+        from engine.control.dispatch import Dispatcher
+        from engine.control.publish import Publisher
+        from engine.outputs.recording import RecordStage
+        from engine.patching.loader import PatchHost
+        from engine.patching.params import ParamSet
+        from engine.patching.stage import ParamsStage, PatchStage
+        from engine.render.gl import describe
+        from engine.render.gpu import GeneratorRunner, share_cores_with_gl
+        from engine.render.loop import Engine, FrameStats
+        from engine.render.post import ShaderChain
+        from engine.render.stages import GenerateStage, ShadeStage
+        from engine.signals.bus import SignalBus
+        from engine.signals.clock import LiveClock, VirtualClock
+
+        o = self.options
+        self.ctx = self._open_gl()
+        self.runner = GeneratorRunner(load_model(o.model), device=o.device, precision=o.precision)
+        share_cores_with_gl(describe(self.ctx), self.runner.device)
+        self.bus = SignalBus()
+        self.clock = LiveClock(bpm=o.bpm) if o.live else VirtualClock(o.fps, bpm=o.bpm)
+        self.params = ParamSet()
+        self.patches = PatchHost(o.patch, self.runner.info, params=self.params)
+        self.patches.load()
+        if o.watch:
+            self.patches.start_watching()
+        self.own("patch watcher", self.patches.stop)
+        self.chain = ShaderChain(self.ctx, o.size)
+        self.own("shader chain", self.chain.release)
+        self.stats = FrameStats()
+        self.publisher = Publisher(params=self.params, stats=self.stats)
+        self.dispatcher = Dispatcher(self.bus, status=self.publisher.get)
+        self.params.command = self.dispatcher.control
+        self.recording = RecordStage(self.chain.read, o.size, o.fps, recorder=self._open_recorder(),
+                                     record_dir=o.control.record_dir if o.control else "recordings",
+                                     report=self.patches.report)
+        self.own("recordings", self.recording.close)
+        if o.control is not None:
+            self._open_control(o.control)
+        if o.audio is not None:
+            self._open_audio(o.audio)
+        from engine.control.clock_sync import ClockSync
+        stages: list = [ClockSync(self.clock, o.follow_audio_tempo), ParamsStage(self.params)]
+        if o.setlist is not None:
+            from engine.show.sets import SetStage
+            self.setlist = o.setlist
+            stages.append(SetStage(o.setlist, self.patches, self.dispatcher.dispatch))
+        stages += [PatchStage(self.patches), GenerateStage(self.runner, self.patches.report, self.patches.clear_error),
+                   ShadeStage(self.chain), self.recording, self.publisher]
+        if self.window is not None:
+            from engine.render.display import WindowStage
+            from engine.render.hud import HudText
+            stages.append(WindowStage(self.window, self.dispatcher.dispatch, HudText(), self.hud_lines))
+        self.engine = Engine(self.clock, self.bus, stages, fps=o.fps, report=self.patches.report,
+                             status_line=self.status_line)
+        self.engine.stats = self.stats
+        self.publisher.osc_out = self.osc_out
+        watchers = [self._report_problems]
+        if self.mappings is not None:
+            watchers.append(self.mappings.check)
+        housekeeping = _Every(0.5, watchers)
+        housekeeping.start()
+        self.own("housekeeping", housekeeping.stop)
+
+    def _open_gl(self):
+        from engine.render.gl import GLError, headless_context
+        o = self.options
+        try:
+            if o.window is not None:
+                from engine.render.display import Window
+                self.window = Window(o.size, title="vj", **o.window)
+                self.own("window", self.window.close)
+                return self.window.ctx
+            if o.ctx is not None:
+                return o.ctx
+            ctx = headless_context()
+        except GLError as e:
+            raise SessionError(str(e)) from e
+        self.own("OpenGL context", ctx.release)
+        return ctx
+
+    def _open_recorder(self):
+        from engine.outputs.recorder import Recorder, RecorderError
+        o = self.options
+        if o.record is None:
+            return None
+        try:
+            try:
+                return Recorder(o.record, *o.size, o.fps, audio=o.record_audio)
+            except RecorderError as e:
+                if o.record_audio is None:
+                    raise
+                log.error("recording without sound: %s", e)
+                return Recorder(o.record, *o.size, o.fps)
+        except RecorderError as e:
+            raise SessionError(f"cannot record: {e}") from e
+
+    def _open_control(self, c: ControlOptions) -> None:
+        """Each part that cannot start is reported and the show goes on without it."""
+        from engine.show.mappings import MappingsFile, default_path
+        from engine.signals.osc import OscIn
+        path = c.mappings or default_path(self.options.setlist.path if self.options.setlist else self.options.patch)
+        self.mappings = MappingsFile(path, self.params)
+        self.mappings.load()
+        allow = [a.strip() for item in c.osc_allow for a in item.split(",") if a.strip()] or None
+        if c.osc_port is not None:
+            try:
+                self.osc_in = OscIn(self.bus, c.osc_port, c.osc_bind, allow=allow,
+                                    control=self.dispatcher.dispatch).start()
+                self.own("OSC in", self.osc_in.stop)
+                log.info("OSC in on %s:%d%s", c.osc_bind, self.osc_in.port,
+                         f" from {', '.join(allow)} only" if allow else "")
+            except OSError as e:
+                log.error("OSC in not started (%s:%d: %s); running without it", c.osc_bind, c.osc_port, e)
+        if self.osc_in is not None and c.oscquery_port is not None:
+            from engine.control.oscquery import OscQueryServer
+            handler = self.osc_in.handler
+            try:
+                self.oscquery = OscQueryServer(self.publisher.nodes, lambda data: handler.datagram(data, None, "ws"),
+                                               c.oscquery_port, c.osc_bind, osc_port=self.osc_in.port,
+                                               **_oscquery_rules(allow, c.oscquery_origins)).start()
+                self.own("OSCQuery", self.oscquery.stop)
+                log.info("OSCQuery on http://%s:%d/", c.osc_bind, self.oscquery.port)
+            except OSError as e:
+                log.error("OSCQuery not started (port %d: %s)", c.oscquery_port, e)
+        if c.osc_out:
+            from engine.outputs.osc_out import OscOut
+            try:
+                self.osc_out = OscOut(c.osc_out, rate=c.osc_out_rate, bundle=c.osc_out_bundle).start()
+                self.own("OSC out", self.osc_out.stop)
+                log.info("OSC out to %s%s", ", ".join(f"{h}:{p}" for h, p in self.osc_out.destinations),
+                         " (bundles)" if c.osc_out_bundle else "")
+            except ValueError as e:
+                log.error("OSC out not started: %s", e)
+        if c.midi is not None:
+            from engine.signals.midi import MidiIn
+            self.midi = MidiIn(self.bus, names=c.midi).start()
+            self.own("MIDI in", self.midi.stop)
+        if c.osc_port is not None or c.midi is not None:
+            # input threads share the GIL with the render thread: with a 1 ms switch interval (Python's
+            # default is 5 ms) the render thread never waits long for it while a flood is being parsed
+            sys.setswitchinterval(min(sys.getswitchinterval(), 0.001))
+        if c.learn:
+            self.dispatcher.dispatch("/vj/learn", (c.learn,), source="cli")
+
+    def _open_audio(self, a: AudioOptions) -> None:
+        """Any failure is reported and the show runs on silence."""
+        from engine.signals import audio
+        if a.file:
+            try:
+                src = audio.FileSource(self.bus, a.file, block=a.block, loop=a.loop, play=a.play).start()
+                self.audio_sources.append(src)
+                self.own(f"audio {a.file}", src.stop)
+            except Exception as e:  # noqa: BLE001 - missing or undecodable file
+                log.error("audio file %s not played, running on silence: %s", a.file, e)
+        if a.input is not None:
+            dev = a.input
+            dev = int(dev) if isinstance(dev, str) and dev.isdigit() else (dev or None)
+            src = audio.InputSource(self.bus, device=dev, block=a.block).start()
+            self.audio_sources.append(src)
+            self.own("audio input", src.stop)
+
+    # --- reporting
+    def _say(self, msg: str, level=logging.INFO) -> None:
+        log.log(level, "%s", msg)
+        self.messages.append((time.monotonic(), msg))
+        del self.messages[:-6]
+
+    def _report_problems(self) -> None:
+        """Off the render thread: say so when new bad packets or commands were counted."""
+        problems = self.dispatcher.problems() + (self.osc_in.stats.problems() if self.osc_in else 0)
+        if problems > self._reported:
+            self._reported = problems
+            self._say(f"osc: {self.input_summary()}", logging.WARNING)
+
+    def input_summary(self) -> str:
+        parts = []
+        if self.osc_in is not None:
+            parts.append(self.osc_in.stats.summary())
+        parts.append(self.dispatcher.summary())
+        return ", ".join(parts)
+
+    def hud_lines(self) -> list[str]:
+        from engine.render.hud import hud_lines
+        now = time.monotonic()
+        p = self.patches
+        note = p.last_message[1] if p.last_message and now - p.last_message[0] < 5.0 else None
+        label = p.name
+        if self.setlist is not None:
+            sl = self.setlist
+            label = f"{label}  (scene {sl.index + 1}/{len(sl.scenes)} {sl.scene.name})"
+        lines = hud_lines(self.stats, label, p.last_error, self.runner.info.name, self.chain.size,
+                          self.options.fps, note)
+        return lines + self.control_lines(now)
+
+    def control_lines(self, now: float | None = None) -> list[str]:
+        """The HUD's control lines: inputs (red for five seconds after new bad packets), learn,
+        and news (learnt bindings, devices plugged, recordings) for five seconds each."""
+        now = time.monotonic() if now is None else now
+        lines, parts = [], []
+        if self.osc_in is not None:
+            parts.append(f"osc :{self.osc_in.port} {self.osc_in.stats.summary()}")
+        if self.oscquery is not None:
+            parts.append(f"oscquery :{self.oscquery.port}")
+        if self.midi is not None:
+            parts.append(self.midi.summary())
+        for source in (self.params.messages, self.midi.events if self.midi is not None else [],
+                       [m for _, m in self.recording.messages]):
+            if source and source[-1] is not self._shown.get(id(source)):
+                self._shown[id(source)] = source[-1]
+                if not source[-1].startswith("learn "):
+                    self.messages.append((now, source[-1]))
+                    del self.messages[:-6]
+        recent = [m for t, m in self.messages if now - t < 5.0]
+        if parts:
+            lines.append(("! " if any(m.startswith("osc: ") for m in recent) else "") + "  ".join(parts))
+        if self.params.learning:
+            lines.append(f"LEARN {self.params.learning[0]}: move a control (MIDI or OSC)")
+        notes = [m for m in recent if not m.startswith("osc: ")]
+        return lines + [n[:110] for n in notes[-2:]]
+
+    def status_line(self) -> str:
+        p = self.patches
+        parts = [f"patch {p.name}"]
+        if p.last_error:
+            parts.append(f"last error: {p.last_error}")
+        if self.osc_in is not None:
+            parts.append(f"osc {self.input_summary()}")
+        if self.midi is not None:
+            parts.append(self.midi.summary())
+        return ", ".join(parts)
+
+
+def _oscquery_rules(allow, origins) -> dict:
+    """The WebSocket follows the UDP rules: the same allow-list, and web pages only from the
+    origins given (engine/control/oscquery.py)."""
+    import inspect
+
+    from engine.control.oscquery import OscQueryServer
+    accepted = inspect.signature(OscQueryServer).parameters
+    rules = {"allow": set(allow) if allow else None, "origins": set(origins)}
+    return {k: v for k, v in rules.items() if k in accepted}

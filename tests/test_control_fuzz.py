@@ -1,0 +1,102 @@
+"""Every writable address of the namespace, with a set loaded, sent every wrong value there is
+(wrong types, NaN, +-inf, 1e300, a negative and a huge integer, a 10 KB string) over UDP and
+over the OSCQuery WebSocket while the engine renders: frames keep coming, every bad value is
+counted and dropped, and a good command still works afterwards."""
+import asyncio
+import socket
+import threading
+import time
+
+from pythonosc.osc_message_builder import OscMessageBuilder
+
+from test_rig_run import free_port
+from engine.control import namespace
+
+BAD = [float("nan"), float("inf"), float("-inf"), 1e300, -1, 2 ** 62, "x" * 10_000, b"\x00" * 16, True]
+
+
+def datagrams(status):
+    out = []
+    for e, key in namespace.expand(status):
+        if not e.writable:
+            continue
+        for sig in e.signatures:
+            n = max(1, len(sig))
+            for v in BAD:
+                for tag in ("f", "d") if isinstance(v, float) else (None,):
+                    if tag == "f" and abs(v) == 1e300:
+                        continue  # no float32 holds it: sent as a double only
+                    b = OscMessageBuilder(e.path(key))
+                    for _ in range(n):
+                        b.add_arg(v, tag)
+                    out.append(b.build().dgram)
+    return out
+
+
+def test_every_bad_value_over_udp_and_websocket_is_counted_and_frames_keep_coming(tmp_path):
+    from websockets.sync.client import connect
+
+    from engine.session import ControlOptions, Options, Session
+    from engine.show.sets import SetList
+    (tmp_path / "p.py").write_text(
+        "def frame(p, s):\n    p.param('speed', default=1.0, lo=0, hi=2)\n    return p.controls(z=p.seed(1))\n")
+    (tmp_path / "show.toml").write_text('[[scene]]\nname = "one"\npatch = "p.py"\n'
+                                        '[[scene]]\nname = "two"\npatch = "p.py"\nbars = 64\n')
+    sl = SetList(tmp_path / "show.toml")
+    session = Session(Options(patch=sl.scene.patch, setlist=sl, size=(48, 32), fps=30.0, live=True,
+                              control=ControlOptions(osc_port=0, oscquery_port=free_port(socket.SOCK_STREAM),
+                                                     midi=None, mappings=tmp_path / "m.toml")))
+    with session:
+        engine, d = session.engine, session.dispatcher
+        engine.run_live(frames=5)
+        pkts = datagrams(session.publisher.status)
+        assert len(pkts) > 150
+        done = threading.Event()
+        sent = {"udp": 0, "ws": 0}
+
+        def udp():
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                for i, p in enumerate(pkts):
+                    s.sendto(p, ("127.0.0.1", session.osc_in.port))
+                    sent["udp"] += 1
+                    if i % 20 == 19:
+                        time.sleep(0.005)  # a busy controller, not a flood: every packet must be read
+
+        def ws():
+            with connect(f"ws://127.0.0.1:{session.oscquery.port}/") as c:
+                for p in pkts:
+                    c.send(p)
+                    sent["ws"] += 1
+
+        def both():
+            try:
+                udp()
+                ws()
+            finally:
+                done.set()
+        sender = threading.Thread(target=both)
+        frames0 = engine.stats.frame
+        t0 = time.monotonic()
+        sender.start()
+        engine.run_live(should_stop=lambda: done.is_set() and time.monotonic() - t0 > 2.0 or
+                        time.monotonic() - t0 > 120)
+        sender.join()
+        deadline = time.monotonic() + 10
+        total = sent["udp"] + sent["ws"]
+        while d.problems() + d.stats["accepted"] < total and time.monotonic() < deadline:
+            engine.run_live(frames=3)
+        took = time.monotonic() - t0
+        drawn = engine.stats.frame - frames0
+        report = f"{drawn} frames in {took:.1f} s; sent {sent}; dispatcher {dict(d.stats)}; osc {dict(session.osc_in.stats)}"
+        print(report)
+        assert drawn >= 0.5 * 30 * took, report         # frames kept coming
+        assert d.problems() + d.stats["accepted"] == total, report   # every command was judged
+        # only the few values that fit (a -1 or True clipped into a parameter, a scene 1...) got through
+        assert d.problems() >= 0.85 * total, report
+        for kind in ("bad_type", "not_finite", "out_of_range", "too_long"):
+            assert d.stats[kind] > 0, (kind, report)
+        assert session.patches.last_error is None, session.patches.last_error
+        # and the engine still answers
+        assert d.dispatch("/vj/tempo", (100.0,)) and d.dispatch("/vj/scene", ("two",))
+        engine.run_live(frames=3)
+        assert session.clock.bpm == 100.0 and session.setlist.index == 1

@@ -1,0 +1,112 @@
+"""The control plane's stages on the render thread: tempo sources by priority, publishing,
+the namespace as OSCQuery nodes, the HUD's control lines and doctor."""
+from types import SimpleNamespace
+
+import pytest
+from pythonosc.osc_message_builder import OscMessageBuilder
+
+from conftest import run_vj
+from engine.control.clock_sync import HOLD, ClockSync
+from engine.control.dispatch import Dispatcher
+from engine.control.publish import Publisher
+from engine.patching.params import ParamSet
+from engine.signals.bus import SignalBus
+from engine.signals.clock import Clock
+from engine.signals.osc import OscHandler
+
+
+def frame(snap):
+    return SimpleNamespace(snap=snap, status={})
+
+
+def osc(address, *args):
+    b = OscMessageBuilder(address)
+    for a in args:
+        b.add_arg(a)
+    return b.build().dgram
+
+
+def test_events_reach_the_clock_and_state_is_published():
+    bus, params = SignalBus(), ParamSet()
+    params.declare("speed", default=1.0, lo=0, hi=2, description="walk speed")
+    pub = Publisher(params=params, stats=SimpleNamespace(fps=29.5))
+    h = OscHandler(bus, control=Dispatcher(bus, status=pub.get).dispatch)
+    clock = Clock(120.0)
+    sync = ClockSync(clock)
+    h.datagram(osc("/vj/tempo", 133.0))
+    bus.set("audio.low", 0.25)
+    bus.set("latent.seed", 7.0)
+    f = frame(bus.snapshot(beat=4.5, bpm=120.0, frame=3))
+    for stage in (sync, SimpleNamespace(run=lambda f: params.frame(f.snap)), pub):
+        stage.run(f)
+    assert clock.bpm == 133.0
+    st = pub.status
+    assert st["beat"] == 4.5 and st["beat_phase"] == 0.5 and st["audio"]["low"] == 0.25
+    assert st["params"]["speed"]["norm"] == 0.5 and st["latent_seed"] == 7.0
+    nodes = {n["FULL_PATH"]: n for n in pub.nodes()}
+    assert nodes["/vj/param/speed/raw"]["RANGE"] == [{"MIN": 0.0, "MAX": 2.0}]
+    assert nodes["/vj/learn"]["RANGE"][0]["VALS"][0] == "speed"
+    assert nodes["/vj/audio/low"]["ACCESS"] == 1 and nodes["/vj/audio/low"]["VALUE"] == [0.25]
+    assert nodes["/vj/tempo"]["VALUE"] == [133.0] and nodes["/vj/latent/seed"]["VALUE"] == [7]
+    # taps from the keys
+    bus.emit("clock.tap", 1.0, t=10.0, source="keys")
+    bus.emit("clock.tap", 1.0, t=10.5, source="keys")
+    sync.run(frame(bus.snapshot()))
+    assert clock.bpm == pytest.approx(120.0)
+
+
+def test_tempo_priority_keys_over_osc_over_midi_clock():
+    bus, clock, now = SignalBus(), Clock(100.0), [1000.0]
+    sync = ClockSync(clock, now=lambda: now[0])
+
+    def run():
+        sync.run(frame(bus.snapshot()))
+    bus.emit("clock.tempo", 90.0, source="osc")
+    run()
+    assert clock.bpm == 90.0 and sync.owner == "osc"
+    # a MIDI clock keeps sending 128 bpm: OSC holds the tempo for HOLD seconds, then MIDI takes it
+    bus.set("midi.clock.bpm", 128.0, t=now[0])
+    run()
+    assert clock.bpm == 90.0 and sync.counts["overruled"] == 1
+    now[0] += HOLD + 0.1
+    bus.set("midi.clock.bpm", 128.0, t=now[0])
+    run()
+    assert clock.bpm == 128.0 and sync.owner == "midi"
+    # OSC now loses against the live MIDI clock? No: OSC ranks above MIDI and takes over at once
+    bus.emit("clock.tempo", 95.0, source="ws")
+    run()
+    assert clock.bpm == 95.0 and sync.owner == "osc"
+    # keys rank above OSC; OSC is overruled while the tap holds, in the same frame too
+    bus.emit("clock.tempo", 70.0, source="keys")
+    bus.emit("clock.tempo", 150.0, source="osc")
+    run()
+    assert clock.bpm == 70.0 and sync.owner == "keys"
+
+
+def test_control_lines_on_the_hud(tmp_path):
+    from engine.render.gl import headless_context
+    from engine.session import ControlOptions, Options, Session
+    patch = tmp_path / "p.py"
+    patch.write_text("def frame(p, s):\n    p.param('x')\n    return p.controls(z=p.seed(1))\n")
+    ctx = headless_context()
+    try:
+        with Session(Options(patch=patch, size=(32, 32), live=False, ctx=ctx,
+                             control=ControlOptions(osc_port=0, oscquery_port=None, midi=None,
+                                                    mappings=tmp_path / "m.toml"))) as s:
+            s.engine.render_frame()
+            s.osc_in.stats["messages"] += 12
+            s.osc_in.stats["malformed"] += 2
+            s.dispatcher.dispatch("/vj/learn", ("x",))
+            s.engine.render_frame()
+            lines = s.control_lines()
+            assert lines[0] == f"osc :{s.osc_in.port} 12 msgs (2 malformed)"
+            assert "LEARN x: move a control (MIDI or OSC)" in lines
+            assert "osc 12 msgs (2 malformed), 1 commands" in s.status_line()
+    finally:
+        ctx.release()
+
+
+def test_doctor_reports_the_control_plane(env_no_display):
+    proc = run_vj("doctor", env=env_no_display, check=False)
+    assert "osc" in proc.stdout and "oscquery" in proc.stdout and "websockets" in proc.stdout
+    assert "midi" in proc.stdout

@@ -7,24 +7,45 @@ One port (default 9001) serves both, as the OSCQuery proposal asks
 WebSocket client sends ``{"COMMAND": "LISTEN", "DATA": "/vj/tempo"}`` (or ``IGNORE``) and
 then receives each change of that value as a binary frame holding an OSC message; binary
 frames it sends are OSC packets handled exactly like UDP input. ``PATH_ADDED`` /
-``PATH_REMOVED`` (JSON text frames) tell clients when a patch declares new parameters.
+``PATH_REMOVED`` (JSON text frames) tell clients when a patch declares new parameters
+(one ``PATH_CHANGED "/"`` instead, meaning "read the tree again", when too many change at once).
 
-The server runs an asyncio loop (the ``websockets`` package) on its own thread. It only
-reads ``nodes()``, a flat list of node dicts the rig rebuilds from published state, and
-writes to the bus through the OSC handler. Zeroconf advertising is not built in.
+The WebSocket follows the UDP input's rules, and a web page cannot drive the engine:
+
+- ``allow``: peer IP addresses accepted, for WebSocket and HTTP alike (``--osc-allow``);
+  any other peer is answered HTTP 403.
+- ``origins``: a WebSocket handshake that carries an ``Origin`` header (every browser sends
+  one) is refused with HTTP 403 unless that origin is listed; clients that send none
+  (TouchDesigner, Max, Python) are accepted. HTTP answers carry
+  ``Access-Control-Allow-Origin`` only for a listed origin, so other pages cannot read them.
+- Each client has its own bounded outbound queue and its own sender task, so the push loop
+  never waits on a socket. A client that stops reading fills its TCP buffers and then its
+  queue; once its queue is full and nothing has left it for ``max_stall`` seconds it is
+  closed and dropped (counted, logged once) while every other client carries on. Values that
+  do not fit in a queue are not lost but coalesced: the latest one goes out once there is room.
+- At most ``max_clients`` WebSocket clients (HTTP 503 beyond), ``max_listen`` LISTENed
+  paths each, 64 KiB frames in, ``write_limit`` bytes buffered out, no compression.
+
+Everything refused or dropped is counted in ``OscQueryServer.stats`` (``summary()`` is a
+HUD line). The server runs an asyncio loop (the ``websockets`` package) on its own thread;
+``stop()`` closes every client and the listening socket and joins it. It only reads
+``nodes()``, a flat list of node dicts the rig rebuilds from published state, and writes to
+the bus through the OSC handler. Zeroconf advertising is not built in.
 """
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import threading
+import time
+from collections import Counter
 
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 log = logging.getLogger("vj.oscquery")
 logging.getLogger("websockets").setLevel(logging.WARNING)
-
 EXTENSIONS = {k: True for k in ("ACCESS", "VALUE", "RANGE", "DESCRIPTION", "TAGS", "CLIPMODE",
                                 "LISTEN", "PATH_ADDED", "PATH_REMOVED", "PATH_CHANGED")}
 ATTRIBUTES = ("FULL_PATH", "CONTENTS", "TYPE", "ACCESS", "VALUE", "RANGE", "DESCRIPTION", "TAGS",
@@ -66,64 +87,240 @@ def osc_message(path: str, typetag: str, values) -> bytes:
     return b.build().dgram
 
 
+MAX_FRAME = 1 << 16   # the largest frame a client may send (an OSC packet, a JSON command)
+MAX_PATH = 1024       # the longest path a client may LISTEN to
+
+
+def peer_ip(address) -> str:
+    """A socket's peer name (or an address as text) -> the IP address as text, an IPv4-mapped
+    IPv6 address as plain IPv4, so that it compares with the entries of an allow-list."""
+    host = address[0] if isinstance(address, (tuple, list)) and address else address
+    host = str(host or "").strip()
+    try:
+        ip = ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        return host
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return str(ip)
+
+
+def _origin(value: str) -> str:
+    return value.strip().rstrip("/").lower()
+
+
+class Stats(Counter):
+    """Counts by kind: http_requests, ws_clients (accepted), ws_messages (frames received),
+    ws_sent (frames sent), and the problems: refused_peer, refused_origin, refused_full,
+    dropped_slow, listen_full, osc_errors."""
+
+    PROBLEMS = ("refused_peer", "refused_origin", "refused_full", "dropped_slow", "listen_full",
+                "osc_errors")
+
+    def problems(self) -> int:
+        return sum(self[k] for k in self.PROBLEMS)
+
+    def summary(self) -> str:
+        bad = ", ".join(f"{self[k]} {k.replace('_', ' ')}" for k in self.PROBLEMS if self[k])
+        return f"{self['ws_messages']} ws msgs" + (f" ({bad})" if bad else "")
+
+
 class OscQueryServer:
+    """The OSCQuery HTTP + WebSocket server on one TCP port, on its own thread.
+
+    ``nodes``: () -> flat list of node dicts; ``on_osc``: (bytes) -> None, the OSC handler.
+    ``allow``: peer IP addresses accepted on this port, WebSocket and HTTP (None or empty:
+    any); others get HTTP 403. ``origins``: ``Origin`` header values a WebSocket handshake may
+    carry (``http://localhost:8080``; ``*`` for any; default none), and that HTTP answers
+    grant CORS to; a handshake without ``Origin`` (not a browser) is accepted. ``max_clients``
+    WebSocket clients at once (HTTP 503 beyond). ``max_queue`` messages wait per client; a
+    client whose queue stays full for ``max_stall`` seconds (it stopped reading) is dropped.
+    ``max_listen`` paths per client; ``write_limit`` bytes buffered per client above the
+    kernel's socket buffer. Counts are in ``stats``; ``summary()`` is one line for a HUD.
+    """
+
     def __init__(self, nodes, on_osc, port: int = 9001, bind: str = "127.0.0.1",
-                 osc_port: int | None = None, name: str = "vj", poll: float = 1 / 30):
+                 osc_port: int | None = None, name: str = "vj", poll: float = 1 / 30, *,
+                 allow=None, origins=None, max_clients: int = 32, max_queue: int = 256,
+                 max_listen: int = 1024, max_stall: float = 2.0, write_limit: int = 1 << 15):
         self.nodes = nodes          # () -> list of node dicts
         self.on_osc = on_osc        # (bytes) -> None: the OSC handler
         self.port, self.bind, self.osc_port, self.name, self.poll = int(port), bind, osc_port, name, poll
-        self.requests = 0
-        self.clients: dict = {}     # connection -> {"listen": set, "sent": dict}
+        if isinstance(allow, str):
+            allow = allow.split(",")
+        self.allow: set[str] | None = {peer_ip(a) for a in (allow or ()) if str(a).strip()} or None
+        if isinstance(origins, str):
+            origins = origins.split(",")
+        self.origins: frozenset[str] = frozenset(_origin(o) for o in (origins or ()) if o and o.strip())
+        self.max_clients = max(1, int(max_clients))
+        self.max_queue = max(1, int(max_queue))
+        self.max_listen = max(1, int(max_listen))
+        self.max_stall = max(0.0, float(max_stall))
+        self.write_limit = max(1, int(write_limit))
+        self.stats = Stats()
+        self.clients: dict = {}     # connection -> {"peer", "listen", "sent", "queue", "sender", ...}
+        self._conns: set = set()    # every open TCP connection: handshaking, HTTP or WebSocket
+        self._logged: set = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server = None
         self._stopping: asyncio.Event | None = None
 
+    @property
+    def requests(self) -> int:
+        return self.stats["http_requests"]
+
+    def summary(self) -> str:
+        """One line for a HUD: clients connected, frames received, what was refused or dropped."""
+        return f"{len(self.clients)} ws, {self.stats.summary()}"
+
+    def origin_allowed(self, origin: str) -> bool:
+        return "*" in self.origins or _origin(origin) in self.origins
+
     # --- lifecycle
     def start(self) -> "OscQueryServer":
+        if self._thread is not None and self._thread.is_alive():
+            return self
         started = threading.Event()
         err: list[BaseException] = []
 
         def run():
-            loop = asyncio.new_event_loop()
-            self._loop = loop
             try:
-                loop.run_until_complete(self._main(started, err))
+                asyncio.run(self._main(started))
             except BaseException as e:  # noqa: BLE001
                 if not started.is_set():
                     err.append(e)
-                    started.set()
                 else:
                     log.error("OSCQuery server stopped: %s", e)
             finally:
-                loop.close()
+                started.set()
         self._thread = threading.Thread(target=run, name=f"oscquery:{self.port}", daemon=True)
         self._thread.start()
-        started.wait(10)
+        if not started.wait(10):
+            self.stop()
+            raise OSError(f"OSCQuery server on {self.bind}:{self.port} did not start")
         if err:
+            self._thread.join(2)
+            self._thread = None
             raise err[0]
         return self
 
-    def stop(self) -> None:
-        if self._loop is not None and self._stopping is not None:
+    def stop(self, timeout: float = 5.0) -> None:
+        """Close every client and the listening socket, and join the thread."""
+        loop, stopping, thread = self._loop, self._stopping, self._thread
+        if loop is not None and stopping is not None:
             try:
-                self._loop.call_soon_threadsafe(self._stopping.set)
-            except RuntimeError:
+                loop.call_soon_threadsafe(stopping.set)
+            except RuntimeError:  # the loop is already closed
                 pass
-        if self._thread:
-            self._thread.join(timeout=3)
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+            if thread.is_alive():
+                log.warning("OSCQuery server thread did not stop within %.0f s", timeout)
+            else:
+                self._thread = None
 
-    async def _main(self, started, err):
-        from websockets.asyncio.server import serve
+    async def _main(self, started):
+        from websockets.asyncio.server import ServerConnection, serve
+        owner = self
+
+        class Connection(ServerConnection):
+            """Tracked from accept to close, so that stop() can end any of them."""
+
+            def connection_made(self, transport):
+                super().connection_made(transport)
+                owner._conns.add(self)
+
+            def connection_lost(self, exc):
+                owner._conns.discard(self)
+                super().connection_lost(exc)
+
+        self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
-        async with serve(self._ws, self.bind, self.port, process_request=self._http,
-                         max_size=1 << 16, ping_interval=None) as server:
-            self._server = server
+        server = await serve(self._ws, self.bind, self.port, process_request=self._request,
+                             create_connection=Connection, compression=None, ping_interval=None,
+                             open_timeout=5, close_timeout=1, max_size=MAX_FRAME, max_queue=16,
+                             write_limit=self.write_limit)
+        self._server = server
+        poller = None
+        try:
             self.port = server.sockets[0].getsockname()[1]
             started.set()
             poller = asyncio.create_task(self._push())
             await self._stopping.wait()
-            poller.cancel()
+        finally:
+            if poller is not None:
+                poller.cancel()
+            await self._shutdown(server)
+
+    async def _shutdown(self, server) -> None:
+        for state in list(self.clients.values()):
+            state["sender"].cancel()
+        server.close()  # stop listening; WebSocket clients get a close frame (1001, going away)
+        # a client that answers the close frame does so within milliseconds: wait half a second
+        # for them, and end at once what is not an open WebSocket (a handshake or an HTTP
+        # request under way, even one accepted just now) and what has a backlog to send first
+        deadline = time.monotonic() + 0.5
+        while True:
+            for conn in list(self._conns):
+                if conn not in self.clients or conn.transport.get_write_buffer_size():
+                    conn.transport.abort()
+            try:
+                await asyncio.wait_for(server.wait_closed(), 0.05)
+                break
+            except asyncio.TimeoutError:
+                if time.monotonic() < deadline:
+                    continue
+            for conn in list(self._conns):
+                conn.transport.abort()
+            try:
+                await asyncio.wait_for(server.wait_closed(), 2)
+            except asyncio.TimeoutError:
+                log.warning("OSCQuery: %d connections still open at stop", len(self._conns))
+            break
+        self.clients.clear()
+        self._server = None
+
+    # --- admission: the allow-list, origins, the number of clients
+    def _log_once(self, kind: str, peer: str, msg: str, *args) -> None:
+        key = (kind, peer)
+        if key not in self._logged and len(self._logged) < 256:
+            self._logged.add(key)
+            log.warning(msg, *args)
+        else:
+            log.debug(msg, *args)
+
+    def _respond(self, connection, status: int, body, origin: str | None = None):
+        response = connection.respond(status, "" if body is None else json.dumps(body))
+        del response.headers["Content-Type"]
+        response.headers["Content-Type"] = "application/json"
+        if origin is not None:
+            response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Vary"] = "Origin"
+        return response
+
+    def _refuse(self, connection, kind: str, status: int, peer: str, why: str):
+        self.stats[kind] += 1
+        self._log_once(kind, peer, "OSCQuery: refused %s: %s", peer, why)
+        return self._respond(connection, status, {"error": why})
+
+    def _request(self, connection, request):
+        """websockets' process_request: every HTTP request and WebSocket handshake on the port."""
+        peer = peer_ip(connection.remote_address)
+        if self.allow is not None and peer not in self.allow:
+            return self._refuse(connection, "refused_peer", 403, peer, f"{peer} is not allowed (--osc-allow)")
+        origins = request.headers.get_all("Origin")
+        if "upgrade" not in ",".join(request.headers.get_all("Connection")).lower():
+            allowed = origins[0] if len(origins) == 1 and self.origin_allowed(origins[0]) else None
+            return self._http(connection, request, allowed)
+        # a WebSocket handshake: browsers always send Origin, other clients need not
+        if origins and (len(origins) > 1 or not self.origin_allowed(origins[0])):
+            return self._refuse(connection, "refused_origin", 403, peer,
+                                f"origin {origins[0]} is not allowed (--oscquery-origin)")
+        if len(self.clients) >= self.max_clients:
+            return self._refuse(connection, "refused_full", 503, peer,
+                                f"{len(self.clients)} clients already, the most allowed")
+        return None  # carry on with the handshake
 
     # --- HTTP
     def host_info(self) -> dict:
@@ -148,45 +345,91 @@ class OscQueryServer:
             return 204, None
         return 200, {query: node[query]}
 
-    def _http(self, connection, request):
-        if "upgrade" in request.headers.get("Connection", "").lower():
-            return None  # a WebSocket: carry on with the handshake
-        self.requests += 1
+    def _http(self, connection, request, origin: str | None):
+        self.stats["http_requests"] += 1
         try:
             status, body = self.answer(request.path)
         except Exception as e:  # noqa: BLE001 - a bad request must not kill the server
             status, body = 500, {"error": f"{type(e).__name__}: {e}"}
-        response = connection.respond(status, "" if body is None else json.dumps(body))
-        del response.headers["Content-Type"]
-        response.headers["Content-Type"] = "application/json"
-        response.headers["Access-Control-Allow-Origin"] = "*"
-        return response
+        # CORS only for a listed origin: another web page may not read the namespace
+        return self._respond(connection, status, body, origin)
 
     # --- WebSocket
     async def _ws(self, conn):
-        state = self.clients[conn] = {"listen": set(), "sent": {}}
+        peer = peer_ip(conn.remote_address)
+        if len(self.clients) >= self.max_clients:  # handshakes that passed _request together
+            self.stats["refused_full"] += 1
+            await conn.close(1013, "too many clients")
+            return
+        state = {"peer": peer, "listen": set(), "sent": {}, "notices": [], "full_since": None,
+                 "turn": 0, "queue": asyncio.Queue(self.max_queue)}
+        state["sender"] = asyncio.create_task(self._sender(conn, state["queue"]))
+        self.clients[conn] = state
+        self.stats["ws_clients"] += 1
         try:
             async for msg in conn:
+                self.stats["ws_messages"] += 1
                 if isinstance(msg, bytes):
-                    self.on_osc(msg)
-                    continue
-                try:
-                    cmd = json.loads(msg)
-                    command, data = cmd.get("COMMAND"), cmd.get("DATA")
-                except (ValueError, AttributeError):
-                    continue
-                if command == "LISTEN" and isinstance(data, str):
-                    state["listen"].add(data)
-                    state["sent"].pop(data, None)
-                elif command == "IGNORE" and isinstance(data, str):
-                    state["listen"].discard(data)
+                    self._osc(msg, peer)
+                else:
+                    self._command(msg, state)
         except Exception:  # noqa: BLE001 - a client that goes away mid-frame
             pass
         finally:
-            self.clients.pop(conn, None)
+            if self.clients.get(conn) is state:
+                del self.clients[conn]
+            state["sender"].cancel()
+
+    def _osc(self, packet: bytes, peer: str) -> None:
+        try:
+            self.on_osc(packet)
+        except Exception as e:  # noqa: BLE001 - the handler counts bad packets; this is a bug
+            self.stats["osc_errors"] += 1
+            self._log_once("osc_errors", peer, "OSCQuery: OSC from %s: %s: %s", peer, type(e).__name__, e)
+
+    def _command(self, text: str, state: dict) -> None:
+        try:
+            cmd = json.loads(text)
+            command, data = cmd.get("COMMAND"), cmd.get("DATA")
+        except (ValueError, AttributeError):
+            return
+        if not isinstance(data, str) or len(data) > MAX_PATH:
+            return
+        if command == "LISTEN":
+            if data not in state["listen"] and len(state["listen"]) >= self.max_listen:
+                self.stats["listen_full"] += 1
+                self._log_once("listen_full", state["peer"], "OSCQuery: %s listens to %d paths, the most "
+                               "allowed; LISTEN %s ignored", state["peer"], self.max_listen, data)
+                return
+            state["listen"].add(data)
+            state["sent"].pop(data, None)
+        elif command == "IGNORE":
+            state["listen"].discard(data)
+            state["sent"].pop(data, None)
+
+    async def _sender(self, conn, queue: asyncio.Queue) -> None:
+        """One per client: the only place that waits on its socket."""
+        while True:
+            message = await queue.get()
+            try:
+                await conn.send(message)
+            except Exception:  # noqa: BLE001 - closed: its handler cleans up
+                return
+            self.stats["ws_sent"] += 1
+
+    def _drop(self, conn, state: dict) -> None:
+        self.clients.pop(conn, None)
+        state["sender"].cancel()
+        self.stats["dropped_slow"] += 1
+        self._log_once("dropped_slow", state["peer"], "OSCQuery: dropped WebSocket client %s: it stopped "
+                       "reading (%d messages waiting)", state["peer"], state["queue"].qsize())
+        conn.transport.abort()
 
     async def _push(self):
-        """Send listened values when they change, and namespace changes, ~30 times a second."""
+        """Queue listened values when they change, and namespace changes, ~30 times a second.
+
+        Never waits on a client: each has its own queue and sender. A value that does not fit
+        in a full queue stays unsent and goes out later, as the latest value then."""
         known: set[str] | None = None
         while True:
             await asyncio.sleep(self.poll)
@@ -203,18 +446,44 @@ class OscQueryServer:
                 changes = [("PATH_ADDED", p) for p in sorted(paths - known)] + \
                           [("PATH_REMOVED", p) for p in sorted(known - paths)]
             known = paths
+            encoded: dict[str, bytes | None] = {}
+            now = time.monotonic()
             for conn, state in list(self.clients.items()):
-                try:
-                    for command, p in changes:
-                        await conn.send(json.dumps({"COMMAND": command, "DATA": p}))
-                    for p in list(state["listen"]):
-                        node = nodes.get(p)
-                        if node is None or "VALUE" not in node or not node.get("TYPE"):
-                            continue
-                        value = node["VALUE"]
-                        if state["sent"].get(p) == value:
-                            continue
+                queue = state["queue"]
+                if queue.full():  # nothing left it since the last poll
+                    if state["full_since"] is None:
+                        state["full_since"] = now
+                    if now - state["full_since"] >= self.max_stall:
+                        self._drop(conn, state)
+                        continue
+                else:
+                    state["full_since"] = None
+                notices = state["notices"]
+                notices.extend(changes)
+                if len(notices) > max(1, self.max_queue // 2):
+                    notices[:] = [("PATH_CHANGED", "/")]  # too many at once: read the tree again
+                while notices and not queue.full():
+                    command, p = notices.pop(0)
+                    queue.put_nowait(json.dumps({"COMMAND": command, "DATA": p}))
+                # start where a full queue stopped the last round, so that no path starves
+                order = list(state["listen"])
+                turn = state["turn"] % len(order) if order else 0
+                for i, p in enumerate(order[turn:] + order[:turn]):
+                    if queue.full():
+                        state["turn"] = turn + i
+                        break
+                    node = nodes.get(p)
+                    if node is None or "VALUE" not in node or not node.get("TYPE"):
+                        continue
+                    value = node["VALUE"]
+                    if p in state["sent"] and state["sent"][p] == value:
+                        continue
+                    if p not in encoded:
+                        try:
+                            encoded[p] = osc_message(p, node["TYPE"], value)
+                        except Exception as e:  # noqa: BLE001 - a value its type tag cannot carry
+                            encoded[p] = None
+                            self._log_once("encode", p, "OSCQuery: cannot send %s: %s", p, e)
+                    if encoded[p] is not None:
+                        queue.put_nowait(encoded[p])
                         state["sent"][p] = value
-                        await conn.send(osc_message(p, node["TYPE"], value))
-                except Exception:  # noqa: BLE001 - closed connection: its handler cleans up
-                    continue

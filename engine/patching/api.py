@@ -2,6 +2,7 @@
 ``Controls`` it returns each frame. docs/patches.md is the user's guide to this."""
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass, field
@@ -65,17 +66,22 @@ def as_controls(out) -> Controls:
 class PatchContext:
     """The ``p`` handed to ``setup(p)`` and ``frame(p, s)``.
 
-    Attributes a patch sets in ``setup`` (``p.keys = ...``) persist until the patch
-    is reloaded."""
+    Attributes a patch sets (``p.keys = ...``) are its state. They persist from frame to
+    frame, and a live edit of the same file carries them over (:func:`carry_state`).
+    ``frame_time`` shares the frame clock of an earlier version of the patch, so helpers
+    of both versions read the same time."""
 
-    def __init__(self, model_info, name: str = "patch", report=None, params=None):
-        self._ft = ops.FrameTime()
+    def __init__(self, model_info, name: str = "patch", report=None, params=None,
+                 frame_time: ops.FrameTime | None = None):
+        self._ft = frame_time if frame_time is not None else ops.FrameTime()
         self._params = params if params is not None else ParamSet()
         self.model = model_info
         self.z_dim = model_info.z_dim
         self.name = name
         self.s = None
         self._report = report or (lambda msg: None)
+        # everything set so far is the engine's; whatever the patch sets later is its state
+        self._internal = frozenset(vars(self)) | {"_internal"}
 
     # time of the current frame
     @property
@@ -126,19 +132,20 @@ class PatchContext:
             pos = self._ft.beat / (beats if beats is not None else 4.0 * len(keys))
         return paths.loop(keys, pos + phase, ease=ease)
 
-    # signal shaping
+    # signal shaping (each helper remembers how it was made: live edits compare that)
     def smooth(self, tau: float, initial=None) -> ops.Smooth:
-        return ops.Smooth(self._ft, tau, initial)
+        return _made(ops.Smooth(self._ft, tau, initial), "smooth", tau, initial)
 
     def follow(self, attack: float, release: float, initial=0.0) -> ops.AttackRelease:
-        return ops.AttackRelease(self._ft, attack, release, initial)
+        return _made(ops.AttackRelease(self._ft, attack, release, initial), "follow", attack, release, initial)
 
     def envelope(self, attack: float = 0.005, decay: float = 0.3) -> ops.Envelope:
-        return ops.Envelope(self._ft, attack, decay)
+        return _made(ops.Envelope(self._ft, attack, decay), "envelope", attack, decay)
 
     def lfo(self, shape: str = "sine", beats: float | None = None, seconds: float | None = None,
             phase: float = 0.0, seed: int = 0) -> ops.LFO:
-        return ops.LFO(self._ft, shape, beats=beats, seconds=seconds, phase=phase, seed=seed)
+        return _made(ops.LFO(self._ft, shape, beats=beats, seconds=seconds, phase=phase, seed=seed),
+                     "lfo", shape, beats, seconds, phase, seed)
 
     remap = staticmethod(ops.remap)
     curve = staticmethod(ops.curve)
@@ -171,3 +178,126 @@ class PatchContext:
     def log(self, message: str) -> None:
         """Show a message on the console and the HUD (once per distinct message)."""
         self._report(f"{self.name}: {message}")
+
+
+# ---------------------------------------------------------------------------------------
+# live edits: what a reloaded version of the same patch file takes over (docs/patches.md,
+# "Live edits keep state")
+
+_HELPERS = (ops.Smooth, ops.AttackRelease, ops.Envelope, ops.LFO)
+# a helper's running state; the rest of it is its settings
+_RUNNING = {ops.Smooth: ("value",), ops.AttackRelease: ("value",),
+            ops.Envelope: ("value", "target", "rising"), ops.LFO: ()}
+_SCALARS = (type(None), bool, int, float, complex, str, bytes)
+_MAX_DEPTH = 32
+
+
+def _made(helper, kind: str, *args):
+    helper._vj_recipe = (kind, fingerprint(args))
+    return helper
+
+
+def fingerprint(value, _depth: int = 0, _path: frozenset = frozenset()):
+    """What ``value`` is, as a comparable description; two values are "the same" when
+    their fingerprints are equal (``==``):
+
+    * None, bool, int, float, complex, str, bytes: the same type and an equal value
+      (``0`` and ``0.0`` differ; NaN equals NaN);
+    * numpy arrays and numpy scalars: the same dtype, shape and contents;
+    * list, tuple, dict, set, frozenset: the same type and the same items, compared
+      by these rules (dicts and sets in any order);
+    * helpers made by ``p.smooth``, ``p.follow``, ``p.envelope``, ``p.lfo``: the same
+      kind made with the same arguments (whatever their running state);
+    * anything else (objects of the patch's own classes, functions, random generators,
+      helpers built by hand): never the same as anything.
+    """
+    t = type(value)
+    if t in _SCALARS:
+        if t is float and value != value:
+            return ("float", "nan")
+        return (t.__name__, value)
+    if isinstance(value, np.generic):
+        return ("numpy", value.dtype.str, value.tobytes())
+    if _depth > _MAX_DEPTH or id(value) in _path:
+        return ("opaque", object())
+    if t is np.ndarray:
+        if value.dtype.hasobject:
+            return ("opaque", object())
+        return ("ndarray", value.dtype.str, value.shape, value.tobytes())
+    if t in _HELPERS:
+        recipe = vars(value).get("_vj_recipe")
+        return ("helper", recipe) if recipe is not None else ("opaque", object())
+    path = _path | {id(value)}
+    if t is list or t is tuple:
+        return (t.__name__, tuple(fingerprint(v, _depth + 1, path) for v in value))
+    if t is set or t is frozenset:
+        return (t.__name__, frozenset(fingerprint(v, _depth + 1, path) for v in value))
+    if t is dict:
+        return ("dict", frozenset((fingerprint(k, _depth + 1, path), fingerprint(v, _depth + 1, path))
+                                  for k, v in value.items()))
+    return ("opaque", object())
+
+
+def patch_state(ctx: PatchContext) -> dict:
+    """The patch's own attributes on ``p`` (not the engine's), name -> value."""
+    internal = ctx._internal
+    return {k: v for k, v in vars(ctx).items() if k not in internal}
+
+
+def setup_record(ctx: PatchContext) -> dict:
+    """Fingerprints of what ``setup(p)`` produced, taken right after it ran."""
+    return {k: fingerprint(v) for k, v in patch_state(ctx).items()}
+
+
+def _copy(value, memo: dict):
+    """A private copy of a live value (so a new version that fails on its first frame
+    leaves the old one exactly as it was); shared when it cannot be copied."""
+    if type(value) in _SCALARS:
+        return value
+    try:
+        return copy.deepcopy(value, memo)
+    except Exception:  # noqa: BLE001 - locks, modules, generators: share them instead
+        return value
+
+
+def carry_state(old: PatchContext, old_setup: dict, new: PatchContext, new_setup: dict) -> dict:
+    """Give ``new`` (a reloaded version of the same file, its ``setup`` already run)
+    the running state of ``old``. For each attribute:
+
+    * set by both setups to the same value (:func:`fingerprint`): ``old``'s live value
+      is kept, with its running state;
+    * set by the new setup to a different value: the new value wins; a smoother,
+      follower or envelope whose settings changed continues from the old one's value;
+    * set by the old setup, not by the new one: dropped;
+    * not set by the old setup (made by ``frame``): carried over, unless the new setup
+      sets it.
+
+    Carried values are copies (the old version stays as it was, in case the new one
+    fails on its first frame). Returns the attribute names by outcome."""
+    live = patch_state(old)
+    # the engine's objects are shared, not copied; a reference to the old p becomes the new p
+    memo = {id(v): v for k, v in vars(old).items() if k in old._internal}
+    memo[id(old)] = new
+    out = {"kept": [], "new": [], "dropped": [], "carried": []}
+    for name, value in live.items():
+        if name in new_setup:
+            if name in old_setup and old_setup[name] == new_setup[name]:
+                setattr(new, name, _copy(value, memo))
+                out["kept"].append(name)
+            else:
+                if name in old_setup:
+                    _continue_helper(value, vars(new)[name], memo)
+                out["new"].append(name)
+        elif name in old_setup:
+            out["dropped"].append(name)
+        else:
+            setattr(new, name, _copy(value, memo))
+            out["carried"].append(name)
+    return out
+
+
+def _continue_helper(old, new, memo: dict) -> None:
+    """A helper whose settings changed: the new one takes the old one's running value."""
+    if type(old) is type(new) and type(old) in _RUNNING:
+        for field_name in _RUNNING[type(old)]:
+            setattr(new, field_name, _copy(getattr(old, field_name), memo))

@@ -6,6 +6,11 @@ source is compiled and its ``setup`` run off the render thread, then offered to 
 render thread. A patch that fails to compile, fails in setup, raises in frame, or
 returns NaN/inf is reported once and the last good patch keeps running; if even that
 one fails on a frame, the last good Controls are drawn again. Frames never stop.
+
+A new version of the running file keeps the patch's state: when the render thread takes
+it over, :func:`engine.patching.api.carry_state` gives it the running version's state
+(docs/patches.md, "Live edits keep state"). A scene change (:meth:`PatchHost.switch`)
+starts fresh.
 """
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.paths import file_stamp
-from engine.patching.api import Controls, PatchContext, as_controls
+from engine.patching.api import Controls, PatchContext, as_controls, carry_state, setup_record
 from engine.patching.params import ParamSet
 
 log = logging.getLogger("vj.patch")
@@ -37,6 +42,8 @@ class LoadedPatch:
     ctx: PatchContext
     version: int
     proven: bool = False  # has produced at least one good frame
+    setup_state: dict | None = None  # fingerprints of what setup(p) made (api.setup_record)
+    carry: bool = False   # a new version of the running file: takes over its state
 
     @property
     def name(self) -> str:
@@ -54,9 +61,13 @@ def describe_exception(e: BaseException, path: Path) -> str:
     return f"{where or path.name + ': '}{type(e).__name__}: {e}"
 
 
-def compile_patch(path: Path, model_info, version: int, report, params=None) -> LoadedPatch:
-    """Read, compile, execute the module body and run setup(p); raise PatchError with a
-    one-line description on any failure."""
+def compile_patch(path: Path, model_info, version: int, report, params=None,
+                  base: LoadedPatch | None = None) -> LoadedPatch:
+    """Read, compile, execute the module body and run setup(p) on a fresh context; raise
+    PatchError with a one-line description on any failure. With ``base`` (the running
+    version of the same file) the new context shares its frame clock and the result is
+    marked to take over its state when it is swapped in (nothing of ``base`` is touched
+    here: this runs off the render thread)."""
     path = Path(path).resolve()
     try:
         source = path.read_text()
@@ -66,17 +77,20 @@ def compile_patch(path: Path, model_info, version: int, report, params=None) -> 
         exec(code, module.__dict__)
         if not callable(module.__dict__.get("frame")):
             raise PatchError(f"{path.name}: defines no frame(p, s) function")
-        ctx = PatchContext(model_info, name=path.stem, report=report, params=params)
+        ctx = PatchContext(model_info, name=path.stem, report=report, params=params,
+                           frame_time=base.ctx._ft if base is not None else None)
         setup = module.__dict__.get("setup")
         if callable(setup):
             setup(ctx)
+        record = setup_record(ctx)
     except PatchError:
         raise
     except BaseException as e:  # noqa: BLE001 - user code may raise anything, SystemExit too
         if isinstance(e, KeyboardInterrupt):
             raise
         raise PatchError(describe_exception(e, path)) from e
-    return LoadedPatch(path=path, module=module, ctx=ctx, version=version)
+    return LoadedPatch(path=path, module=module, ctx=ctx, version=version, setup_state=record,
+                       carry=base is not None)
 
 
 class PatchHost:
@@ -99,8 +113,10 @@ class PatchHost:
         self._last_controls: Controls | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._fresh = False  # a scene change is under way: its patch starts with no carried state
         self.errors = 0
         self.reloads = 0
+        self.carried: dict | None = None  # what the last live edit kept, replaced, dropped, carried
 
     # reporting
     def report(self, message: str, level=logging.ERROR) -> None:
@@ -128,13 +144,17 @@ class PatchHost:
 
     # loading
     def load(self) -> bool:
-        """Compile the file now (also used for the first load); True on success."""
+        """Compile the file now (also used for the first load); True on success. A new
+        version of the running file will take over the running version's state; the
+        first load and a scene change start fresh."""
         self._mtime = self._stat()
         self._version += 1
         self._reported.clear()  # "once" means once per save of the file
+        running = self.active
+        base = running if running is not None and running.path == self.path and not self._fresh else None
         try:
             patch = compile_patch(self.path, self.model_info, self._version,
-                                  lambda m: self.report(m, logging.INFO), params=self.params)
+                                  lambda m: self.report(m, logging.INFO), params=self.params, base=base)
         except PatchError as e:
             self.report(f"patch not loaded, {'keeping the last good one' if self.last_good else 'no patch running'}: {e}")
             return False
@@ -154,6 +174,7 @@ class PatchHost:
         """Run another patch file (a scene change). With the watcher running it compiles the
         file off the render thread within one poll; the current patch runs until then."""
         self.path = Path(path).resolve()
+        self._fresh = True  # a scene starts fresh, even when it is the same file
         self._mtime = None  # the current patch runs until the new one has loaded and drawn
         if self._thread is None:
             self.load()
@@ -189,9 +210,24 @@ class PatchHost:
         with self._lock:
             pending, self._pending = self._pending, None
         if pending is not None:
-            if self.active is not None:
+            old = self.active
+            if old is not None:
                 self.reloads += 1
+            if pending.carry:
+                self._carry(old, pending)
+            else:
+                self._fresh = False  # the scene change has arrived
             self.active = pending
+
+    def _carry(self, old: LoadedPatch | None, new: LoadedPatch) -> None:
+        """A live edit: the new version takes over the running version's state."""
+        if (old is None or old.path != new.path or old.ctx._ft is not new.ctx._ft
+                or old.setup_state is None):
+            return
+        try:
+            self.carried = carry_state(old.ctx, old.setup_state, new.ctx, new.setup_state)
+        except Exception as e:  # noqa: BLE001 - never lose a frame over it: the new version starts fresh
+            self.report(f"{new.path.name}: state not carried over ({type(e).__name__}: {e})", logging.WARNING)
 
     def _run(self, patch: LoadedPatch, snapshot) -> Controls:
         patch.ctx._begin(snapshot)

@@ -185,7 +185,9 @@ class Session:
         self.chain = ShaderChain(self.ctx, o.size)
         self.own("shader chain", self.chain.release)
         self.stats = FrameStats()
-        self.publisher = Publisher(params=self.params, stats=self.stats)
+        if o.control is not None:
+            self._open_osc_out(o.control)
+        self.publisher = Publisher(osc_out=self.osc_out, params=self.params, stats=self.stats)
         self.dispatcher = Dispatcher(self.bus, status=self.publisher.get)
         self.params.command = self.dispatcher.control
         self.recording = RecordStage(self.chain.read, o.size, o.fps, recorder=self._open_recorder(),
@@ -208,10 +210,8 @@ class Session:
             from engine.render.display import WindowStage
             from engine.render.hud import HudText
             stages.append(WindowStage(self.window, self.dispatcher.dispatch, HudText(), self.hud_lines))
-        self.engine = Engine(self.clock, self.bus, stages, fps=o.fps, report=self.patches.report,
+        self.engine = Engine(self.clock, self.bus, stages, fps=o.fps, stats=self.stats, report=self.patches.report,
                              status_line=self.status_line)
-        self.engine.stats = self.stats
-        self.publisher.osc_out = self.osc_out
         watchers = [self._report_problems]
         if self.mappings is not None:
             watchers.append(self.mappings.check)
@@ -275,20 +275,11 @@ class Session:
             try:
                 self.oscquery = OscQueryServer(self.publisher.nodes, lambda data: handler.datagram(data, None, "ws"),
                                                c.oscquery_port, c.osc_bind, osc_port=self.osc_in.port,
-                                               **_oscquery_rules(allow, c.oscquery_origins)).start()
+                                               allow=allow, origins=c.oscquery_origins).start()
                 self.own("OSCQuery", self.oscquery.stop)
                 log.info("OSCQuery on http://%s:%d/", c.osc_bind, self.oscquery.port)
             except OSError as e:
                 log.error("OSCQuery not started (port %d: %s)", c.oscquery_port, e)
-        if c.osc_out:
-            from engine.outputs.osc_out import OscOut
-            try:
-                self.osc_out = OscOut(c.osc_out, rate=c.osc_out_rate, bundle=c.osc_out_bundle).start()
-                self.own("OSC out", self.osc_out.stop)
-                log.info("OSC out to %s%s", ", ".join(f"{h}:{p}" for h, p in self.osc_out.destinations),
-                         " (bundles)" if c.osc_out_bundle else "")
-            except ValueError as e:
-                log.error("OSC out not started: %s", e)
         if c.midi is not None:
             from engine.signals.midi import MidiIn
             self.midi = MidiIn(self.bus, names=c.midi).start()
@@ -299,6 +290,18 @@ class Session:
             sys.setswitchinterval(min(sys.getswitchinterval(), 0.001))
         if c.learn:
             self.dispatcher.dispatch("/vj/learn", (c.learn,), source="cli")
+
+    def _open_osc_out(self, c: ControlOptions) -> None:
+        if not c.osc_out:
+            return
+        from engine.outputs.osc_out import OscOut
+        try:
+            self.osc_out = OscOut(c.osc_out, rate=c.osc_out_rate, bundle=c.osc_out_bundle).start()
+            self.own("OSC out", self.osc_out.stop)
+            log.info("OSC out to %s%s", ", ".join(f"{h}:{p}" for h, p in self.osc_out.destinations),
+                     " (bundles)" if c.osc_out_bundle else "")
+        except ValueError as e:
+            log.error("OSC out not started: %s", e)
 
     def _open_audio(self, a: AudioOptions) -> None:
         """Any failure is reported and the show runs on silence."""
@@ -325,7 +328,8 @@ class Session:
 
     def _report_problems(self) -> None:
         """Off the render thread: say so when new bad packets or commands were counted."""
-        problems = self.dispatcher.problems() + (self.osc_in.stats.problems() if self.osc_in else 0)
+        problems = self.dispatcher.problems() + (self.osc_in.stats.problems() if self.osc_in else 0) + \
+            (self.oscquery.stats.problems() if self.oscquery else 0)
         if problems > self._reported:
             self._reported = problems
             self._say(f"osc: {self.input_summary()}", logging.WARNING)
@@ -334,6 +338,8 @@ class Session:
         parts = []
         if self.osc_in is not None:
             parts.append(self.osc_in.stats.summary())
+        if self.oscquery is not None:
+            parts.append(self.oscquery.summary())
         parts.append(self.dispatcher.summary())
         return ", ".join(parts)
 
@@ -358,7 +364,7 @@ class Session:
         if self.osc_in is not None:
             parts.append(f"osc :{self.osc_in.port} {self.osc_in.stats.summary()}")
         if self.oscquery is not None:
-            parts.append(f"oscquery :{self.oscquery.port}")
+            parts.append(f"oscquery :{self.oscquery.port} {self.oscquery.summary()}")
         if self.midi is not None:
             parts.append(self.midi.summary())
         for source in (self.params.messages, self.midi.events if self.midi is not None else [],
@@ -386,14 +392,3 @@ class Session:
         if self.midi is not None:
             parts.append(self.midi.summary())
         return ", ".join(parts)
-
-
-def _oscquery_rules(allow, origins) -> dict:
-    """The WebSocket follows the UDP rules: the same allow-list, and web pages only from the
-    origins given (engine/control/oscquery.py)."""
-    import inspect
-
-    from engine.control.oscquery import OscQueryServer
-    accepted = inspect.signature(OscQueryServer).parameters
-    rules = {"allow": set(allow) if allow else None, "origins": set(origins)}
-    return {k: v for k, v in rules.items() if k in accepted}

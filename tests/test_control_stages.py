@@ -110,3 +110,71 @@ def test_doctor_reports_the_control_plane(env_no_display):
     proc = run_vj("doctor", env=env_no_display, check=False)
     assert "osc" in proc.stdout and "oscquery" in proc.stdout and "websockets" in proc.stdout
     assert "midi" in proc.stdout
+
+
+def test_midi_pad_and_fader_bound_to_engine_commands(tmp_path):
+    """A mappings file binds a pad to /vj/cue/next and a fader to /vj/tempo: real MIDI bytes
+    move the set and the tempo, through the dispatcher (source midi)."""
+    from engine.render.gl import headless_context
+    from engine.session import ControlOptions, Options, Session
+    from engine.show.sets import SetList
+    from engine.signals.midi import MidiDecoder
+    (tmp_path / "p.py").write_text("def frame(p, s):\n    return p.controls(z=p.seed(1))\n")
+    (tmp_path / "show.toml").write_text('[[scene]]\npatch = "p.py"\n[[scene]]\npatch = "p.py"\n')
+    (tmp_path / "show.mappings.toml").write_text(
+        '[[binding]]\nsource = "midi.ch10.note.36"\nparam = "/vj/cue/next"\n\n'
+        '[[binding]]\nsource = "midi.ch1.cc.7"\nparam = "/vj/tempo"\n')
+    sl = SetList(tmp_path / "show.toml")
+    ctx = headless_context()
+    try:
+        with Session(Options(patch=sl.scene.patch, setlist=sl, size=(32, 32), live=False, ctx=ctx,
+                             control=ControlOptions(osc_port=None, oscquery_port=None, midi=None))) as s:
+            midi = MidiDecoder(s.bus, "test")
+            s.engine.render_frame()
+            midi.feed_bytes(bytes([0x99, 36, 30]))          # a soft hit on a pad, channel 10
+            for _ in range(3):
+                s.engine.render_frame()
+            assert sl.index == 1
+            midi.feed_bytes(bytes([0x89, 36, 0]))           # release: nothing
+            midi.feed_bytes(bytes([0xB0, 7, 127]))          # fader all the way up: 400 bpm
+            for _ in range(3):
+                s.engine.render_frame()
+            assert sl.index == 1 and s.clock.bpm == pytest.approx(400.0)
+            assert s.dispatcher.stats["accepted"] == 2 and s.dispatcher.problems() == 0
+    finally:
+        ctx.release()
+
+
+def test_the_session_gives_the_websocket_the_udp_rules(tmp_path):
+    """--osc-allow and --oscquery-origin reach the OSCQuery WebSocket."""
+    import socket
+
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    from engine.render.gl import headless_context
+    from engine.session import ControlOptions, Options, Session
+    from test_rig_run import free_port
+    (tmp_path / "p.py").write_text("def frame(p, s):\n    return p.controls(z=p.seed(1))\n")
+    ctx = headless_context()
+
+    def session(allow):
+        return Session(Options(patch=tmp_path / "p.py", size=(32, 32), live=False, ctx=ctx, control=ControlOptions(
+            osc_port=0, oscquery_port=free_port(socket.SOCK_STREAM), midi=None, osc_allow=allow,
+            oscquery_origins=["http://localhost:8080"], mappings=tmp_path / "m.toml")))
+    try:
+        with session(["127.0.0.1"]) as s:
+            url = f"ws://127.0.0.1:{s.oscquery.port}/"
+            with connect(url, origin="http://localhost:8080"):
+                pass
+            with connect(url):          # no Origin: TouchDesigner, Max, scripts
+                pass
+            with pytest.raises(InvalidStatus):
+                connect(url, origin="http://evil.example")
+            assert s.oscquery.stats["refused_origin"] == 1
+        with session(["192.0.2.7"]) as s:
+            with pytest.raises(InvalidStatus):
+                connect(f"ws://127.0.0.1:{s.oscquery.port}/")
+            assert s.oscquery.stats["refused_peer"] == 1
+    finally:
+        ctx.release()

@@ -384,7 +384,9 @@ class ParamSet:
         v = b.read(snap.values.get(b.signal))
         if v is None:
             return
-        u, prev = b.map(v), b.prev_u
+        # a pad's note fires however softly it is hit; any other control past half way
+        u = (1.0 if v > 0 else 0.0) if ".note." in b.signal else b.map(v)
+        prev = b.prev_u
         b.prev_u = u
         self.command(b.param, u, prev, t, "midi" if b.signal.startswith("midi.") else "osc")
 

@@ -71,13 +71,13 @@ class Frame:
 
 
 class Engine:
-    def __init__(self, clock, bus, stages: Sequence, fps: float = 30.0,
+    def __init__(self, clock, bus, stages: Sequence, fps: float = 30.0, stats: FrameStats | None = None,
                  report: Callable[[str], None] | None = None, status_line: Callable[[], str] | None = None):
         self.clock = clock
         self.bus = bus
         self.stages = tuple(stages)
         self.fps = float(fps)
-        self.stats = FrameStats()
+        self.stats = stats if stats is not None else FrameStats()
         self._report = report or (lambda msg: log.error("%s", msg))
         self._status_line = status_line
         self._stage_errors: dict[str, str] = {}

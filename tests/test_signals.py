@@ -71,7 +71,7 @@ def check_snapshots_never_tear(bus, seconds=0.6, min_blocks=200):
         while time.monotonic() < deadline or last_tick < min_blocks:
             s = bus.snapshot()
             snapshots += 1
-            ks = {s[name] for name in BLOCK} | set(s.get("blk.vec", [0.0] * 3).tolist())
+            ks = {s[name] for name in BLOCK} | set(np.asarray(s.get("blk.vec", [0.0] * 3)).tolist())
             assert len(ks) == 1, f"snapshot {snapshots} holds parts of blocks {sorted(ks)}"
             k = ks.pop()
             assert {s.times.get(name, 0.0) for name in BLOCK} == {k}

@@ -319,7 +319,9 @@ def test_start_stop_twenty_times_leaks_no_threads_or_fds():
                     assert wait_for(lambda: len(srv.clients) == 2, 5)
                 t = time.monotonic()
                 srv.stop()
-                assert time.monotonic() - t < (1.5 if stubborn else 0.5), "stop was slow"
+                # a hang check, not a speed target: stop cuts a stubborn client after 0.5 s, and a loaded
+                # 2-core CI machine must not make this fail
+                assert time.monotonic() - t < 5.0, "stop hung"
                 assert srv._thread is None and not srv.clients
                 with pytest.raises(ConnectionClosed):
                     while True:

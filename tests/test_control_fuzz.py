@@ -2,7 +2,6 @@
 (wrong types, NaN, +-inf, 1e300, a negative and a huge integer, a 10 KB string) over UDP and
 over the OSCQuery WebSocket while the engine renders: frames keep coming, every bad value is
 counted and dropped, and a good command still works afterwards."""
-import asyncio
 import socket
 import threading
 import time

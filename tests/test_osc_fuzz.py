@@ -13,7 +13,7 @@ from pythonosc import udp_client
 from osc_flood import corpus, datagrams
 from engine.control.dispatch import Dispatcher
 from engine.signals.bus import SignalBus
-from engine.signals.osc import OscHandler, OscIn
+from engine.signals.osc import OscHandler
 
 HERE = Path(__file__).resolve().parent
 PATCH = """

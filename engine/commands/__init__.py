@@ -5,10 +5,23 @@ Only the entry point (engine/cli.py) imports these. What several commands share 
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 from pathlib import Path
 
 from engine import paths
+
+log = logging.getLogger("vj")
+
+
+def open_session(options):
+    """A Session for these options, or None when it cannot be built (the reason is logged)."""
+    from engine.session import Session, SessionError
+    try:
+        return Session(options)
+    except SessionError as e:
+        log.error("%s", e)
+        return None
 
 
 def parse_size(text: str) -> tuple[int, int]:

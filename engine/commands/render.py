@@ -5,8 +5,8 @@ import logging
 import time
 from pathlib import Path
 
-from engine.commands import resolve_patch, terminate_gracefully
-from engine.session import Options, Session, SessionError
+from engine.commands import open_session, resolve_patch, terminate_gracefully
+from engine.session import Options
 
 log = logging.getLogger("vj")
 
@@ -29,10 +29,8 @@ def main(args) -> int:
     opts = Options(patch=resolve_patch(args.patch), model=args.model, size=args.size, fps=args.fps, bpm=args.bpm,
                    device=args.device, precision=args.precision, live=False, record=Path(args.out),
                    record_audio=args.audio, follow_audio_tempo=args.follow_audio_tempo)
-    try:
-        session = Session(opts)
-    except SessionError as e:
-        log.error("%s", e)
+    session = open_session(opts)
+    if session is None:
         return 2
     with session:
         if not session.patches.ready:

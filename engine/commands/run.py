@@ -4,8 +4,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from engine.commands import parse_size, resolve_patch, terminate_gracefully
-from engine.session import DEFAULT_SIZE, AudioOptions, ControlOptions, Options, Session, SessionError
+from engine.commands import open_session, parse_size, resolve_patch, terminate_gracefully
+from engine.session import DEFAULT_SIZE, AudioOptions, ControlOptions, Options
 
 log = logging.getLogger("vj")
 
@@ -55,10 +55,8 @@ def options(args) -> Options:
 def main(args) -> int:
     opts = options(args)
     terminate_gracefully()
-    try:
-        session = Session(opts)
-    except SessionError as e:
-        log.error("%s", e)
+    session = open_session(opts)
+    if session is None:
         return 2
     with session:
         from engine.render.gl import describe

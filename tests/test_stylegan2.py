@@ -173,3 +173,35 @@ def test_any_resolution_and_orig_architecture():
         assert g.info.num_ws == 2 * int(np.log2(res)) - 2
         g2 = from_state_dict(g.state_dict(), {})
         assert g2.info.extra["synthesis_architecture"] == arch
+
+
+def test_both_stylegans_share_the_layers_and_the_naming_convention():
+    """One FullyConnectedLayer and one MappingNetwork (engine/generators/layers.py) for
+    StyleGAN2 and StyleGAN3; both register the official ``mapping`` and ``synthesis``
+    submodules under those names, so ``state_dict()`` is the official layout, while
+    ``g.mapping`` / ``g.synthesis`` stay the interface methods."""
+    from engine.generators import layers
+    from engine.generators.stylegan2 import StyleGAN2
+    from engine.generators.stylegan3 import StyleGAN3
+    small = dict(z_dim=8, w_dim=8, img_resolution=16, channel_base=128, channel_max=8)
+    for g in (StyleGAN2(**small, mapping_kwargs={"num_layers": 2}), StyleGAN3(**small)):
+        assert type(g.mapping_network) is layers.MappingNetwork
+        assert type(g.mapping_network.fc0) is layers.FullyConnectedLayer
+        assert {k.split(".")[0] for k in g.state_dict()} == {"mapping", "synthesis"}
+        assert "mapping.fc0.weight" in g.state_dict() and "mapping.w_avg" in g.state_dict()
+        assert callable(g.mapping) and g.mapping_network is g.get_submodule("mapping")
+        assert g.synthesis_network is g.get_submodule("synthesis")
+        assert g.get_parameter("mapping.fc0.weight") is g.mapping_network.fc0.weight
+        with torch.no_grad():
+            ws = g.mapping(torch.randn(2, 8), psi=0.7, cutoff=2)
+            free = g.mapping(torch.randn(2, 8))
+        assert ws.shape == (2, g.info.num_ws, 8)
+        # truncating styles given directly is the mapping's own truncation, towards w_avg
+        torch.testing.assert_close(g.truncate(free, 0.5), g.mapping_network.w_avg.lerp(free, 0.5))
+        with pytest.raises(ValueError, match=r"ws must be \[N, "):
+            g.synthesis(ws[:, :-1])
+        with pytest.raises(ValueError, match="unknown mapping_kwargs"):
+            type(g)(**small, mapping_kwargs={"num_layerz": 2})
+    with pytest.raises(TypeError):  # the options are keyword-only: the official versions order them differently
+        layers.FullyConnectedLayer(4, 4, "lrelu")
+

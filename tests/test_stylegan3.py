@@ -107,7 +107,7 @@ def test_filters_and_layout_computed_from_kwargs(fixture):
     state dict, and the Kaiser (and, for R, jinc) filters equal the stored buffers."""
     torch.manual_seed(0)
     g = sg3.StyleGAN3(**sg3.generator_kwargs(fixture["config"]))
-    mine, theirs = g.official_state_dict(), fixture["state"]
+    mine, theirs = g.state_dict(), fixture["state"]
     assert set(mine) == set(theirs)
     for key, value in theirs.items():
         assert mine[key].shape == value.shape, key
@@ -184,6 +184,12 @@ def test_truncation_cutoff():
     torch.testing.assert_close(cut[:, 4:], full[:, 4:])
     torch.testing.assert_close(per_sample[0], full[0])
     torch.testing.assert_close(per_sample[1], w_avg + 0.5 * (full[1] - w_avg))
+    # styles given directly (the runner's ws/w path) are truncated the same way, towards w_avg
+    torch.testing.assert_close(g.truncate(full, 0.5, 4), cut)
+    # one psi per sample as a list or an array as well as a tensor
+    with torch.no_grad():
+        torch.testing.assert_close(g.mapping(z, psi=[1.0, 0.5]), per_sample)
+        torch.testing.assert_close(g.mapping(z, psi=np.array([1.0, 0.5])), per_sample)
 
 
 def test_half_precision_path_stays_close():
@@ -209,7 +215,7 @@ def test_radial_config_defaults_and_errors():
     with pytest.raises(ValueError, match="not a StyleGAN3"):
         sg3.generator_kwargs({"architecture": "stylegan2", "img_resolution": 16})
     small = dict(z_dim=16, w_dim=16, img_resolution=16, channel_base=256, channel_max=16)
-    state = sg3.StyleGAN3(**small).official_state_dict()
+    state = sg3.StyleGAN3(**small).state_dict()
     g = sg3.from_state_dict(state, {**small, "architecture": "stylegan3-t"})
     assert g.info.architecture == "stylegan3-t" and g.info.resolution == 16
     with pytest.raises(ValueError, match="layers"):
@@ -221,7 +227,7 @@ def test_radial_config_defaults_and_errors():
 def test_conditional_mapping_needs_c():
     torch.manual_seed(4)
     g = sg3.StyleGAN3(z_dim=16, c_dim=3, w_dim=16, img_resolution=16, channel_base=256, channel_max=16)
-    assert "mapping.embed.weight" in g.official_state_dict() and g.info.c_dim == 3
+    assert "mapping.embed.weight" in g.state_dict() and g.info.c_dim == 3
     z = torch.randn(2, 16)
     with torch.no_grad():
         a = g.mapping(z, torch.eye(3)[[0, 1]])

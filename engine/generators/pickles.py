@@ -23,10 +23,11 @@ import collections
 import hashlib
 import io
 import pickle
-import re
 
 import numpy as np
 import torch
+
+from engine.generators.config import SG2_SYNTHESIS_ARCHS, plain
 
 
 class RefusedPickle(pickle.UnpicklingError):
@@ -241,19 +242,6 @@ def flat_state(obj: PersistentObject, prefix: str = "") -> dict:
     return out
 
 
-def plain(x):
-    """EasyDicts to dicts, numpy scalars and arrays to Python values (JSON-able)."""
-    if isinstance(x, dict):
-        return {str(k): plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [plain(v) for v in x]
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    return x
-
-
 def init_kwargs(obj: PersistentObject, arg_names=SG_ARGS) -> dict:
     kwargs = plain(dict(obj.attr("_init_kwargs") or {}))
     for name, value in zip(arg_names, obj.attr("_init_args") or ()):
@@ -295,7 +283,7 @@ def official_generator(obj) -> tuple[dict, dict]:
     config = init_kwargs(g)
     kids = synthesis.children()
     if "b4" in kids:
-        if config.get("architecture") in ("skip", "resnet", "orig"):
+        if config.get("architecture") in SG2_SYNTHESIS_ARCHS:
             config["synthesis_architecture"] = config.pop("architecture")
         syn = dict(config.get("synthesis_kwargs") or {})
         blocks = [kids[k] for k in sorted((k for k in kids if k.startswith("b") and k[1:].isdigit()),
@@ -307,7 +295,7 @@ def official_generator(obj) -> tuple[dict, dict]:
             target["conv_clamp"] = plain(layer.attr("conv_clamp"))
         if all(isinstance(b, PersistentObject) and "use_fp16" in b.state for b in blocks):
             target["num_fp16_res"] = sum(bool(b.attr("use_fp16")) for b in blocks)
-        if isinstance(b4, PersistentObject) and b4.attr("architecture") in ("skip", "resnet", "orig"):
+        if isinstance(b4, PersistentObject) and b4.attr("architecture") in SG2_SYNTHESIS_ARCHS:
             syn.pop("architecture", None)
             config["synthesis_architecture"] = b4.attr("architecture")
         if "synthesis_kwargs" in config:

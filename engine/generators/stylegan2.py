@@ -39,11 +39,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.generators.base import Generator, ModelInfo, resolve_noise, truncate_styles
+from engine.generators.base import ModelInfo, StyleGenerator, resolve_noise, state_mismatch
+from engine.generators.config import SG2_SYNTHESIS_ARCHS as ARCHITECTURES
+from engine.generators.config import normalize_config
+from engine.generators.layers import SQRT2, MappingNetwork, ModulatedLayer, mapping_args
 
-SQRT2 = math.sqrt(2.0)
 SQRT_HALF = math.sqrt(0.5)
-ARCHITECTURES = ("skip", "resnet", "orig")
 
 
 def lowpass_filter(taps=(1, 3, 3, 1)) -> torch.Tensor:
@@ -53,68 +54,10 @@ def lowpass_filter(taps=(1, 3, 3, 1)) -> torch.Tensor:
     return f / f.sum()
 
 
-def normalize_2nd_moment(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    return x * (x.square().mean(dim=1, keepdim=True) + eps).rsqrt()
-
-
-class FullyConnected(nn.Module):
-    """Equalised learning rate linear layer: ``x @ (W * lr/sqrt(in)).T + b * lr``."""
-
-    def __init__(self, in_features: int, out_features: int, lr_multiplier: float = 1.0,
-                 activation: str = "linear", bias_init: float = 0.0):
-        super().__init__()
-        self.weight = nn.Parameter(torch.randn(out_features, in_features) / lr_multiplier)
-        self.bias = nn.Parameter(torch.full([out_features], float(bias_init)))
-        self.activation = activation
-        self.weight_gain = lr_multiplier / math.sqrt(in_features)
-        self.bias_gain = lr_multiplier
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.weight.float() * self.weight_gain
-        b = self.bias.float() * self.bias_gain
-        if self.activation == "linear":
-            return torch.addmm(b, x, w.t())
-        return F.leaky_relu(x.matmul(w.t()) + b, 0.2) * SQRT2
-
-
-class MappingNetwork(nn.Module):
-    def __init__(self, z_dim: int, c_dim: int, w_dim: int, num_ws: int, num_layers: int = 8,
-                 embed_features: int | None = None, layer_features: int | None = None,
-                 lr_multiplier: float = 0.01, **_unused):
-        super().__init__()
-        self.z_dim, self.c_dim, self.w_dim, self.num_ws, self.num_layers = z_dim, c_dim, w_dim, num_ws, num_layers
-        embed_features = (w_dim if embed_features is None else embed_features) if c_dim else 0
-        layer_features = w_dim if layer_features is None else layer_features
-        features = [z_dim + embed_features] + [layer_features] * (num_layers - 1) + [w_dim]
-        if c_dim:
-            self.embed = FullyConnected(c_dim, embed_features)
-        for i in range(num_layers):
-            setattr(self, f"fc{i}", FullyConnected(features[i], features[i + 1], lr_multiplier, "lrelu"))
-        self.register_buffer("w_avg", torch.zeros(w_dim))
-
-    def forward(self, z, c=None, psi=1.0, cutoff: int | None = None) -> torch.Tensor:
-        x = None
-        if self.z_dim:
-            x = normalize_2nd_moment(z.float())
-        if self.c_dim:
-            if c is None:
-                raise ValueError(f"this model is conditional: give c, a [N, {self.c_dim}] class vector")
-            y = normalize_2nd_moment(self.embed(c.float().reshape(-1, self.c_dim)))
-            x = torch.cat([x, y], dim=1) if x is not None else y
-        for i in range(self.num_layers):
-            x = getattr(self, f"fc{i}")(x)
-        x = x.unsqueeze(1).repeat(1, self.num_ws, 1)
-        return truncate_styles(x, self.w_avg, psi, cutoff)
-
-
 # ---------------------------------------------------------------- synthesis layers
 class _Prepared:
     """Per-precision copies of a layer's weights, rebuilt by ``prepare``."""
     __slots__ = ("w32", "w", "wsq", "fir", "aw", "ab", "bias", "noise")
-
-
-def _affine_params(fc: FullyConnected):
-    return fc.weight.float() * fc.weight_gain, fc.bias.float() * fc.bias_gain
 
 
 def _depthwise(f: torch.Tensor, channels: int, gain: float, dtype, flip: bool) -> torch.Tensor:
@@ -124,18 +67,15 @@ def _depthwise(f: torch.Tensor, channels: int, gain: float, dtype, flip: bool) -
     return f[None, None].repeat(channels, 1, 1, 1).to(dtype)
 
 
-class SynthesisLayer(nn.Module):
+class SynthesisLayer(ModulatedLayer):
     """Modulated 3x3 conv (optionally 2x up), noise, bias, leaky ReLU, clamp."""
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, up: int = 1,
                  kernel_size: int = 3, conv_clamp: float | None = None):
-        super().__init__()
-        self.in_channels, self.out_channels, self.resolution, self.up = in_channels, out_channels, resolution, up
+        super().__init__(w_dim, in_channels, out_channels, kernel_size)
+        self.resolution, self.up = resolution, up
         self.padding = kernel_size // 2
         self.conv_clamp = conv_clamp
-        self.affine = FullyConnected(w_dim, in_channels, bias_init=1.0)
-        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
-        self.bias = nn.Parameter(torch.zeros(out_channels))
         self.register_buffer("resample_filter", lowpass_filter())
         self.register_buffer("noise_const", torch.randn(resolution, resolution))
         self.noise_strength = nn.Parameter(torch.zeros([]))
@@ -157,7 +97,7 @@ class SynthesisLayer(nn.Module):
         p.w = p.w32.to(dtype).contiguous(memory_format=mf)
         p.fir = _depthwise(self.resample_filter, self.out_channels, float(self.up ** 2), dtype, flip=True) \
             if self.up > 1 else None
-        p.aw, p.ab = _affine_params(self.affine)
+        p.aw, p.ab = self.affine.weight_and_bias()
         p.bias = self.bias.to(dtype)[None, :, None, None]
         p.noise = self.noise_const.to(dtype)
         self.p = p
@@ -200,22 +140,19 @@ class SynthesisLayer(nn.Module):
         return F.conv2d(x, self.p.fir, padding=1, groups=self.out_channels)
 
 
-class ToRGBLayer(nn.Module):
+class ToRGBLayer(ModulatedLayer):
     """Modulated 1x1 conv without demodulation, bias, clamp; returns float32."""
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, conv_clamp: float | None = None):
-        super().__init__()
-        self.in_channels, self.out_channels, self.conv_clamp = in_channels, out_channels, conv_clamp
-        self.affine = FullyConnected(w_dim, in_channels, bias_init=1.0)
-        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, 1, 1))
-        self.bias = nn.Parameter(torch.zeros(out_channels))
+        super().__init__(w_dim, in_channels, out_channels, 1)
+        self.conv_clamp = conv_clamp
         self.weight_gain = 1 / math.sqrt(in_channels)
         self.p: _Prepared | None = None
 
     @torch.no_grad()
     def prepare(self, dtype: torch.dtype, channels_last: bool) -> None:
         p = _Prepared()
-        p.aw, p.ab = _affine_params(self.affine)
+        p.aw, p.ab = self.affine.weight_and_bias()
         p.aw, p.ab = p.aw * self.weight_gain, p.ab * self.weight_gain
         p.w32 = self.weight.float().contiguous()
         p.w = p.w32.to(dtype)
@@ -302,7 +239,7 @@ class SynthesisBlock(nn.Module):
 
 
 # ---------------------------------------------------------------- the generator
-class StyleGAN2(Generator):
+class StyleGAN2(StyleGenerator):
     """StyleGAN2 / StyleGAN2-ADA generator behind the engine's interface.
 
     ``channels`` maps each block resolution to its width; by default
@@ -333,11 +270,8 @@ class StyleGAN2(Generator):
             synthesis.add_module(f"b{r}", block)
             num_ws += block.num_conv
         num_ws += 1  # the last block's ToRGB
-        mapping_kwargs = dict(mapping_kwargs or {})
-        # the official names: "mapping" and "synthesis" (the methods of the interface keep
-        # those names, so the submodules are reached through _modules)
-        self._modules["mapping"] = MappingNetwork(z_dim, c_dim, w_dim, num_ws, **mapping_kwargs)
-        self._modules["synthesis"] = synthesis
+        self.set_networks(MappingNetwork(z_dim, c_dim, w_dim, num_ws, **mapping_args(mapping_kwargs)),
+                          synthesis)
         noise_layers = [f"b{r}.{n}" for r in self.block_resolutions for n in
                         (("conv1",) if r == 4 else ("conv0", "conv1"))]
         self.info = ModelInfo(name=name, architecture="stylegan2", resolution=img_resolution, z_dim=z_dim,
@@ -350,15 +284,6 @@ class StyleGAN2(Generator):
         self.fp16_blocks = "all"
         self._prepare()
         self.eval().requires_grad_(False)
-
-    # submodules under their official names
-    @property
-    def mapping_network(self) -> MappingNetwork:
-        return self._modules["mapping"]
-
-    @property
-    def synthesis_network(self) -> nn.Module:
-        return self._modules["synthesis"]
 
     def blocks(self) -> list[SynthesisBlock]:
         return [getattr(self.synthesis_network, f"b{r}") for r in self.block_resolutions]
@@ -385,24 +310,11 @@ class StyleGAN2(Generator):
             dt = self.block_dtype(b)
             b.prepare(dt, self.channels_last and dt == torch.float16)
 
-    def _apply(self, fn, *args, **kwargs):
-        out = super()._apply(fn, *args, **kwargs)
-        if hasattr(self, "dtype"):
+    def weights_changed(self) -> None:
+        if hasattr(self, "dtype"):  # not before __init__ has set the precision
             self._prepare()
-        return out
 
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        out = super().load_state_dict(state_dict, strict=strict, assign=assign)
-        self._prepare()
-        return out
-
-    # the interface
-    def mapping(self, z, c=None, psi=1.0, cutoff: int | None = None) -> torch.Tensor:
-        return self.mapping_network(z, c, psi=psi, cutoff=cutoff)
-
-    def average_style(self) -> torch.Tensor:
-        return self.mapping_network.w_avg.float()
-
+    # the interface (mapping: StyleGenerator's)
     def _noise_gains(self, strength) -> list:
         names = self.info.extra["noise_layers"]
         if strength is None:
@@ -423,9 +335,8 @@ class StyleGAN2(Generator):
                   **_unused) -> torch.Tensor:
         mode, strength = resolve_noise(noise, noise_strength)
         gains = iter(self._noise_gains(strength))
+        self.check_styles(ws)
         n = ws.shape[0]
-        if ws.ndim != 3 or ws.shape[1] != self.info.num_ws or ws.shape[2] != self.info.w_dim:
-            raise ValueError(f"ws must be [N, {self.info.num_ws}, {self.info.w_dim}], got {list(ws.shape)}")
         ws = ws.float()
         x = img = None
         idx = 0
@@ -461,11 +372,11 @@ def _int_keys(state: dict, prefix: str, pattern: str) -> list[int]:
     return sorted({int(m.group(1)) for k in state for m in [rx.match(k)] if m})
 
 
-def config_from_state(state: dict, config: dict | None = None) -> dict:
+def generator_kwargs(config: dict, state: dict) -> dict:
     """StyleGAN2 constructor arguments: shapes from the state dict, the rest (conv clamp,
-    fp16 blocks, mapping learning rate) from ``config`` (official flat ``init_kwargs``
-    plus ``synthesis_architecture``), with the official defaults."""
-    config = dict(config or {})
+    fp16 blocks, mapping learning rate) from ``config`` (any layout ``normalize_config``
+    reads), with the official defaults."""
+    config = normalize_config(config)
     res = _int_keys(state, "synthesis.b", r"(\d+)\.")
     fcs = _int_keys(state, "mapping.fc", r"(\d+)\.weight")
     if not res or 4 not in res or not fcs:
@@ -493,7 +404,7 @@ def config_from_state(state: dict, config: dict | None = None) -> dict:
     for key, have in (("z_dim", z_dim), ("w_dim", w_dim), ("c_dim", c_dim), ("img_resolution", img_resolution)):
         if key in config and config[key] is not None and int(config[key]) != have:
             raise ValueError(f"config {key}={config[key]} but the weights have {have}")
-    mk = dict(config.get("mapping_kwargs") or {})
+    mk = mapping_args(config.get("mapping_kwargs"))
     mk["num_layers"] = len(fcs)
     mk["layer_features"] = int(fc0.shape[0]) if len(fcs) > 1 else None
     if c_dim:
@@ -511,17 +422,11 @@ def config_from_state(state: dict, config: dict | None = None) -> dict:
 
 
 def from_state_dict(state: dict, config: dict) -> StyleGAN2:
-    kwargs = config_from_state(state, config)
-    g = StyleGAN2(**kwargs)
+    g = StyleGAN2(**generator_kwargs(config, state))
     state = {k: v for k, v in state.items() if v is not None}
-    own = g.state_dict()
     # filters are optional in a file (the standard [1,3,3,1] when absent); everything else must be there
-    missing = [k for k in own if k not in state and not k.endswith("resample_filter")]
-    unexpected = [k for k in state if k not in own]
-    if missing or unexpected:
-        raise ValueError(f"StyleGAN2 weights do not match: missing {missing[:5]}, unexpected {unexpected[:5]}")
-    for k, v in state.items():
-        if tuple(v.shape) != tuple(own[k].shape):
-            raise ValueError(f"{k}: shape {list(v.shape)} where {list(own[k].shape)} was expected")
-    g.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+    problem = state_mismatch(g.state_dict(), state, optional=lambda k: k.endswith("resample_filter"))
+    if problem:
+        raise ValueError(f"StyleGAN2 weights do not match: {problem}")
+    g.load_state_dict(state, strict=False)
     return g.eval()

@@ -43,10 +43,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.generators.base import Generator, ModelInfo
+from engine.generators.base import ModelInfo, StyleGenerator, state_mismatch
+from engine.generators.config import normalize_config
+from engine.generators.layers import SQRT2, FullyConnectedLayer, MappingNetwork, ModulatedLayer, mapping_args
 
 ARCHITECTURES = ("stylegan3-t", "stylegan3-r")
-SQRT2 = math.sqrt(2.0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -196,71 +197,6 @@ def make_transform(translate=(0.0, 0.0), rotate: float = 0.0) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------
 # Modules (names mirror the official state dict)
 
-class FullyConnected(nn.Module):
-    """Equalised learning rate: stored weight = actual / (lr_multiplier / sqrt(in))."""
-
-    def __init__(self, in_features: int, out_features: int, activation: str = "linear",
-                 lr_multiplier: float = 1.0, weight_init: float = 1.0, bias_init=0.0):
-        super().__init__()
-        self.activation = activation
-        self.weight = nn.Parameter(torch.randn(out_features, in_features) * (weight_init / lr_multiplier))
-        bias = np.broadcast_to(np.asarray(bias_init, dtype=np.float32), [out_features]) / lr_multiplier
-        self.bias = nn.Parameter(torch.tensor(bias, dtype=torch.float32))
-        self.weight_gain = lr_multiplier / math.sqrt(in_features)
-        self.bias_gain = lr_multiplier
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        bias = self.bias.float()
-        if self.bias_gain != 1:
-            bias = bias * self.bias_gain
-        x = torch.addmm(bias, x, self.weight.float().t(), alpha=self.weight_gain)
-        if self.activation == "lrelu":
-            x = F.leaky_relu(x, 0.2).mul_(SQRT2)
-        return x
-
-
-def normalize_2nd_moment(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    return x * (x.square().mean(dim=1, keepdim=True) + eps).rsqrt()
-
-
-class MappingNetwork(nn.Module):
-    def __init__(self, z_dim: int, c_dim: int, w_dim: int, num_ws: int, num_layers: int = 2,
-                 lr_multiplier: float = 0.01, w_avg_beta: float = 0.998):
-        super().__init__()
-        self.z_dim, self.c_dim, self.w_dim, self.num_ws = z_dim, c_dim, w_dim, num_ws
-        self.num_layers = num_layers
-        self.w_avg_beta = w_avg_beta  # training only; kept for completeness
-        if c_dim > 0:
-            self.embed = FullyConnected(c_dim, w_dim)
-        features = [z_dim + (w_dim if c_dim > 0 else 0)] + [w_dim] * num_layers
-        for i in range(num_layers):
-            setattr(self, f"fc{i}", FullyConnected(features[i], features[i + 1], activation="lrelu",
-                                                   lr_multiplier=lr_multiplier))
-        self.register_buffer("w_avg", torch.zeros(w_dim))
-
-    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, psi=1.0,
-                cutoff: int | None = None) -> torch.Tensor:
-        if z.ndim != 2 or z.shape[1] != self.z_dim:
-            raise ValueError(f"z must be [N, {self.z_dim}], got {list(z.shape)}")
-        x = normalize_2nd_moment(z.float())
-        if self.c_dim > 0:
-            if c is None:
-                raise ValueError(f"this model is conditional (c_dim={self.c_dim}): pass c, e.g. a one-hot "
-                                 f"[N, {self.c_dim}]")
-            y = normalize_2nd_moment(self.embed(c.float().reshape(x.shape[0], self.c_dim)))
-            x = torch.cat([x, y], dim=1)
-        for i in range(self.num_layers):
-            x = getattr(self, f"fc{i}")(x)
-        ws = x.unsqueeze(1).repeat(1, self.num_ws, 1)
-        if not (isinstance(psi, (int, float)) and psi == 1):
-            if not isinstance(psi, (int, float)):  # per-sample psi: [N] (or broadcastable)
-                psi = torch.as_tensor(psi, dtype=torch.float32, device=x.device).reshape(-1, 1, 1)
-            n = self.num_ws if cutoff is None else int(cutoff)
-            w_avg = self.w_avg.float()
-            ws[:, :n] = torch.lerp(w_avg.expand_as(ws[:, :n]), ws[:, :n], psi)
-        return ws
-
-
 class SynthesisInput(nn.Module):
     """Fourier features on a grid, rotated/translated by ws[0] and the user transform."""
 
@@ -276,7 +212,7 @@ class SynthesisInput(nn.Module):
         freqs = freqs / (radii * radii.square().exp().pow(0.25)) * self.bandwidth
         phases = torch.rand(self.channels) - 0.5
         self.weight = nn.Parameter(torch.randn(self.channels, self.channels))
-        self.affine = FullyConnected(w_dim, 4, weight_init=0.0, bias_init=[1, 0, 0, 0])
+        self.affine = FullyConnectedLayer(w_dim, 4, weight_init=0.0, bias_init=[1, 0, 0, 0])
         self.register_buffer("transform", torch.eye(3))
         self.register_buffer("freqs", freqs)
         self.register_buffer("phases", phases)
@@ -348,12 +284,12 @@ def _fir_up(x: torch.Tensor, kernel: torch.Tensor, up: int, pad0: int, pad1: int
 CPU_CHUNK_BYTES = 1 << 20
 
 
-class SynthesisLayer(nn.Module):
+class SynthesisLayer(ModulatedLayer):
     """Modulated convolution + filtered leaky ReLU (or the ToRGB layer)."""
 
     def __init__(self, w_dim: int, spec: LayerSpec, conv_clamp: float | None = 256,
                  magnitude_ema_beta: float = 0.999):
-        super().__init__()
+        super().__init__(w_dim, spec.in_channels, spec.out_channels, spec.conv_kernel)
         self.spec = spec
         self.is_torgb = spec.is_torgb
         self.conv_clamp = None if conv_clamp is None else float(conv_clamp)
@@ -361,9 +297,6 @@ class SynthesisLayer(nn.Module):
         self.gain = 1.0 if spec.is_torgb else SQRT2
         self.slope = 1.0 if spec.is_torgb else 0.2
         k = spec.conv_kernel
-        self.affine = FullyConnected(w_dim, spec.in_channels, bias_init=1)
-        self.weight = nn.Parameter(torch.randn(spec.out_channels, spec.in_channels, k, k))
-        self.bias = nn.Parameter(torch.zeros(spec.out_channels))
         self.register_buffer("magnitude_ema", torch.ones([]))
         up = design_lowpass_filter(spec.up_taps, spec.in_cutoff, spec.in_half_width * 2, spec.tmp_sampling_rate)
         down = design_lowpass_filter(spec.down_taps, spec.out_cutoff, spec.out_half_width * 2,
@@ -538,30 +471,7 @@ class SynthesisNetwork(nn.Module):
 # ---------------------------------------------------------------------------------------------
 # The engine's generator
 
-# Official state-dict prefixes -> the submodules here (``mapping``/``synthesis`` are methods).
-_PREFIXES = (("mapping.", "mapping_network."), ("synthesis.", "synthesis_network."))
-
-
-def _renamed(state: dict, pairs) -> dict:
-    out = {}
-    for key, value in state.items():
-        for src, dst in pairs:
-            if key.startswith(src):
-                key = dst + key[len(src):]
-                break
-        out[key] = value
-    return out
-
-
-def from_official_names(state: dict) -> dict:
-    return _renamed(state, _PREFIXES)
-
-
-def to_official_names(state: dict) -> dict:
-    return _renamed(state, [(ours, official) for official, ours in _PREFIXES])
-
-
-class StyleGAN3(Generator):
+class StyleGAN3(StyleGenerator):
     """StyleGAN3 (T or R) behind the engine's Generator interface.
 
     Constructor arguments are the official ones (synthesis arguments flattened, as the
@@ -575,44 +485,31 @@ class StyleGAN3(Generator):
         super().__init__()
         if architecture not in ARCHITECTURES:
             raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
-        self.synthesis_network = SynthesisNetwork(w_dim, img_resolution, img_channels, **synthesis_kwargs)
-        num_ws = self.synthesis_network.num_ws
-        self.mapping_network = MappingNetwork(z_dim, c_dim, w_dim, num_ws, **(mapping_kwargs or {}))
+        synthesis = SynthesisNetwork(w_dim, img_resolution, img_channels, **synthesis_kwargs)
+        num_ws = synthesis.num_ws
+        # StyleGAN3's official mapping has 2 layers, not StyleGAN2's 8
+        mapping = MappingNetwork(z_dim, c_dim, w_dim, num_ws, **mapping_args(mapping_kwargs, num_layers=2))
+        self.set_networks(mapping, synthesis)
         self.use_fp16 = True  # on CUDA, the layers the official config marks fp16 run in half precision
         self.info = ModelInfo(name=name or architecture, architecture=architecture, resolution=img_resolution,
                               z_dim=z_dim, w_dim=w_dim, num_ws=num_ws, c_dim=c_dim, channels=img_channels,
                               extra={"layers": list(self.synthesis_network.layer_names), "transform": True})
         self.eval()
 
-    def mapping(self, z: torch.Tensor, c: torch.Tensor | None = None, psi=1.0,
-                cutoff: int | None = None) -> torch.Tensor:
-        """ws [N, num_ws, w_dim] (fp32); psi < 1 pulls the first ``cutoff`` ws (all if None)
-        toward w_avg. ``psi`` may also be a per-sample tensor [N]."""
-        return self.mapping_network(z, c, psi=psi, cutoff=cutoff)
-
     def synthesis(self, ws: torch.Tensor, noise: str = "const", transform=None, force_fp32: bool = False,
                   **kwargs) -> torch.Tensor:
         """Images [N, C, H, W] fp32 in about [-1, 1]. StyleGAN3 has no noise inputs (``noise``
         is ignored). ``transform``: None uses the stored ``synthesis.input.transform``; a 3x3
         (or [N, 3, 3]) matrix (see ``make_transform``) replaces it for this call."""
-        nw, wd = self.info.num_ws, self.info.w_dim
-        if ws.ndim != 3 or ws.shape[1] != nw or ws.shape[2] != wd:
-            raise ValueError(f"ws must be [N, {nw}, {wd}], got {list(ws.shape)}")
+        self.check_styles(ws)
         fp16 = self.use_fp16 and not force_fp32 and ws.device.type == "cuda"
         return self.synthesis_network(ws, transform=transform, fp16=fp16)
-
-    def forward(self, z, c=None, psi=1.0, noise: str = "const", transform=None):
-        return self.synthesis(self.mapping(z, c, psi), noise=noise, transform=transform)
 
     def set_precision(self, dtype: torch.dtype, channels_last: bool = False) -> "StyleGAN3":
         """The weights stay fp32 either way: with float16 the layers the official config
         marks fp16 switch to half precision per call on CUDA; float32 keeps them all fp32."""
         self.use_fp16 = dtype == torch.float16
         return self
-
-    def official_state_dict(self) -> dict:
-        """The state dict under the official names (``mapping.*``, ``synthesis.*``)."""
-        return to_official_names(self.state_dict())
 
 
 _CONSTRUCTOR_KEYS = {
@@ -621,17 +518,13 @@ _CONSTRUCTOR_KEYS = {
     "margin_size", "output_scale", "num_fp16_res", "conv_kernel", "filter_size", "lrelu_upsampling",
     "use_radial_filters", "conv_clamp", "magnitude_ema_beta",
 }
-_MAPPING_KEYS = {"num_layers", "lr_multiplier", "w_avg_beta"}
 
 
 def generator_kwargs(config: dict) -> dict:
-    """StyleGAN3 constructor arguments from a loader config: the official ``init_kwargs``
-    (flattened, or under ``init_kwargs``/``synthesis_kwargs``) plus ``architecture`` and
-    ``name``. Other keys (file, licence, ...) are ignored."""
-    cfg = dict(config)
-    for nested in ("init_kwargs", "synthesis_kwargs"):
-        if isinstance(cfg.get(nested), dict):
-            cfg = {**cfg.pop(nested), **cfg}
+    """StyleGAN3 constructor arguments from a config in any layout ``normalize_config``
+    reads (the official ``init_kwargs`` plus ``architecture`` and ``name``). Other keys
+    (file, licence, ...) are ignored."""
+    cfg = normalize_config(config)
     arch = str(cfg.get("architecture") or "stylegan3-t").lower()
     if arch not in ARCHITECTURES:
         raise ValueError(f"not a StyleGAN3 architecture: {arch!r} (expected one of {ARCHITECTURES})")
@@ -641,11 +534,7 @@ def generator_kwargs(config: dict) -> dict:
     kwargs = {k: v for k, v in cfg.items() if k in _CONSTRUCTOR_KEYS}
     if "img_resolution" not in kwargs:
         raise ValueError("StyleGAN3 config needs img_resolution")
-    mapping = dict(kwargs.get("mapping_kwargs") or {})
-    unknown = set(mapping) - _MAPPING_KEYS
-    if unknown:
-        raise ValueError(f"unknown mapping_kwargs: {sorted(unknown)}")
-    kwargs["mapping_kwargs"] = mapping
+    kwargs["mapping_kwargs"] = mapping_args(kwargs.get("mapping_kwargs"))
     kwargs["architecture"] = arch
     if cfg.get("name"):
         kwargs["name"] = str(cfg["name"])
@@ -653,23 +542,19 @@ def generator_kwargs(config: dict) -> dict:
 
 
 def from_state_dict(state: dict[str, torch.Tensor], config: dict) -> StyleGAN3:
-    """A StyleGAN3 generator from an official ``G_ema.state_dict()`` (official names) and its
-    config (``init_kwargs`` + ``architecture``). The stored filters, frequencies, phases and
+    """A StyleGAN3 generator from an official ``G_ema.state_dict()`` and its config
+    (``init_kwargs`` + ``architecture``). The stored filters, frequencies, phases and
     magnitude EMAs are used as they are."""
     g = StyleGAN3(**generator_kwargs(config))
-    ours = from_official_names(state)
-    expected = set(g.state_dict())
-    missing, unexpected = sorted(expected - set(ours)), sorted(set(ours) - expected)
-    if missing or unexpected:
+    expected = g.state_dict()
+    problem = state_mismatch(expected, state)
+    if problem:
         def layers(keys):
-            return sorted({k.split(".")[1] for k in keys if k.startswith("synthesis_network.L")},
-                          key=lambda n: int(n[1:].split("_")[0]))
-        hint = ""
-        if layers(missing) or layers(unexpected):
-            hint = (f"; the config gives layers {layers(expected)}, the weights have {layers(ours)} "
-                    "(check img_resolution, channel_base, channel_max, num_layers)")
-        raise ValueError(f"weights do not match the StyleGAN3 config: missing "
-                         f"{list(to_official_names(dict.fromkeys(missing)))[:6]}, unexpected "
-                         f"{list(to_official_names(dict.fromkeys(unexpected)))[:6]}{hint}")
-    g.load_state_dict(ours, strict=True)
+            names = {k.split(".")[1] for k in keys if k.startswith("synthesis.L")}
+            return sorted(names, key=lambda n: int(n[1:].split("_")[0]))
+        if layers(expected) != layers(state):  # the usual cause: a config that gives other layer sizes
+            problem += (f"; the config gives layers {layers(expected)}, the weights have {layers(state)} "
+                        "(check img_resolution, channel_base, channel_max, num_layers)")
+        raise ValueError(f"weights do not match the StyleGAN3 config: {problem}")
+    g.load_state_dict(state, strict=True)
     return g.requires_grad_(False).eval()

@@ -16,7 +16,8 @@ from conftest import run_vj
 from official_pickle import fixtures_dir, official_pickle_bytes, write_official_pickle
 
 from engine.generators import pickles, rosinality, tools
-from engine.generators.load import ModelLoadError, builder, load_generator, normalize_config, read_model
+from engine.generators.config import normalize_config
+from engine.generators.load import ModelLoadError, builder, load_generator, read_model
 from engine.generators.registry import ModelEntry
 from engine.generators.stylegan2 import StyleGAN2
 
@@ -233,6 +234,21 @@ def test_normalize_config_flattens_every_layout():
                     "num_fp16_res": 0, "conv_clamp": None, "synthesis_architecture": "resnet",
                     "architecture": "stylegan2"}
     assert normalize_config(flat) == flat
+
+
+def test_builders_read_any_config_layout_through_the_one_normaliser():
+    """``normalize_config`` is the one normaliser: a fixture-style config goes straight
+    into a builder as well as through the loader."""
+    from engine.generators import biggan, stylegan2
+    state, kwargs = small_sg2(architecture="resnet")
+    g = stylegan2.from_state_dict(state, {"architecture": "stylegan2", "init_kwargs": kwargs})
+    assert g.info.extra["synthesis_architecture"] == "resnet"
+    assert torch.equal(images(g), images(reference(state, kwargs)))
+    with pytest.raises(ValueError, match="unknown mapping_kwargs"):
+        stylegan2.from_state_dict(state, {**kwargs, "mapping_kwargs": {"num_layerz": 2}})
+    cfg = biggan.standard_config(128, channel_width=4, num_classes=3, z_dim=8, class_embed_dim=8)
+    assert biggan.BigGAN({"architecture": "biggan", "init_kwargs": cfg}, seed=None).config == \
+        biggan.BigGAN(cfg, seed=None).config
 
 
 # ---------------------------------------------------------------- runner and bench

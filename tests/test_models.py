@@ -34,6 +34,16 @@ def test_batchnorm_folding_is_exact():
     assert (a - b).abs().max() < 1e-4
 
 
+def test_dcgan_truncates_towards_the_origin():
+    """No mapping network: the style is z, truncated by the one truncation towards the
+    mean of z (the origin); psi may be one per sample."""
+    g = DCGAN(z_dim=8, ngf=8, resolution=8)
+    z = torch.randn(3, 8)
+    torch.testing.assert_close(g.mapping(z, psi=0.5), 0.5 * z[:, None])
+    torch.testing.assert_close(g.mapping(z, psi=[1.0, 0.5, 0.0]), (torch.tensor([1.0, 0.5, 0.0])[:, None] * z)[:, None])
+    assert g.mapping(z).data_ptr() != z.data_ptr()  # a new tensor, not a view of z
+
+
 def test_torch_checkpoint_and_safetensors_give_identical_images(tmp_path):
     g = DCGAN(z_dim=16, ngf=8, resolution=32)
     for m in g.modules():

@@ -60,6 +60,10 @@ Config keys (the port's config.json): ``output_dim``, ``z_dim``, ``class_embed_d
 block, channels = mult * channel_width), ``attention_layer_position``, ``eps`` (batch norm
 epsilon; spectral-norm eps only matters when training), ``n_stats``. Engine extras:
 ``architecture = "biggan"``, ``name``, ``default_class``, ``stats_interpolation``.
+A ``pytorch_model.bin`` without its config.json loads all the same when its blocks are
+one of the released layouts: the loader reads the config from the tensor shapes
+(``config_from_state_dict``; ``eps`` is not in the shapes and is the released 1e-4).
+Any other layout is refused with a ModelLoadError that names the missing config.json.
 """
 from __future__ import annotations
 
@@ -70,7 +74,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.generators.base import Generator, ModelInfo
+from engine.generators.base import Generator, ModelInfo, state_mismatch
+from engine.generators.config import normalize_config
 
 GRID_SNAP = 0.02  # in statistics rows: psi within 0.02/(n_stats-1) of a grid point is on it
 
@@ -144,7 +149,7 @@ def stats_rows(means: torch.Tensor, variances: torch.Tensor, psi: torch.Tensor,
 
 # ---------------------------------------------------------------------------------------
 # Modules. Their parameter and buffer names are the format's; forward passes run from the
-# flattened plan that BigGAN.refresh() builds.
+# flattened plan that BigGAN._build_plan() builds.
 
 class _SpectralNorm(nn.Module):
     """Holds ``weight_orig``, ``weight_u``, ``weight_v`` (+ ``bias``) like the format."""
@@ -189,22 +194,26 @@ class _SNConv2d(_SpectralNorm):
         self.padding = kernel_size // 2
 
 
-class _CondBatchNorm(nn.Module):
-    def __init__(self, channels: int, cond_dim: int, n_stats: int):
-        super().__init__()
-        self.channels = channels
-        self.register_buffer("running_means", torch.zeros(n_stats, channels))
-        self.register_buffer("running_vars", torch.ones(n_stats, channels))
-        self.scale = _SNLinear(cond_dim, channels, bias=False)
-        self.offset = _SNLinear(cond_dim, channels, bias=False)
+class _StandingStats(nn.Module):
+    """A batch norm's ``n_stats`` rows of standing statistics (see the module docstring)."""
 
-
-class _BatchNorm(nn.Module):
     def __init__(self, channels: int, n_stats: int):
         super().__init__()
         self.channels = channels
         self.register_buffer("running_means", torch.zeros(n_stats, channels))
         self.register_buffer("running_vars", torch.ones(n_stats, channels))
+
+
+class _CondBatchNorm(_StandingStats):
+    def __init__(self, channels: int, cond_dim: int, n_stats: int):
+        super().__init__(channels, n_stats)
+        self.scale = _SNLinear(cond_dim, channels, bias=False)
+        self.offset = _SNLinear(cond_dim, channels, bias=False)
+
+
+class _BatchNorm(_StandingStats):
+    def __init__(self, channels: int, n_stats: int):
+        super().__init__(channels, n_stats)
         self.weight = nn.Parameter(torch.ones(channels))
         self.bias = nn.Parameter(torch.zeros(channels))
 
@@ -267,8 +276,11 @@ class _Synthesis(nn.Module):
 
 # ---------------------------------------------------------------------------------------
 
-def _normalise_config(config: dict) -> dict:
-    cfg = dict(config)
+def generator_config(config: dict) -> dict:
+    """The config BigGAN is built from (its counterpart of StyleGAN's ``generator_kwargs``:
+    the constructor takes the port's config dict itself): ``normalize_config``'s layout,
+    the port's defaults where absent, checked."""
+    cfg = normalize_config(config)
     missing = [k for k in ("output_dim", "z_dim", "channel_width", "num_classes", "layers") if k not in cfg]
     if missing:
         raise ValueError(f"BigGAN config lacks {', '.join(missing)}")
@@ -305,7 +317,7 @@ class BigGAN(Generator):
         vectors and a non-zero attention gain); ``seed=None`` leaves the format's defaults
         for weights that are about to be loaded."""
         super().__init__()
-        cfg = _normalise_config({**(config or standard_config(128)), **overrides})
+        cfg = generator_config({**(config or standard_config(128)), **overrides})
         self.config = cfg
         z_dim, e_dim = int(cfg["z_dim"]), int(cfg["class_embed_dim"])
         self.eps = float(cfg["eps"])
@@ -338,7 +350,7 @@ class BigGAN(Generator):
                 m.random_init(gen, gain=0.1 if name.endswith((".scale", ".offset")) else 1.0)
             elif isinstance(m, _SelfAttention):
                 m.gamma.fill_(0.5)
-            elif isinstance(m, (_CondBatchNorm, _BatchNorm)):
+            elif isinstance(m, _StandingStats):
                 m.running_means.copy_(torch.randn(m.running_means.shape, generator=gen) * 0.1)
                 m.running_vars.copy_(torch.rand(m.running_vars.shape, generator=gen) * 0.5 + 0.5)
             if isinstance(m, _BatchNorm):
@@ -346,22 +358,16 @@ class BigGAN(Generator):
                 m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=gen))
         self.refresh()
 
-    def refresh(self) -> "BigGAN":
+    def weights_changed(self) -> None:
         """Forget the precomputed inference plan (spectrally normalised weights, stacked
-        batch-norm tables); the next synthesis rebuilds it from the parameters. Called by
-        load_state_dict and .to(); call it after editing parameters in place."""
+        batch-norm tables); the next synthesis rebuilds it from the parameters. Runs after
+        load_state_dict and .to()."""
         self._plan = None
+
+    def refresh(self) -> "BigGAN":
+        """``weights_changed``, for after editing parameters in place."""
+        self.weights_changed()
         return self
-
-    def _apply(self, fn, *args, **kwargs):
-        out = super()._apply(fn, *args, **kwargs)
-        self._plan = None
-        return out
-
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
-        self._plan = None
-        return result
 
     @torch.no_grad()
     def _build_plan(self) -> dict:
@@ -497,9 +503,6 @@ class BigGAN(Generator):
         w_rgb, b_rgb = plan["rgb"]
         return torch.tanh(F.conv2d(x, w_rgb, b_rgb, padding=1))
 
-    def forward(self, z, c=None, psi: float = 1.0, noise: str = "const"):
-        return self.synthesis(self.mapping(z, c, psi), noise=noise)
-
     def truncated_z(self, n: int = 1, psi: float = 1.0, seed: int | None = None) -> torch.Tensor:
         """``truncated_z`` for this model's z_dim, as a tensor on its device."""
         return torch.from_numpy(truncated_z(n, psi, seed, self.info.z_dim)).to(self.embeddings.weight.device)
@@ -527,9 +530,9 @@ def expected_shapes(config: dict) -> dict[str, tuple[int, ...]]:
 
 def config_from_state_dict(state: dict[str, torch.Tensor]) -> dict:
     """The config of a released-layout BigGAN-deep state dict, read from its shapes alone
-    (for a ``pytorch_model.bin`` that arrives without its config.json). Upsampling cannot
-    be seen in shapes, so the block list must be one of the released ones (128/256/512
-    px, any channel width and class count)."""
+    (the loader's way for a ``pytorch_model.bin`` that arrives without its config.json).
+    Upsampling cannot be seen in shapes, so the block list must be one of the released
+    ones (128/256/512 px, any channel width and class count); any other is a ValueError."""
     try:
         e_dim, num_classes = state["embeddings.weight"].shape
         cond_dim = state["generator.gen_z.weight_orig"].shape[1]
@@ -552,23 +555,16 @@ def config_from_state_dict(state: dict[str, torch.Tensor]) -> dict:
             return standard_config(output_dim, z_dim=int(cond_dim - e_dim), class_embed_dim=int(e_dim),
                                    channel_width=int(ch), num_classes=int(num_classes), n_stats=int(n_stats),
                                    attention_layer_position=attention if attention is not None else -1)
-    raise ValueError(f"BigGAN blocks {blocks} (channel multipliers) are not a released layout; "
-                     "give the config.json")
+    raise ValueError(f"BigGAN blocks {blocks} (channel multipliers) are not a released layout, so where "
+                     "they upsample cannot be told from the shapes")
 
 
 def from_state_dict(state: dict[str, torch.Tensor], config: dict) -> BigGAN:
     """A BigGAN from a pytorch-pretrained-BigGAN state dict and its config.json content
     (plus engine keys). Strict: every name must be there with its shape, and nothing else."""
     g = BigGAN(config, seed=None)
-    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    expected = g.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state) if tuple(state[k].shape) != tuple(expected[k].shape))
-    if missing or unexpected or wrong:
-        detail = [f"missing {missing[:5]}" if missing else "", f"unexpected {unexpected[:5]}" if unexpected else "",
-                  "wrong shapes " + ", ".join(f"{k} {tuple(state[k].shape)} != {tuple(expected[k].shape)}"
-                                              for k in wrong[:5]) if wrong else ""]
-        raise ValueError("BigGAN weights do not match the config: " + "; ".join(d for d in detail if d))
+    problem = state_mismatch(g.state_dict(), state)
+    if problem:
+        raise ValueError(f"BigGAN weights do not match the config: {problem}")
     g.load_state_dict(state, strict=True)
     return g.eval()

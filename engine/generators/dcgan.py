@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from engine.generators.base import Generator, ModelInfo
+from engine.generators.base import Generator, ModelInfo, state_mismatch
 
 
 def _layer_channels(resolution: int, ngf: int) -> list[int]:
@@ -42,9 +42,9 @@ class DCGAN(Generator):
         self.eval()
 
     def mapping(self, z, c=None, psi: float = 1.0, cutoff=None):
-        # No mapping network: the style is z, scaled towards the origin (the mean of z)
-        # so that psi behaves like StyleGAN's truncation.
-        return (z * psi)[:, None, :]
+        # No mapping network: the style is z, truncated towards the origin (the mean of
+        # z, ``average_style``) so that psi behaves like StyleGAN's truncation.
+        return self.truncate(z[:, None, :].clone(), psi, cutoff)  # a new tensor, never a view of z
 
     def synthesis(self, ws, noise="const", transform=None, **kwargs):
         x = ws[:, 0, :, None, None].to(next(self.parameters()).dtype)
@@ -74,13 +74,25 @@ class DCGAN(Generator):
         return self
 
 
+def config_from_state_dict(state: dict) -> dict:
+    """The constructor arguments read from the shapes alone (for a bare state dict)."""
+    convs = sorted((k for k in state if k.startswith("main.") and k.endswith(".weight") and state[k].ndim == 4),
+                   key=lambda k: int(k.split(".")[1]))
+    if not convs:
+        raise ValueError("not a DCGAN state dict (no main.<i>.weight convolutions)")
+    first, last = state[convs[0]], state[convs[-1]]
+    return {"z_dim": int(first.shape[0]), "ngf": int(last.shape[0]), "channels": int(last.shape[1]),
+            "resolution": 2 ** (len(convs) + 1)}
+
+
 def from_state_dict(state: dict, config: dict) -> DCGAN:
     g = DCGAN(z_dim=int(config.get("z_dim", 100)), ngf=int(config.get("ngf", 64)),
               resolution=int(config.get("resolution", 64)), channels=int(config.get("channels", 3)),
               name=config.get("name", "dcgan"))
-    state = {k: v.float() for k, v in state.items() if not k.endswith("num_batches_tracked")}
-    missing, unexpected = g.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
-    if missing or unexpected:
-        raise ValueError(f"DCGAN weights do not match the architecture: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    # the batch norms' step counters are training state: neither needed nor required
+    state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    problem = state_mismatch(g.state_dict(), state, optional=lambda k: k.endswith("num_batches_tracked"))
+    if problem:
+        raise ValueError(f"DCGAN weights do not match the architecture: {problem}")
+    g.load_state_dict(state, strict=False)
     return g.eval()

@@ -475,3 +475,33 @@ def test_config_from_shapes_alone(res):
     assert inferred == cfg
     with pytest.raises(ValueError, match="not a BigGAN"):
         biggan.config_from_state_dict({"main.0.weight": torch.empty(1)})
+
+
+def test_bin_without_config_loads_from_its_shapes(tmp_path, g):
+    """The port's pytorch_model.bin with no config.json beside it: a released block
+    layout is read from the tensor shapes, and draws what the original draws."""
+    from engine.generators import load
+    path = tmp_path / "pytorch_model.bin"
+    torch.save(g.state_dict(), path)
+    _, config = load.read_model(load.resolve_entry(str(path)))
+    assert {k: config[k] for k in CFG if k != "name"} == {k: v for k, v in CFG.items() if k != "name"}
+    g2 = load.load_generator(str(path))
+    assert (g2.info.architecture, g2.info.name) == ("biggan", "pytorch_model")
+    z = g.truncated_z(2, seed=9)
+    with torch.no_grad():
+        assert torch.equal(g(z, onehot(4, 2), 0.7), g2(z, onehot(4, 2), 0.7))
+
+
+def test_bin_without_config_and_an_unreleased_layout_is_refused(tmp_path):
+    """Where the blocks upsample cannot be told from the shapes, the loader says which
+    file is missing; with that file beside it the same .bin loads."""
+    from engine.generators import load
+    cfg = {**CFG, "output_dim": 32, "layers": [[False, 16, 16], [True, 16, 8], [True, 8, 4], [True, 4, 1]],
+           "attention_layer_position": 2}
+    path = tmp_path / "pytorch_model.bin"
+    torch.save(BigGAN(cfg, seed=1).state_dict(), path)
+    with pytest.raises(load.ModelLoadError, match=r"pytorch_model.bin: config.json is missing.*not a released"):
+        load.load_generator(str(path))
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    g = load.load_generator(str(path))
+    assert g.info.resolution == 32

@@ -16,16 +16,13 @@ Formats (``read_model`` returns a state dict with official parameter names plus 
   ``<file>.json`` or ``<file>.toml`` (``config.json`` beside a ``pytorch_model.bin``),
   or the registry entry.
 
-The config. Official models: the generator's constructor arguments in the stylegan3
-repository's flat layout (``z_dim, w_dim, c_dim, img_resolution, img_channels,
-mapping_kwargs={...}, channel_base, channel_max, num_fp16_res, conv_clamp, ...``) plus
-``architecture``, the model family that picks the builder ("stylegan2", "stylegan3-t",
-"stylegan3-r", "biggan", "dcgan"). ``normalize_config`` brings every source to that
-form: a fixture-style ``{"architecture", "init_kwargs": {...}}`` is flattened, the
-stylegan2-ada-pytorch ``synthesis_kwargs`` is merged into the top level (with that
-code's defaults, no fp16 blocks and no clamp, where the file leaves them out), and
-StyleGAN2's own ``architecture`` argument (skip/resnet/orig) becomes
-``synthesis_architecture``. Builders get ``(state, config)``: ``from_state_dict``.
+The config: the file's own (pickle kwargs, safetensors metadata) over a sidecar's, with
+models.toml options filling what both leave out; each source goes through
+``config.normalize_config``, the one normaliser, before they are merged. DCGAN and BigGAN files may come without
+any config: then it is read from the tensor shapes (``config_from_state_dict`` of the
+family), and a BigGAN whose shapes are not a released layout is refused with a
+``ModelLoadError`` naming the config file it looked for. Builders get ``(state,
+config)``: ``from_state_dict``.
 """
 from __future__ import annotations
 
@@ -39,13 +36,13 @@ from pathlib import Path
 import torch
 
 from engine.generators.base import Generator
+from engine.generators.config import normalize_config
 from engine.generators.registry import ModelEntry, Registry
 
 log = logging.getLogger(__name__)
 
 CONFIG_KEY = "engine.config"
 TORCH_SUFFIXES = (".pt", ".pth", ".tar", ".ckpt", ".bin")
-SG2_SYNTHESIS_ARCHS = ("skip", "resnet", "orig")
 
 # architecture -> "module:function"; modules import lazily, so a missing one only
 # matters when a model of that kind is loaded
@@ -56,6 +53,9 @@ BUILDERS = {
     "stylegan3-r": "engine.generators.stylegan3:from_state_dict",
     "biggan": "engine.generators.biggan:from_state_dict",
 }
+# families whose files may carry no config (the port's pytorch_model.bin, bare DCGAN
+# state dicts), and the config key that says one was found
+CONFIG_FROM_SHAPES = {"dcgan": "z_dim", "biggan": "layers"}
 
 
 class ModelLoadError(Exception):
@@ -91,44 +91,33 @@ def _builders() -> dict:
 
 
 # ---------------------------------------------------------------- config
-def normalize_config(config: dict) -> dict:
-    """Any config layout -> the flat official layout (see the module docstring)."""
-    from engine.generators.pickles import plain
-    config = plain(dict(config or {}))
-    family = config.get("architecture")
-    init = config.pop("init_kwargs", None)
-    if isinstance(init, dict):
-        init = normalize_config(init)
-        if init.get("architecture") and not family:
-            family = init["architecture"]
-        init.pop("architecture", None)
-        config = {**init, **{k: v for k, v in config.items() if k != "architecture"}}
-    syn = config.pop("synthesis_kwargs", None)
-    if isinstance(syn, dict):  # stylegan2-ada-pytorch layout: its own defaults where absent
-        syn = {"num_fp16_res": 0, "conv_clamp": None, **syn}
-        if syn.get("architecture") in SG2_SYNTHESIS_ARCHS:
-            config.setdefault("synthesis_architecture", syn.pop("architecture"))
-        for k, v in syn.items():
-            config.setdefault(k, v)
-    if family in SG2_SYNTHESIS_ARCHS:
-        config["synthesis_architecture"] = family
-        family = None
-    if config.get("architecture") in SG2_SYNTHESIS_ARCHS:
-        config["synthesis_architecture"] = config.pop("architecture")
-    config.pop("architecture", None)
-    if family:
-        config["architecture"] = family
-    return config
+def _sidecars(path: Path) -> list[Path]:
+    """Where a config beside ``path`` may be, in order."""
+    sides = [path.with_suffix(".json"), path.with_suffix(".toml")]
+    if path.suffix == ".bin":  # the port's layout: pytorch_model.bin + config.json
+        sides.append(path.parent / "config.json")
+    return sides
 
 
 def _sidecar_config(path: Path) -> dict:
-    sides = [(path.with_suffix(".json"), json.loads), (path.with_suffix(".toml"), tomllib.loads)]
-    if path.suffix == ".bin":
-        sides.append((path.parent / "config.json", json.loads))
-    for side, parse in sides:
+    for side in _sidecars(path):
         if side.exists():
+            parse = tomllib.loads if side.suffix == ".toml" else json.loads
             return parse(side.read_text())
     return {}
+
+
+def _config_from_shapes(path: Path, arch: str, state: dict, config: dict) -> dict:
+    """``config`` with what it lacks read from the tensor shapes (a file without a config)."""
+    module = importlib.import_module(BUILDERS[arch].split(":")[0])
+    try:
+        shapes = module.config_from_state_dict(state)
+    except ValueError as e:
+        sides = _sidecars(path)
+        wanted = sides[-1] if path.suffix == ".bin" else sides[0]
+        raise ModelLoadError(f"{path.name}: {wanted.name} is missing (no {arch} config beside the file, none "
+                             f"in it) and the tensor shapes alone do not give one: {e}") from e
+    return {**shapes, **config}
 
 
 # ---------------------------------------------------------------- formats
@@ -187,22 +176,13 @@ def _guess_architecture(state: dict) -> str | None:
     return None
 
 
-def _dcgan_config_from_state(state: dict) -> dict:
-    convs = sorted((k for k in state if k.startswith("main.") and state[k].ndim == 4),
-                   key=lambda k: int(k.split(".")[1]))
-    first, last = state[convs[0]], state[convs[-1]]
-    return {"z_dim": int(first.shape[0]), "ngf": int(last.shape[0]), "channels": int(last.shape[1]),
-            "resolution": 2 ** (len(convs) + 1)}
-
-
 @torch.no_grad()
 def _estimate_w_avg(state: dict, config: dict, n: int = 10000) -> torch.Tensor:
     """Mean w over ``n`` seeded z for files that do not store it (rosinality training
     checkpoints): the mapping network alone, run once at load time."""
-    from engine.generators.stylegan2 import MappingNetwork
-    w_dim = int(config["w_dim"])
+    from engine.generators.layers import MappingNetwork
     layers = len([k for k in state if k.startswith("mapping.fc") and k.endswith(".weight")])
-    m = MappingNetwork(int(config["z_dim"]), 0, w_dim, 1, num_layers=layers,
+    m = MappingNetwork(int(config["z_dim"]), 0, int(config["w_dim"]), 1, num_layers=layers,
                        layer_features=int(state["mapping.fc0.weight"].shape[0]))
     m.load_state_dict({k[len("mapping."):]: v.float() for k, v in state.items() if k.startswith("mapping.fc")},
                       strict=False)
@@ -234,8 +214,9 @@ def read_model(entry: ModelEntry) -> tuple[dict, dict]:
     arch = entry.architecture or config.get("architecture") or _guess_architecture(state)
     if arch is None:
         raise ModelLoadError(f"{path.name}: unknown architecture; name it in models.toml or a sidecar .json")
-    if arch == "dcgan" and "z_dim" not in config:
-        config.update(_dcgan_config_from_state(state))
+    shape_key = CONFIG_FROM_SHAPES.get(arch)
+    if shape_key and shape_key not in config:
+        config = _config_from_shapes(path, arch, state, config)
     if arch == "stylegan2" and "mapping.w_avg" not in state and "mapping.fc0.weight" in state \
             and "mapping.embed.weight" not in state and "z_dim" in config:
         log.info("%s: no average w in the file; estimating it from 10000 samples", path.name)
@@ -246,23 +227,32 @@ def read_model(entry: ModelEntry) -> tuple[dict, dict]:
     return state, config
 
 
-def load_generator(spec: str | None = None, registry: Registry | None = None) -> Generator:
-    """A generator on the CPU in fp32, from a registry name, a path, or the default."""
+def resolve_entry(spec: str | None = None, registry: Registry | None = None) -> ModelEntry:
+    """The registry entry for a registry name, a path, or the default."""
     registry = registry or Registry()
     try:
-        entry = registry.resolve(spec)
+        return registry.resolve(spec)
     except KeyError as e:
         raise ModelLoadError(str(e.args[0])) from e
-    state, config = read_model(entry)
+
+
+def build_generator(entry: ModelEntry, state: dict, config: dict) -> Generator:
+    """``read_model``'s result as a generator; any failure is a ModelLoadError naming the file."""
     try:
         build = builder(config["architecture"])
     except ModelLoadError as e:
         raise ModelLoadError(f"{entry.file.name}: {e}") from e
     try:
-        g = build(state, config)
+        return build(state, config)
     except Exception as e:
         raise ModelLoadError(f"{entry.file.name}: weights do not fit a {config['architecture']} "
                              f"generator ({e})") from e
+
+
+def load_generator(spec: str | None = None, registry: Registry | None = None) -> Generator:
+    """A generator on the CPU in fp32, from a registry name, a path, or the default."""
+    entry = resolve_entry(spec, registry)
+    g = build_generator(entry, *read_model(entry))
     g.info.extra["file"] = str(entry.file)
     g.info.extra["licence"] = entry.licence
     return g

@@ -15,16 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.generators.load import CONFIG_KEY, ModelLoadError, builder, load_generator, read_model
+from engine.generators.load import (CONFIG_KEY, ModelLoadError, build_generator, builder, load_generator,
+                                    read_model, resolve_entry)
 from engine.generators.registry import Registry
-
-
-def _entry(spec: str, registry: Registry | None = None):
-    registry = registry or Registry()
-    try:
-        return registry.resolve(spec)
-    except KeyError as e:
-        raise ModelLoadError(str(e.args[0])) from e
 
 
 def convert(src: str, out: str, registry: Registry | None = None) -> dict:
@@ -32,7 +25,7 @@ def convert(src: str, out: str, registry: Registry | None = None) -> dict:
     from safetensors.torch import save_file
     if not str(out).endswith(".safetensors"):
         raise ModelLoadError(f"{out}: the output must be a .safetensors file")
-    entry = _entry(src, registry)
+    entry = resolve_entry(src, registry)
     state, config = read_model(entry)
     config = {k: v for k, v in config.items() if k != "name"}
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items() if torch.is_tensor(v)}
@@ -43,7 +36,7 @@ def convert(src: str, out: str, registry: Registry | None = None) -> dict:
 
 def describe(spec: str, registry: Registry | None = None) -> dict:
     """What ``vj models info`` prints, as a dict."""
-    entry = _entry(spec, registry)
+    entry = resolve_entry(spec, registry)
     state, config = read_model(entry)
     arch = config["architecture"]
     try:
@@ -52,10 +45,7 @@ def describe(spec: str, registry: Registry | None = None) -> dict:
         build = None
     info = {"name": entry.name, "architecture": arch, "file": str(entry.file)}
     if build is not None:
-        try:
-            g = build(state, config)
-        except Exception as e:
-            raise ModelLoadError(f"{entry.file.name}: weights do not fit a {arch} generator ({e})") from e
+        g = build_generator(entry, state, config)
         i = g.info
         info.update(resolution=i.resolution, z_dim=i.z_dim, w_dim=i.w_dim, num_ws=i.num_ws, classes=i.c_dim,
                     parameters=g.parameter_count())

@@ -32,42 +32,48 @@ def is_rosinality(state: dict) -> bool:
     return "input.input" in state and "style.1.weight" in state and "conv1.conv.weight" in state
 
 
-def _log_size(state: dict) -> int:
-    n_rgbs = len({int(m.group(1)) for k in state for m in [re.match(r"to_rgbs\.(\d+)\.", k)] if m})
-    return n_rgbs + 2
+def _count(state: dict, pattern: str) -> int:
+    return len({int(m.group(1)) for k in state for m in [re.match(pattern, k)] if m})
+
+
+def _same(t: torch.Tensor) -> torch.Tensor:
+    return t
+
+
+def _key_pairs(n_mlp: int, log_size: int):
+    """``(rosinality key, official key, to official, to rosinality)`` for every tensor:
+    the table in the module docstring, read one way by ``to_official`` and the other
+    way by ``from_official``."""
+    for i in range(n_mlp):
+        yield f"style.{i + 1}.weight", f"mapping.fc{i}.weight", _same, _same
+        yield f"style.{i + 1}.bias", f"mapping.fc{i}.bias", _same, _same
+    yield "input.input", "synthesis.b4.const", lambda t: t[0], lambda t: t[None]
+    layers = [("conv1", "synthesis.b4.conv1", "noise_0"), ("to_rgb1", "synthesis.b4.torgb", None)]
+    for k in range(log_size - 2):
+        r = 2 ** (k + 3)
+        layers += [(f"convs.{2 * k}", f"synthesis.b{r}.conv0", f"noise_{2 * k + 1}"),
+                   (f"convs.{2 * k + 1}", f"synthesis.b{r}.conv1", f"noise_{2 * k + 2}"),
+                   (f"to_rgbs.{k}", f"synthesis.b{r}.torgb", None)]
+    for src, dst, noise in layers:
+        yield f"{src}.conv.weight", f"{dst}.weight", lambda t: t[0], lambda t: t[None]
+        yield f"{src}.conv.modulation.weight", f"{dst}.affine.weight", _same, _same
+        yield f"{src}.conv.modulation.bias", f"{dst}.affine.bias", _same, _same
+        if noise is None:  # ToRGB: a bias of its own, shaped for broadcasting
+            yield f"{src}.bias", f"{dst}.bias", lambda t: t.reshape(-1), lambda t: t.reshape(1, -1, 1, 1)
+            continue
+        yield f"{src}.activate.bias", f"{dst}.bias", _same, _same
+        yield f"{src}.noise.weight", f"{dst}.noise_strength", lambda t: t.reshape([]), lambda t: t.reshape(1)
+        yield f"noises.{noise}", f"{dst}.noise_const", lambda t: t[0, 0], lambda t: t[None, None]
 
 
 def to_official(state: dict, latent_avg: torch.Tensor | None = None) -> tuple[dict, dict]:
     """``(official state dict, config)``. Without ``latent_avg`` the mapping's
     ``w_avg`` is left out (the loader estimates it)."""
-    out = {}
-    n_mlp = len({int(m.group(1)) for k in state for m in [re.match(r"style\.(\d+)\.weight", k)] if m})
-    for i in range(n_mlp):
-        out[f"mapping.fc{i}.weight"] = state[f"style.{i + 1}.weight"]
-        out[f"mapping.fc{i}.bias"] = state[f"style.{i + 1}.bias"]
+    n_mlp = _count(state, r"style\.(\d+)\.weight")
+    log_size = _count(state, r"to_rgbs\.(\d+)\.") + 2
+    out = {official: to(state[ros]) for ros, official, to, _ in _key_pairs(n_mlp, log_size)}
     if latent_avg is not None:
         out["mapping.w_avg"] = latent_avg.reshape(-1)
-    out["synthesis.b4.const"] = state["input.input"][0]
-    log_size = _log_size(state)
-
-    def layer(src: str, dst: str, noise: str | None):
-        out[f"{dst}.weight"] = state[f"{src}.conv.weight"][0]
-        out[f"{dst}.affine.weight"] = state[f"{src}.conv.modulation.weight"]
-        out[f"{dst}.affine.bias"] = state[f"{src}.conv.modulation.bias"]
-        if noise is not None:
-            out[f"{dst}.bias"] = state[f"{src}.activate.bias"]
-            out[f"{dst}.noise_strength"] = state[f"{src}.noise.weight"].reshape([])
-            out[f"{dst}.noise_const"] = state[f"noises.{noise}"][0, 0]
-        else:
-            out[f"{dst}.bias"] = state[f"{src}.bias"].reshape(-1)
-
-    layer("conv1", "synthesis.b4.conv1", "noise_0")
-    layer("to_rgb1", "synthesis.b4.torgb", None)
-    for k in range(log_size - 2):
-        r = 2 ** (k + 3)
-        layer(f"convs.{2 * k}", f"synthesis.b{r}.conv0", f"noise_{2 * k + 1}")
-        layer(f"convs.{2 * k + 1}", f"synthesis.b{r}.conv1", f"noise_{2 * k + 2}")
-        layer(f"to_rgbs.{k}", f"synthesis.b{r}.torgb", None)
     w_dim = int(state["style.1.weight"].shape[0])
     config = {
         "z_dim": int(state["style.1.weight"].shape[1]), "w_dim": w_dim, "c_dim": 0,
@@ -82,32 +88,12 @@ def from_official(state: dict) -> tuple[dict, torch.Tensor]:
     """The inverse: ``(g_ema state dict in rosinality's layout, latent_avg)``, for a
     StyleGAN2 "skip" generator without conv clamp."""
     from engine.generators.stylegan2 import lowpass_filter
-    out = {}
-    fcs = sorted(int(m.group(1)) for k in state for m in [re.match(r"mapping\.fc(\d+)\.weight", k)] if m)
-    for i in fcs:
-        out[f"style.{i + 1}.weight"] = state[f"mapping.fc{i}.weight"]
-        out[f"style.{i + 1}.bias"] = state[f"mapping.fc{i}.bias"]
-    out["input.input"] = state["synthesis.b4.const"][None]
-    res = sorted(int(m.group(1)) for k in state for m in [re.match(r"synthesis\.b(\d+)\.conv1\.weight", k)] if m)
+    n_mlp = _count(state, r"mapping\.fc(\d+)\.weight")
+    log_size = _count(state, r"synthesis\.b(\d+)\.conv1\.weight") + 1  # blocks 4, 8, ... 2**log_size
+    out = {ros: back(state[official]) for ros, official, _, back in _key_pairs(n_mlp, log_size)}
+    # rosinality stores its resampling kernels, gain folded in
     kernel = lowpass_filter() * 4
-
-    def layer(src: str, dst: str, noise: str | None):
-        out[f"{dst}.conv.weight"] = state[f"{src}.weight"][None]
-        out[f"{dst}.conv.modulation.weight"] = state[f"{src}.affine.weight"]
-        out[f"{dst}.conv.modulation.bias"] = state[f"{src}.affine.bias"]
-        if noise is not None:
-            out[f"{dst}.activate.bias"] = state[f"{src}.bias"]
-            out[f"{dst}.noise.weight"] = state[f"{src}.noise_strength"].reshape(1)
-            out[f"noises.{noise}"] = state[f"{src}.noise_const"][None, None]
-        else:
-            out[f"{dst}.bias"] = state[f"{src}.bias"].reshape(1, -1, 1, 1)
-
-    layer("synthesis.b4.conv1", "conv1", "noise_0")
-    layer("synthesis.b4.torgb", "to_rgb1", None)
-    for k, r in enumerate(res[1:]):
-        layer(f"synthesis.b{r}.conv0", f"convs.{2 * k}", f"noise_{2 * k + 1}")
+    for k in range(log_size - 2):
         out[f"convs.{2 * k}.conv.blur.kernel"] = kernel.clone()
-        layer(f"synthesis.b{r}.conv1", f"convs.{2 * k + 1}", f"noise_{2 * k + 2}")
-        layer(f"synthesis.b{r}.torgb", f"to_rgbs.{k}", None)
         out[f"to_rgbs.{k}.upsample.kernel"] = kernel.clone()
     return {k: v.contiguous() for k, v in out.items()}, state["mapping.w_avg"].clone()

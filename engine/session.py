@@ -120,9 +120,6 @@ class Session:
         self.options = options
         self._closers: list[tuple[str, Callable[[], None]]] = []
         self._closed = False
-        self.messages: list[tuple[float, str]] = []      # news for the HUD (five seconds each)
-        self._shown: dict[int, str] = {}
-        self._reported = 0
         self.osc_in = self.oscquery = self.osc_out = self.midi = self.mappings = None
         self.window = self.setlist = None
         self.audio_sources: list = []
@@ -141,12 +138,17 @@ class Session:
         if self._closed:
             return
         self._closed = True
+        interrupted = None
         while self._closers:
             name, closer = self._closers.pop()
             try:
                 closer()
-            except Exception as e:  # noqa: BLE001 - the rest must still close
+            except BaseException as e:  # noqa: BLE001 - the rest must still close, even on a second Ctrl-C
                 log.error("closing %s: %s: %s", name, type(e).__name__, e)
+                if not isinstance(e, Exception):
+                    interrupted = interrupted or e
+        if interrupted is not None:
+            raise interrupted
 
     def __enter__(self) -> "Session":
         return self
@@ -187,7 +189,8 @@ class Session:
         self.stats = FrameStats()
         if o.control is not None:
             self._open_osc_out(o.control)
-        self.publisher = Publisher(osc_out=self.osc_out, params=self.params, stats=self.stats)
+        self.publisher = Publisher(osc_out=self.osc_out, params=self.params, stats=self.stats,
+                                   scenes=[sc.name for sc in o.setlist.scenes] if o.setlist else None)
         self.dispatcher = Dispatcher(self.bus, status=self.publisher.get)
         self.params.command = self.dispatcher.control
         self.recording = RecordStage(self.chain.read, o.size, o.fps, recorder=self._open_recorder(),
@@ -206,13 +209,17 @@ class Session:
             stages.append(SetStage(o.setlist, self.patches, self.dispatcher.dispatch))
         stages += [PatchStage(self.patches), GenerateStage(self.runner, self.patches.report, self.patches.clear_error),
                    ShadeStage(self.chain), self.recording, self.publisher]
+        from engine.render.hud import StatusBoard
+        self.board = StatusBoard(self.stats, self.patches, self.runner.info.name, o.size, o.fps, setlist=o.setlist,
+                                 params=self.params, dispatcher=self.dispatcher, recording=self.recording,
+                                 osc_in=self.osc_in, oscquery=self.oscquery, midi=self.midi)
         if self.window is not None:
             from engine.render.display import WindowStage
             from engine.render.hud import HudText
-            stages.append(WindowStage(self.window, self.dispatcher.dispatch, HudText(), self.hud_lines))
+            stages.append(WindowStage(self.window, self.dispatcher.dispatch, HudText(), self.board.hud_lines))
         self.engine = Engine(self.clock, self.bus, stages, fps=o.fps, stats=self.stats, report=self.patches.report,
-                             status_line=self.status_line)
-        watchers = [self._report_problems]
+                             status_line=self.board.status_line)
+        watchers = [self.board.report_problems]
         if self.mappings is not None:
             watchers.append(self.mappings.check)
         housekeeping = _Every(0.5, watchers)
@@ -255,7 +262,7 @@ class Session:
     def _open_control(self, c: ControlOptions) -> None:
         """Each part that cannot start is reported and the show goes on without it."""
         from engine.show.mappings import MappingsFile, default_path
-        from engine.signals.osc import OscIn
+        from engine.signals.osc import OscHandler, OscIn
         path = c.mappings or default_path(self.options.setlist.path if self.options.setlist else self.options.patch)
         self.mappings = MappingsFile(path, self.params)
         self.mappings.load()
@@ -271,7 +278,8 @@ class Session:
                 log.error("OSC in not started (%s:%d: %s); running without it", c.osc_bind, c.osc_port, e)
         if self.osc_in is not None and c.oscquery_port is not None:
             from engine.control.oscquery import OscQueryServer
-            handler = self.osc_in.handler
+            # its own handler: the WebSocket thread never shares counters with the UDP one
+            handler = OscHandler(self.bus, control=self.dispatcher.dispatch)
             try:
                 self.oscquery = OscQueryServer(self.publisher.nodes, lambda data: handler.datagram(data, None, "ws"),
                                                c.oscquery_port, c.osc_bind, osc_port=self.osc_in.port,
@@ -287,9 +295,11 @@ class Session:
         if c.osc_port is not None or c.midi is not None:
             # input threads share the GIL with the render thread: with a 1 ms switch interval (Python's
             # default is 5 ms) the render thread never waits long for it while a flood is being parsed
-            sys.setswitchinterval(min(sys.getswitchinterval(), 0.001))
-        if c.learn:
-            self.dispatcher.dispatch("/vj/learn", (c.learn,), source="cli")
+            before = sys.getswitchinterval()
+            sys.setswitchinterval(min(before, 0.001))
+            self.own("thread switch interval", lambda: sys.setswitchinterval(before))
+        if c.learn:  # a start option: the patch may declare the parameter only in its first frame
+            self.params.arm_learn(c.learn, t=time.monotonic())
 
     def _open_osc_out(self, c: ControlOptions) -> None:
         if not c.osc_out:
@@ -319,76 +329,3 @@ class Session:
             src = audio.InputSource(self.bus, device=dev, block=a.block).start()
             self.audio_sources.append(src)
             self.own("audio input", src.stop)
-
-    # --- reporting
-    def _say(self, msg: str, level=logging.INFO) -> None:
-        log.log(level, "%s", msg)
-        self.messages.append((time.monotonic(), msg))
-        del self.messages[:-6]
-
-    def _report_problems(self) -> None:
-        """Off the render thread: say so when new bad packets or commands were counted."""
-        problems = self.dispatcher.problems() + (self.osc_in.stats.problems() if self.osc_in else 0) + \
-            (self.oscquery.stats.problems() if self.oscquery else 0)
-        if problems > self._reported:
-            self._reported = problems
-            self._say(f"osc: {self.input_summary()}", logging.WARNING)
-
-    def input_summary(self) -> str:
-        parts = []
-        if self.osc_in is not None:
-            parts.append(self.osc_in.stats.summary())
-        if self.oscquery is not None:
-            parts.append(self.oscquery.summary())
-        parts.append(self.dispatcher.summary())
-        return ", ".join(parts)
-
-    def hud_lines(self) -> list[str]:
-        from engine.render.hud import hud_lines
-        now = time.monotonic()
-        p = self.patches
-        note = p.last_message[1] if p.last_message and now - p.last_message[0] < 5.0 else None
-        label = p.name
-        if self.setlist is not None:
-            sl = self.setlist
-            label = f"{label}  (scene {sl.index + 1}/{len(sl.scenes)} {sl.scene.name})"
-        lines = hud_lines(self.stats, label, p.last_error, self.runner.info.name, self.chain.size,
-                          self.options.fps, note)
-        return lines + self.control_lines(now)
-
-    def control_lines(self, now: float | None = None) -> list[str]:
-        """The HUD's control lines: inputs (red for five seconds after new bad packets), learn,
-        and news (learnt bindings, devices plugged, recordings) for five seconds each."""
-        now = time.monotonic() if now is None else now
-        lines, parts = [], []
-        if self.osc_in is not None:
-            parts.append(f"osc :{self.osc_in.port} {self.osc_in.stats.summary()}")
-        if self.oscquery is not None:
-            parts.append(f"oscquery :{self.oscquery.port} {self.oscquery.summary()}")
-        if self.midi is not None:
-            parts.append(self.midi.summary())
-        for source in (self.params.messages, self.midi.events if self.midi is not None else [],
-                       [m for _, m in self.recording.messages]):
-            if source and source[-1] is not self._shown.get(id(source)):
-                self._shown[id(source)] = source[-1]
-                if not source[-1].startswith("learn "):
-                    self.messages.append((now, source[-1]))
-                    del self.messages[:-6]
-        recent = [m for t, m in self.messages if now - t < 5.0]
-        if parts:
-            lines.append(("! " if any(m.startswith("osc: ") for m in recent) else "") + "  ".join(parts))
-        if self.params.learning:
-            lines.append(f"LEARN {self.params.learning[0]}: move a control (MIDI or OSC)")
-        notes = [m for m in recent if not m.startswith("osc: ")]
-        return lines + [n[:110] for n in notes[-2:]]
-
-    def status_line(self) -> str:
-        p = self.patches
-        parts = [f"patch {p.name}"]
-        if p.last_error:
-            parts.append(f"last error: {p.last_error}")
-        if self.osc_in is not None:
-            parts.append(f"osc {self.input_summary()}")
-        if self.midi is not None:
-            parts.append(self.midi.summary())
-        return ", ".join(parts)

@@ -83,6 +83,28 @@ def test_tempo_priority_keys_over_osc_over_midi_clock():
     assert clock.bpm == 70.0 and sync.owner == "keys"
 
 
+def test_a_lone_tap_holds_nothing_and_a_bundle_of_taps_is_one_tap():
+    bus, clock, now = SignalBus(), Clock(100.0), [1000.0]
+    sync = ClockSync(clock, now=lambda: now[0])
+
+    def run():
+        sync.run(frame(bus.snapshot()))
+    bus.emit("clock.tap", 1.0, t=5.0, source="keys")     # a stray Space press
+    run()
+    now[0] += 3.0
+    bus.emit("clock.tempo", 128.0, source="osc")
+    run()
+    assert clock.bpm == 128.0 and sync.counts["overruled"] == 0
+    # one OSC bundle holding three taps: they share a time stamp; one tap, no division by zero
+    for _ in range(3):
+        bus.emit("clock.tap", 1.0, t=20.0, source="keys")
+    run()
+    assert clock.bpm == 128.0
+    bus.emit("clock.tap", 1.0, t=20.5, source="keys")
+    run()
+    assert clock.bpm == pytest.approx(120.0) and sync.owner == "keys"
+
+
 def test_control_lines_on_the_hud(tmp_path):
     from engine.render.gl import headless_context
     from engine.session import ControlOptions, Options, Session
@@ -98,10 +120,10 @@ def test_control_lines_on_the_hud(tmp_path):
             s.osc_in.stats["malformed"] += 2
             s.dispatcher.dispatch("/vj/learn", ("x",))
             s.engine.render_frame()
-            lines = s.control_lines()
+            lines = s.board.control_lines()
             assert lines[0] == f"osc :{s.osc_in.port} 12 msgs (2 malformed)"
             assert "LEARN x: move a control (MIDI or OSC)" in lines
-            assert "osc 12 msgs (2 malformed), 1 commands" in s.status_line()
+            assert "osc 12 msgs (2 malformed), 1 commands" in s.board.status_line()
     finally:
         ctx.release()
 

@@ -27,12 +27,13 @@ def wait_for(cond, timeout=5.0):
     return cond()
 
 
-SPEED = {"value": 0.5, "norm": 0.5, "lo": 0.0, "hi": 1.0, "default": 0.5, "description": ""}
+SPEED = {"value": 1.0, "norm": 0.5, "lo": 0.0, "hi": 2.0, "default": 1.0, "description": ""}
 
 
 def dispatcher(bus):
     """The control plane's dispatcher, for a show with three scenes and a parameter `speed`."""
-    return Dispatcher(bus, status=lambda: {"scenes": 3, "params": {"speed": SPEED}})
+    return Dispatcher(bus, status=lambda: {"scenes": 3, "scene_names": ["intro", "drop", "outro"],
+                                           "params": {"speed": SPEED}})
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ import gc
 import os
 import socket
 import threading
+import time
 
 import moderngl
 import numpy as np
@@ -29,7 +30,7 @@ def fds() -> int:
 def options(tmp_path, wav):
     from engine.session import AudioOptions, ControlOptions, Options
     return Options(patch=tmp_path / "p.py", size=(48, 32), fps=30.0, live=True, watch=True,
-                   record=tmp_path / "take.mp4", audio=AudioOptions(file=str(wav), play=False),
+                   audio=AudioOptions(file=str(wav), play=False),
                    control=ControlOptions(osc_port=0, oscquery_port=free_port(socket.SOCK_STREAM), midi=[],
                                           osc_out=["127.0.0.1:9"], mappings=tmp_path / "m.toml",
                                           record_dir=tmp_path / "takes"))
@@ -40,14 +41,26 @@ def test_twenty_sessions_leave_nothing_behind(tmp_path):
     (tmp_path / "p.py").write_text("def frame(p, s):\n    return p.controls(z=p.seed(1), zoom=1 + s['audio.low'])\n")
     wav = write_wav(tmp_path / "a.wav", 0.1 * np.sin(np.linspace(0, 2000, 44100)))
 
+    from websockets.sync.client import connect
+
+    clients = []
+
     def one():
         with Session(options(tmp_path, wav)) as s:
-            s.dispatcher.dispatch("/vj/record/start", ("t",))
+            assert s.dispatcher.dispatch("/vj/record/start", ("t",))
+            ws = connect(f"ws://127.0.0.1:{s.oscquery.port}/", close_timeout=0.2)  # open when the session closes
+            clients.append(ws)
+            ws.send('{"COMMAND": "LISTEN", "DATA": "/vj/tempo"}')
             s.engine.run_live(frames=4)
+            assert s.recording.take is not None
+        clients.pop().close()  # the client's own threads (the server side is already gone)
     one()  # the first one loads what stays loaded (torch, the model file's pages, libraries)
     before = (threading.active_count(), fds(), live_gl_objects())
     for _ in range(20):
         one()
+    deadline = time.monotonic() + 5  # a client thread of the test's own may still be finishing
+    while threading.active_count() > before[0] and time.monotonic() < deadline:
+        time.sleep(0.05)
     after = (threading.active_count(), fds(), live_gl_objects())
     assert after[0] <= before[0], [t.name for t in threading.enumerate()]
     assert after[1] <= before[1] + 2, (before, after)      # slack for a log or cache file opened once

@@ -9,9 +9,10 @@ and transport (``midi.clock.*`` from engine/signals/midi.py), the audio tracker
 
     keys > osc (UDP and WebSocket) > midi (MIDI clock, MIDI controls) > audio > set > link
 
-A source holds the tempo while it is live: a tap or tempo command for ``HOLD`` seconds after
-it arrives, MIDI clock while ticks keep coming (``MIDI_LIVE``), the audio tracker while it is
-confident. A lower source is ignored while a higher one holds (counted in ``overruled``), and
+A source holds the tempo while it is live: a tempo command, or a tap that set a tempo, for
+``HOLD`` seconds after it arrives (a lone first tap sets nothing and holds nothing), MIDI clock
+while its ticks keep coming (``LIVE`` after the last), the audio tracker while it is confident
+(``LIVE`` after its last confident frame). A lower source is ignored while a higher one holds (counted in ``overruled``), and
 takes over again, from its own tempo, once the higher one falls silent. MIDI transport
 (Start, Stop, Continue) always applies: it starts and stops the beat, not the tempo.
 """
@@ -27,7 +28,7 @@ log = logging.getLogger("vj")
 
 PRIORITY = ("keys", "osc", "midi", "audio", "set", "link")
 HOLD = 8.0          # seconds a tap or a tempo command holds against lower sources
-MIDI_LIVE = 1.0     # MIDI clock counts as live this long after its last tick
+LIVE = 1.0          # a streaming source (MIDI clock, the audio tracker) holds this long after its last word
 
 
 def rank(source: str) -> int:
@@ -42,42 +43,41 @@ class ClockSync:
         self.clock = clock
         self.follow_audio_tempo = follow_audio_tempo
         self.now = now
-        self.heard: dict[int, float] = {}       # rank -> when it last held the tempo
+        self.until: dict[int, float] = {}       # rank -> until when it holds the tempo
         self.counts: Counter = Counter()
         self.owner = "set"
 
-    def _holds(self, r: int, now: float) -> bool:
-        """Does a source above rank r hold the tempo now?"""
-        return any(other < r and now - t < (MIDI_LIVE if PRIORITY[other] == "midi" else HOLD)
-                   for other, t in self.heard.items())
-
-    def _claim(self, source: str, now: float) -> bool:
+    def _holds(self, source: str, now: float) -> bool:
+        """Does a source above this one hold the tempo now? (Counted as overruled.)"""
         r = rank(source)
-        if self._holds(r, now):
+        if any(other < r and until > now for other, until in self.until.items()):
             self.counts["overruled"] += 1
-            return False
-        self.heard[r] = now
+            return True
+        return False
+
+    def _took(self, source: str, now: float, hold: float) -> None:
+        r = rank(source)
+        self.until[r] = max(self.until.get(r, 0.0), now + hold)
         self.owner = PRIORITY[r] if r < len(PRIORITY) else source
-        return True
 
     def run(self, frame) -> None:
         snap, clock, now = frame.snap, self.clock, self.now()
         ev = snap.events
         for e in ev.get("clock.tempo", ()):
-            if self._claim(getattr(e, "source", ""), now):
+            if not self._holds(e.source, now):
                 clock.set_tempo(float(e.value))
+                self._took(e.source, now, HOLD)
                 self.counts["tempo"] += 1
         for e in ev.get("clock.tap", ()):
-            if self._claim(getattr(e, "source", ""), now):
+            if not self._holds(e.source, now):
                 bpm = clock.tap(e.t)
                 self.counts["tap"] += 1
                 if bpm:
+                    self._took(e.source, now, HOLD)
                     log.info("tap tempo: %.1f bpm", bpm)
         self._midi(snap, now)
-        if self.follow_audio_tempo and not self._holds(rank("audio"), now):
-            if follow_audio(clock, snap):
-                self.heard[rank("audio")] = now
-                self.owner = "audio"
+        if self.follow_audio_tempo and not self._holds("audio", now) and follow_audio(clock, snap):
+            self._took("audio", now, LIVE)
         frame.status["tempo"] = clock.bpm
         frame.status["tempo_source"] = self.owner
 
@@ -91,8 +91,9 @@ class ClockSync:
         if ev.get("midi.clock.stop"):
             clock.running = False
         t = times.get("midi.clock.bpm")
-        if t is None or now - t > MIDI_LIVE or not self._claim("midi", now):
+        if t is None or now - t > LIVE or self._holds("midi", now):
             return  # no clock (or it stopped sending), or a tap holds: the tempo stays where it is
+        self._took("midi", now, LIVE)
         bpm = values["midi.clock.bpm"]
         if abs(bpm - clock.bpm) > 0.005 and 20.0 <= bpm <= 400.0:
             clock.set_tempo(bpm)

@@ -21,7 +21,6 @@ from engine.control.namespace import F32_MAX, Entry, key_ok, lookup
 log = logging.getLogger("vj.control")
 
 PROBLEMS = ("unknown", "read_only", "bad_type", "not_finite", "out_of_range", "too_long", "no_such")
-SOURCES = ("keys", "osc", "ws", "midi", "set", "audio", "link", "cli")
 
 
 class Invalid(Exception):
@@ -37,7 +36,7 @@ def _short(v) -> str:
     return r if len(r) <= 40 else r[:37] + "..."
 
 
-def _number(arg, v, status: dict, integer: bool):
+def _number(arg, v, status: dict, key: str, integer: bool):
     if isinstance(v, bool):
         v = int(v)
     if not isinstance(v, (int, float)):
@@ -52,7 +51,7 @@ def _number(arg, v, status: dict, integer: bool):
         v = int(v)
     else:
         v = float(v)
-    lo, hi = arg.range(status)
+    lo, hi = arg.range(status, key)
     if lo is not None and v < lo or hi is not None and v > hi:
         if not arg.clip:
             raise Invalid("out_of_range", f"{_short(v)} is outside {lo:g}..{hi:g}")
@@ -74,19 +73,20 @@ def _string(arg, v, status: dict):
     return v
 
 
-def check(entry: Entry, args, status: dict) -> tuple:
-    """The validated arguments for the first signature they fit; Invalid otherwise (the error
-    of the signature with the same number of arguments, when there is one)."""
+def check(entry: Entry, args, status: dict, key: str = "") -> tuple:
+    """The validated arguments for the first signature they fit; Invalid otherwise: the error
+    of a signature with the same number of arguments, the one whose types fit best."""
     args = tuple(args)
-    error = None
+    errors = []
     for sig in entry.signatures:
         if len(sig) != len(args):
             continue
         try:
-            return tuple(_string(a, v, status) if a.type == "s" else _number(a, v, status, a.type == "i")
+            return tuple(_string(a, v, status) if a.type == "s" else _number(a, v, status, key, a.type == "i")
                          for a, v in zip(sig, args))
         except Invalid as e:
-            error = error or e
+            errors.append(e)
+    error = next((e for e in errors if e.kind != "bad_type"), errors[0] if errors else None)
     if error is None:
         counts = sorted({len(s) for s in entry.signatures})
         error = Invalid("bad_type", f"takes {' or '.join(map(str, counts))} argument(s), got {len(args)}")
@@ -117,7 +117,7 @@ class Dispatcher:
             status = self.status()
             if not key_ok(entry, key, status):
                 raise Invalid("no_such", f"{key!r} does not exist")
-            vals = check(entry, args, status)
+            vals = check(entry, args, status, key)
             values, events = entry.does(key, vals)
         except Invalid as e:
             self._problem(e.kind, f"{source} {address[:80]}: {e}; dropped")
@@ -137,7 +137,7 @@ class Dispatcher:
             self._problem("unknown", f"{source} binding to {address[:80]}: not a learnable address")
             return False
         sig = entry.first_signature()
-        if () in entry.signatures and not sig or not sig:
+        if not sig:
             return u >= 0.5 > (prev if prev is not None else 0.0) and self.dispatch(address, (), t, source)
         if u == prev:
             return False

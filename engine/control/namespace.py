@@ -19,9 +19,10 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
+from engine.patching.params import NAME_RE  # a patch parameter's name
+
 F32_MAX = 3.4028234e38
 INT_MAX = 2 ** 31 - 1
-NAME_RE = re.compile(r"^[a-z0-9_][a-z0-9_.-]{0,63}$")   # a patch parameter's name
 MAX_STRING = 64                                          # names of scenes, takes, parameters
 
 
@@ -29,21 +30,22 @@ MAX_STRING = 64                                          # names of scenes, take
 class Arg:
     """One argument: ``type`` is an OSC type tag, ``f`` (float), ``i`` (int) or ``s`` (string).
 
-    Numbers must be finite and inside ``lo..hi`` (or ``bounds(status)`` when the range depends
-    on the show); with ``clip`` they are clipped into it instead of refused. Strings are at
+    Numbers must be finite and inside ``lo..hi`` (or ``bounds(status, key)`` when the range
+    depends on the show or on the ``{name}``); with ``clip`` they are clipped into it instead
+    of refused. Booleans (OSC ``T``/``F``) count as 1 and 0. Strings are at
     most ``max_len`` printable characters and, with ``choices(status)``, one of those."""
 
     type: str
     name: str = ""
     lo: float | None = None
     hi: float | None = None
-    bounds: Callable[[dict], tuple[float, float]] | None = None
+    bounds: Callable[[dict, str], tuple[float, float]] | None = None
     choices: Callable[[dict], list[str]] | None = None
     max_len: int = MAX_STRING
     clip: bool = False
 
-    def range(self, status: dict) -> tuple[float | None, float | None]:
-        return self.bounds(status) if self.bounds is not None else (self.lo, self.hi)
+    def range(self, status: dict, key: str = "") -> tuple[float | None, float | None]:
+        return self.bounds(status, key) if self.bounds is not None else (self.lo, self.hi)
 
 
 # what an entry does: (key, values) -> (channels to set, events to emit)
@@ -56,7 +58,9 @@ class Entry:
     feature); ``names(status)`` lists the segments that exist now. ``access`` is ``r``
     (read: published, sent by OSC out), ``w`` (an event or a command), ``rw`` (both).
     ``signatures`` are the argument lists it accepts (alternatives); ``read(status, key)`` its
-    current value; ``learn``: MIDI/OSC learn may bind a control to it."""
+    current value; ``learn``: MIDI/OSC learn may bind a control to it; ``valid(status, key)``
+    which ``{name}`` segments it accepts (default: those ``names`` lists now);
+    ``describe(status, key)`` a description of one concrete address."""
 
     address: str
     description: str
@@ -69,6 +73,8 @@ class Entry:
     out: bool = True       # readable entries are sent by OSC out unless this is False
     typetag: str = ""      # OSCQuery TYPE when the value's type is not the first signature's
     range: tuple | None = None  # of a read-only value, for OSCQuery
+    valid: Callable[[dict, str], bool] | None = None
+    describe: Callable[[dict, str], str] | None = None
 
     @property
     def pattern(self) -> bool:
@@ -110,8 +116,12 @@ def _event(name: str, value=None):
     return lambda key, vals: ({}, [(name, vals[0] if vals and value is None else value)])
 
 
-def _scene_bounds(st: dict) -> tuple[float, float]:
+def _scene_bounds(st: dict, key: str = "") -> tuple[float, float]:
     return 1, max(1, int(st.get("scenes", 1)))
+
+
+def _scene_names(st: dict) -> list[str]:
+    return list(st.get("scene_names", ()))
 
 
 def _scene(key, vals):
@@ -129,7 +139,26 @@ def _param_names(st: dict) -> list[str]:
 
 
 def _raw_bounds(st: dict, key: str = "") -> tuple[float, float]:
-    return -F32_MAX, F32_MAX
+    p = st.get("params", {}).get(key)
+    if p is None:  # not declared yet (a scene still loading): kept until it is, clamped then
+        return -F32_MAX, F32_MAX
+    return min(p["lo"], p["hi"]), max(p["lo"], p["hi"])
+
+
+def _param_key(st: dict, key: str) -> bool:
+    """Any well-formed name: a parameter may be set before its patch declares it (a scene
+    still loading); the value waits for the declaration."""
+    return bool(NAME_RE.match(key))
+
+
+def _param_text(how: str):
+    def describe(st, key):
+        p = st.get("params", {}).get(key)
+        if p is None:
+            return f"patch parameter {key}"
+        d = p["description"] or key
+        return f"{d} (0..1 of {p['lo']:g}..{p['hi']:g})" if how == "norm" else f"{d}, in its own units"
+    return describe
 
 
 def _learn(key, vals):
@@ -160,7 +189,8 @@ def _param_value(how: str):
 F = Arg("f")
 TABLE: tuple[Entry, ...] = (
     Entry("/vj/scene", "the current scene (from 1); send a number or a scene's name to go there", "rw",
-          ((Arg("i", "n", bounds=_scene_bounds),), (Arg("s", "name"),)), _scene, _status("scene", 1)),
+          ((Arg("i", "n", bounds=_scene_bounds),), (Arg("s", "name", choices=_scene_names),)), _scene,
+          _status("scene", 1)),
     Entry("/vj/cue/next", "next scene of the set", "w", ((),), _event("cue.next", 1.0), learn=True),
     Entry("/vj/cue/prev", "previous scene of the set", "w", ((),), _event("cue.prev", 1.0), learn=True),
     Entry("/vj/cue/goto", "go to scene n (from 1)", "w", ((Arg("i", "n", bounds=_scene_bounds),),), _scene),
@@ -181,9 +211,10 @@ TABLE: tuple[Entry, ...] = (
     Entry("/vj/record/stop", "stop the recording started by /vj/record/start", "w", ((),), _event("record.stop")),
     Entry("/vj/param/{name}", "a patch parameter, 0..1 of its range", "rw",
           ((Arg("f", lo=0.0, hi=1.0, clip=True),),), _param("norm"), _param_value("norm"),
-          names=_param_names, learn=True),
+          names=_param_names, learn=True, valid=_param_key, describe=_param_text("norm")),
     Entry("/vj/param/{name}/raw", "a patch parameter in its own units", "rw",
-          ((Arg("f", bounds=_raw_bounds),),), _param("raw"), _param_value("raw"), names=_param_names, out=False),
+          ((Arg("f", bounds=_raw_bounds, clip=True),),), _param("raw"), _param_value("raw"), names=_param_names,
+          out=False, valid=_param_key, describe=_param_text("raw")),
     Entry("/vj/learn", "bind the next control moved (MIDI or OSC) to s, a parameter or a learnable address; "
           "no argument: the next parameter in turn", "w",
           ((), (Arg("s", "s", choices=learn_targets, max_len=128),),
@@ -193,7 +224,7 @@ TABLE: tuple[Entry, ...] = (
     Entry("/vj/latent/key", "a keyframe index for patches (s[\"latent.key\"])", "rw",
           ((Arg("i", "i", 0, INT_MAX),),), _latent("key"), _status("latent_key"), typetag="i"),
     Entry("/vj/latent/seed", "a seed for patches (s[\"latent.seed\"])", "rw",
-          ((Arg("i", "i", 0, 2 ** 32 - 1),),), _latent("seed"), _status("latent_seed"), typetag="i"),
+          ((Arg("i", "i", 0, INT_MAX),),), _latent("seed"), _status("latent_seed"), typetag="i"),
     Entry("/vj/latent/position", "a position 0..1 for patches (s[\"latent.position\"])", "rw",
           ((Arg("f", "f", 0.0, 1.0),),), _latent("position"), _status("latent_position"), learn=True),
     Entry("/vj/audio/{name}", "an audio feature (levels, bands, onsets, drums, tempo ...)", "r",
@@ -218,12 +249,11 @@ def lookup(address: str) -> tuple[Entry | None, str]:
 
 
 def key_ok(entry: Entry, key: str, status: dict) -> bool:
-    """Is ``key`` a valid ``{name}`` for this entry? Parameters may be set before their patch
-    declares them (a scene still loading), so any well-formed name is accepted there."""
+    """Is ``key`` a valid ``{name}`` for this entry now?"""
     if not entry.pattern:
         return True
-    if entry.address.startswith("/vj/param/"):
-        return bool(NAME_RE.match(key))
+    if entry.valid is not None:
+        return entry.valid(status, key)
     return entry.names is not None and key in set(entry.names(status))
 
 

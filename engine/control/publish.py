@@ -16,12 +16,13 @@ from engine.control.namespace import expand, readable
 class Publisher:
     name = "publish"
 
-    def __init__(self, osc_out=None, params=None, stats=None):
+    def __init__(self, osc_out=None, params=None, stats=None, scenes: list[str] | None = None):
         self.osc_out = osc_out
         self.params = params        # a ParamSet: its ``published`` dict
         self.stats = stats          # FrameStats: fps
-        self.status: dict = {"scene": 1, "scenes": 1, "scene_names": [], "params": {}, "audio": {},
-                             "tempo": 120.0}
+        # what commands are checked against until the first frame publishes
+        self.status: dict = {"scene": 1, "scenes": len(scenes or ()) or 1, "scene_names": list(scenes or ()),
+                             "params": {}, "audio": {}, "tempo": 120.0}
         self._last_beat: int | None = None
 
     def get(self) -> dict:
@@ -63,23 +64,17 @@ def nodes(status: dict) -> list[dict]:
            {"FULL_PATH": "/vj/param", "ACCESS": 0, "DESCRIPTION": "patch parameters"}]
     for e, key in expand(status):
         path = e.path(key)
-        node = {"FULL_PATH": path, "TYPE": e.type_tag(),
-                "ACCESS": (1 if e.readable else 0) | (2 if e.writable else 0), "DESCRIPTION": e.description}
-        p = status.get("params", {}).get(key) if e.address.startswith("/vj/param/") else None
-        if p is not None:
-            node["DESCRIPTION"] = (f"{p['description'] or key} (0..1 of {p['lo']:g}..{p['hi']:g})"
-                                   if e.address.endswith("{name}") else f"{p['description'] or key}, in its own units")
+        node = {"FULL_PATH": path, "TYPE": e.type_tag(), "ACCESS": (1 if e.readable else 0) | (2 if e.writable else 0),
+                "DESCRIPTION": e.describe(status, key) if e.describe else e.description}
         if path in values:
             v = values[path]
             node["VALUE"] = [int(v) if node["TYPE"] == "i" else v]
         sig = e.first_signature()
         arg = sig[0] if sig else None
-        if p is not None and e.address.endswith("/raw"):
-            node["RANGE"] = [{"MIN": min(p["lo"], p["hi"]), "MAX": max(p["lo"], p["hi"])}]
-        elif arg is not None and arg.choices is not None:
+        if arg is not None and arg.choices is not None:
             node["RANGE"] = [{"VALS": list(arg.choices(status))}]
         elif arg is not None and arg.type in "fi":
-            lo, hi = arg.range(status)
+            lo, hi = arg.range(status, key)
             if lo is not None and hi is not None and abs(lo) < 1e30:
                 node["RANGE"] = [{"MIN": lo, "MAX": hi}]
             if arg.clip:

@@ -101,6 +101,11 @@ class Binding:
     last_t: float | None = field(default=None, compare=False)
 
     def __post_init__(self):
+        for k in ("source", "param"):
+            if not isinstance(getattr(self, k), str) or not getattr(self, k):
+                raise ValueError(f"{k} must be a name, got {getattr(self, k)!r}")
+        if not (NAME_RE.match(self.param) or self.param.startswith("/vj/")):
+            raise ValueError(f"param {self.param!r}: a parameter's name or a /vj/ address")
         if self.takeover not in TAKEOVER:
             raise ValueError(f"takeover {self.takeover!r}: choose from {', '.join(TAKEOVER)}")
         if self.mode not in MODES:
@@ -298,9 +303,10 @@ class ParamSet:
             if not math.isfinite(v):
                 raise ValueError
             if p is None:
-                if isinstance(name, str) and NAME_RE.match(name) and len(self._early) < 256:
-                    self._early[name] = (v, how)  # kept for when a patch declares it
-                self._note(f"/vj/param/{name}: no such parameter (yet)")
+                if isinstance(name, str) and NAME_RE.match(name) and (name in self._early or len(self._early) < 256):
+                    if name not in self._early:  # said once per name, at most 256 names
+                        self._note(f"/vj/param/{name}: no such parameter yet; kept for when the patch declares it")
+                    self._early[name] = (v, how)
                 return
         except (TypeError, ValueError):
             self._note(f"param.set {value!r}: needs (name, number, 'norm'|'raw')")
@@ -337,6 +343,9 @@ class ParamSet:
         if mode not in MODES:
             self._note(f"learn {name}: mode {mode!r} is not one of {', '.join(MODES)}")
             return
+        if name.startswith("/") and mode != "absolute":
+            self._note(f"learn {name}: an engine command takes an absolute control, not {mode}")
+            return
         self.learning = (name, t, mode)
         self._learn_seen, self._learn_first = {}, None
         self._note(f"learn {name}: move a control (MIDI or OSC)")
@@ -357,6 +366,11 @@ class ParamSet:
         if self._learn_first is None:
             # wait one more frame, so a 14-bit pair (MSB then LSB) is seen as one control
             self._learn_first = max(seen.values())
+            return
+        if not name.startswith("/") and name not in self.params:
+            # armed at start (--learn) for a name the patch never declared
+            self._note(f"learn {name}: the patch has no such parameter; learn is off")
+            self.learning = None
             return
         src = min(seen, key=lambda s: (_learn_rank(s) or (9, 9), -seen[s]))
         value = snap.values.get(src)

@@ -158,9 +158,11 @@ class WindowStage:
 
     def run(self, frame) -> None:
         w = self.window
-        if frame.texture is not None:
-            w.present(frame.texture)
-        w.poll()
+        try:
+            if frame.texture is not None:
+                w.present(frame.texture)
+        finally:  # the keys (Esc too) keep working whatever presenting did
+            w.poll()
         while w.commands:
             self.dispatch(w.commands.pop(0), (), None, source="keys")
         now = time.monotonic()

@@ -5,6 +5,9 @@ when it changes (a few times a second), so the HUD costs one extra blended quad.
 """
 from __future__ import annotations
 
+import logging
+import time
+
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
@@ -45,3 +48,93 @@ def hud_lines(stats, patch_name: str, error: str | None, model: str, size, fps_t
         for chunk in [error[i:i + 90] for i in range(0, min(len(error), 270), 90)]:
             lines.append("! " + chunk)
     return lines
+
+
+log = logging.getLogger("vj")
+
+
+class StatusBoard:
+    """What the HUD and the status line say, composed from the parts a Session built (each
+    optional, read duck-typed): frame stats, the patch, the set, parameters and learn, the
+    dispatcher's and the inputs' counts, and news (learnt bindings, devices plugged, takes)
+    shown for five seconds each."""
+
+    NEWS_S = 5.0
+
+    def __init__(self, stats, patches, model: str, size, fps: float, setlist=None, params=None, dispatcher=None,
+                 recording=None, osc_in=None, oscquery=None, midi=None):
+        self.stats, self.patches, self.model, self.size, self.fps = stats, patches, model, size, fps
+        self.setlist, self.params, self.dispatcher, self.recording = setlist, params, dispatcher, recording
+        self.osc_in, self.oscquery, self.midi = osc_in, oscquery, midi
+        self.news: list[tuple[float, str]] = []
+        self._shown: dict[str, str] = {}
+        self._reported = 0
+
+    def _add(self, now: float, msg: str) -> None:
+        self.news.append((now, msg))
+        del self.news[:-6]
+
+    def report_problems(self) -> None:
+        """Off the render thread, twice a second: say so when new bad packets or commands were counted."""
+        problems = sum(part.problems() for part in (self.dispatcher, self.osc_in and self.osc_in.stats,
+                                                    self.oscquery and self.oscquery.stats) if part)
+        if problems > self._reported:
+            self._reported = problems
+            msg = f"osc: {self.input_summary()}"
+            log.warning("%s", msg)
+            self._add(time.monotonic(), msg)
+
+    def input_summary(self) -> str:
+        parts = [self.osc_in.stats.summary()] if self.osc_in is not None else []
+        if self.oscquery is not None:
+            parts.append(self.oscquery.summary())
+        if self.dispatcher is not None:
+            parts.append(self.dispatcher.summary())
+        return ", ".join(parts)
+
+    def hud_lines(self) -> list[str]:
+        now = time.monotonic()
+        p = self.patches
+        note = p.last_message[1] if p.last_message and now - p.last_message[0] < self.NEWS_S else None
+        label = p.name
+        if self.setlist is not None:
+            sl = self.setlist
+            label = f"{label}  (scene {sl.index + 1}/{len(sl.scenes)} {sl.scene.name})"
+        return hud_lines(self.stats, label, p.last_error, self.model, self.size, self.fps, note) + \
+            self.control_lines(now)
+
+    def control_lines(self, now: float | None = None) -> list[str]:
+        """Inputs (marked red for five seconds after new bad packets), learn, and news."""
+        now = time.monotonic() if now is None else now
+        lines, parts = [], []
+        if self.osc_in is not None:
+            parts.append(f"osc :{self.osc_in.port} {self.osc_in.stats.summary()}")
+        if self.oscquery is not None:
+            parts.append(f"oscquery :{self.oscquery.port} {self.oscquery.summary()}")
+        if self.midi is not None:
+            parts.append(self.midi.summary())
+        for key, latest in (("params", self.params.messages[-1:] if self.params else []),
+                            ("midi", self.midi.events[-1:] if self.midi is not None else []),
+                            ("record", [m for _, m in self.recording.messages[-1:]] if self.recording else [])):
+            if latest and latest[0] is not self._shown.get(key):
+                self._shown[key] = latest[0]
+                if not latest[0].startswith("learn "):
+                    self._add(now, latest[0])
+        recent = [m for t, m in self.news if now - t < self.NEWS_S]
+        if parts:
+            lines.append(("! " if any(m.startswith("osc: ") for m in recent) else "") + "  ".join(parts))
+        if self.params is not None and self.params.learning:
+            lines.append(f"LEARN {self.params.learning[0]}: move a control (MIDI or OSC)")
+        notes = [m for m in recent if not m.startswith("osc: ")]
+        return lines + [n[:110] for n in notes[-2:]]
+
+    def status_line(self) -> str:
+        p = self.patches
+        parts = [f"patch {p.name}"]
+        if p.last_error:
+            parts.append(f"last error: {p.last_error}")
+        if self.osc_in is not None:
+            parts.append(f"osc {self.input_summary()}")
+        if self.midi is not None:
+            parts.append(self.midi.summary())
+        return ", ".join(parts)

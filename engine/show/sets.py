@@ -95,16 +95,17 @@ class SetList:
         except (TypeError, ValueError):
             return None
 
-    def due(self, snapshot) -> bool:
-        """Has the current scene's time (``bars`` or ``seconds``) run out?"""
-        sc = self.scene
-        bars_done = (snapshot.beat - self._entered_beat) / snapshot.beats_per_bar
-        return sc.bars is not None and bars_done >= sc.bars or \
-            sc.seconds is not None and snapshot.time - self._entered_time >= sc.seconds
+    def due(self, snapshot, ahead: float = 0.0) -> bool:
+        """Will the current scene's time (``bars`` or ``seconds``) have run out ``ahead`` seconds
+        after this snapshot, at the current tempo?"""
+        sc, eps = self.scene, 1e-6
+        beat = snapshot.beat + ahead * snapshot.bpm / 60.0
+        bars_done = (beat - self._entered_beat) / snapshot.beats_per_bar
+        return sc.bars is not None and bars_done >= sc.bars - eps or \
+            sc.seconds is not None and snapshot.time + ahead - self._entered_time >= sc.seconds - eps
 
     def update(self, snapshot) -> Scene | None:
-        """The scene to switch to this frame, if any: cue events first, then (with no timeline
-        dispatcher, see SetStage) timers."""
+        """The scene the cue events of this frame switch to, if any."""
         for _ in snapshot.events_of("cue.next"):
             return self._goto(self.index + 1, snapshot)
         for _ in snapshot.events_of("cue.prev"):
@@ -119,8 +120,10 @@ class SetList:
 
 
 class SetStage:
-    """Cues switch the patch; a scene whose time ran out asks for the next one through the
-    dispatcher (``/vj/cue/next`` from the source ``set``), once, like any other controller."""
+    """Cues switch the patch; a scene whose time runs out asks for the next one through the
+    dispatcher (``/vj/cue/next`` from the source ``set``), once, like any other controller. It
+    asks one frame ahead (a command reaches the next frame's snapshot), so the switch lands on
+    the first frame at or past the scene's end, on the bar grid."""
 
     name = "set"
 
@@ -134,6 +137,6 @@ class SetStage:
         if scene is not None:
             self.host.switch(scene.patch)
             self._asked = False
-        elif not self._asked and sl.due(snap):
+        elif not self._asked and sl.due(snap, ahead=snap.dt):
             self._asked = bool(self.dispatch("/vj/cue/next", (), None, source="set"))
         frame.status.update(scene=sl.index + 1, scenes=len(sl.scenes), scene_names=[s.name for s in sl.scenes])

@@ -42,6 +42,8 @@ class Clock:
         after the first also snaps the beat phase to the tap."""
         t = time.monotonic() if t is None else t
         with self._lock:
+            if self._taps and t - self._taps[-1] < 60.0 / 400.0:
+                return None  # faster than 400 bpm (a bounce, or one bundle of taps): not a tap
             if self._taps and t - self._taps[-1] > 2.0:
                 self._taps.clear()
             self._taps.append(t)

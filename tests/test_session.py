@@ -48,7 +48,7 @@ def test_twenty_sessions_leave_nothing_behind(tmp_path):
     def one():
         with Session(options(tmp_path, wav)) as s:
             assert s.dispatcher.dispatch("/vj/record/start", ("t",))
-            ws = connect(f"ws://127.0.0.1:{s.oscquery.port}/", close_timeout=0.2)  # open when the session closes
+            ws = connect(f"ws://127.0.0.1:{s.oscquery.port}/", close_timeout=0.2).__enter__()  # open at close
             clients.append(ws)
             ws.send('{"COMMAND": "LISTEN", "DATA": "/vj/tempo"}')
             s.engine.run_live(frames=4)

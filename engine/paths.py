@@ -21,3 +21,17 @@ def file_stamp(path) -> tuple[int, int] | None:
         return (st.st_mtime_ns, st.st_size)
     except OSError:
         return None
+
+
+def unused_path(path) -> Path:
+    """``path`` if nothing is there, else the first free ``NAME-2.EXT``, ``NAME-3.EXT`` ...: what
+    the user made is never overwritten by a new recording."""
+    path = Path(path)
+    if not path.exists():
+        return path
+    n = 2
+    while True:
+        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+        if not candidate.exists():
+            return candidate
+        n += 1

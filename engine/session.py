@@ -73,6 +73,7 @@ class Options:
     watch: bool = False                  # hot-reload the patch
     record: Path | None = None           # record every frame here
     record_audio: str | None = None      # ... with this soundtrack
+    overwrite: bool = False              # ``record`` may replace an existing file (else NAME-2.mp4 ...)
     follow_audio_tempo: bool = False
     control: ControlOptions | None = None
     audio: AudioOptions | None = None
@@ -248,14 +249,17 @@ class Session:
         o = self.options
         if o.record is None:
             return None
+        path = Path(o.record) if o.overwrite else paths.unused_path(o.record)
+        if path != Path(o.record):
+            log.warning("%s exists (--overwrite replaces it); recording to %s", o.record, path)
         try:
             try:
-                return Recorder(o.record, *o.size, o.fps, audio=o.record_audio)
+                return Recorder(path, *o.size, o.fps, audio=o.record_audio)
             except RecorderError as e:
                 if o.record_audio is None:
                     raise
                 log.error("recording without sound: %s", e)
-                return Recorder(o.record, *o.size, o.fps)
+                return Recorder(path, *o.size, o.fps)
         except RecorderError as e:
             raise SessionError(f"cannot record: {e}") from e
 

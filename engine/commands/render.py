@@ -28,7 +28,7 @@ def main(args) -> int:
     features = offline.offline_features(y, sr, args.fps, n_frames)
     opts = Options(patch=resolve_patch(args.patch), model=args.model, size=args.size, fps=args.fps, bpm=args.bpm,
                    device=args.device, precision=args.precision, live=False, record=Path(args.out),
-                   record_audio=args.audio, follow_audio_tempo=args.follow_audio_tempo)
+                   record_audio=args.audio, follow_audio_tempo=args.follow_audio_tempo, overwrite=args.overwrite)
     session = open_session(opts)
     if session is None:
         return 2
@@ -44,8 +44,8 @@ def main(args) -> int:
                 session.engine.run_offline(n_frames, before_frame=lambda k: feed(session.bus, k, k / args.fps),
                                            progress=bar)
         except KeyboardInterrupt:
-            log.info("stopped; the video so far is in %s", args.out)
+            log.info("stopped; the video so far is in %s", recorder.path)
     took = time.perf_counter() - t0
-    log.info("wrote %s: %d frames in %.1f s (%.1f fps)", args.out, recorder.frames_written, took,
+    log.info("wrote %s: %d frames in %.1f s (%.1f fps)", recorder.path, recorder.frames_written, took,
              recorder.frames_written / max(took, 1e-9))
     return 0

@@ -46,7 +46,7 @@ def options(args) -> Options:
     return Options(
         patch=resolve_patch(args.patch), setlist=setlist, model=args.model, size=args.size or DEFAULT_SIZE,
         fps=fps, bpm=float(args.bpm or 120.0), device=args.device, precision=args.precision, live=True,
-        window=window, watch=True, record=Path(args.record) if args.record else None,
+        window=window, watch=True, record=Path(args.record) if args.record else None, overwrite=args.overwrite,
         # a live file soundtrack starts with the frames, so it goes into the recording too
         record_audio=args.audio if args.audio and not args.loop_audio else None,
         follow_audio_tempo=args.follow_audio_tempo, control=control, audio=audio)
@@ -63,7 +63,7 @@ def main(args) -> int:
         log.info("OpenGL: %s", describe(session.ctx))
         log.info("model %s on %s (%s), patch %s, %dx%d at %g fps%s", session.runner.info.name,
                  session.runner.device, session.runner.precision, session.patches.path.name,
-                 *opts.size, opts.fps, f", recording to {opts.record}" if opts.record else "")
+                 *opts.size, opts.fps, f", recording to {session.recording.recorder.path}" if session.recording.recorder else "")
         try:
             session.engine.run_live(frames=args.frames)
         except KeyboardInterrupt:

@@ -2,8 +2,8 @@
 
 A recorder given at start (``recorder``) records every frame on the clock's timeline (frame
 k at k/fps, so dropped frames leave gaps and the video keeps real time). ``record.start``
-events (``/vj/record/start [name]``) open a take in ``record_dir``, whose first frame is time
-0 of its file; ``record.stop`` closes it, off the render thread (draining the encoder takes
+events (``/vj/record/start [name]``) open a take in ``record_dir`` (a name that exists gets a
+numbered suffix: a take never replaces another), whose first frame is time 0 of its file; ``record.stop`` closes it, off the render thread (draining the encoder takes
 a while). A full disk or a dead encoder ends that recording, never the show.
 """
 from __future__ import annotations
@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from engine.outputs.recorder import Recorder, RecorderError
+from engine.paths import unused_path
 
 log = logging.getLogger("vj")
 
@@ -84,7 +85,7 @@ class RecordStage:
             return
         stem = Path(str(name)).name if name else time.strftime("vj-%Y%m%d-%H%M%S")
         stem = re.sub(r"[^A-Za-z0-9._-]", "_", stem) or "take"
-        path = self.record_dir / (stem if stem.endswith(".mp4") else stem + ".mp4")
+        path = unused_path(self.record_dir / (stem if stem.endswith(".mp4") else stem + ".mp4"))
         try:
             rec = Recorder(path, *self.size, self.fps)
         except (RecorderError, OSError, ValueError) as e:

@@ -15,25 +15,74 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import logging
+import math
 import sys
 
 from engine.commands import parse_size
 from engine.session import DEFAULT_SIZE, ControlOptions
 
 
-def positive_float(text: str) -> float:
-    v = float(text)
-    if not v > 0:
-        raise argparse.ArgumentTypeError("must be > 0")
-    return v
+def shown(value, limit: int = 40) -> str:
+    """A value as a person typed it (TOML's quoting for strings), cut short: error messages
+    quote what was given without letting a hostile one flood the terminal."""
+    if isinstance(value, str):
+        text = json.dumps(value, ensure_ascii=False)
+    elif isinstance(value, bool):
+        text = str(value).lower()
+    elif isinstance(value, dict):
+        text = "a table"
+    elif isinstance(value, list):
+        text = "an array"
+    else:
+        text = str(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def block_size(text: str) -> int:
-    v = int(text)
-    if not 32 <= v <= 16384:
-        raise argparse.ArgumentTypeError("must be 32..16384 samples")
-    return v
+class Number:
+    """A number the engine accepts at its edge: finite and within ``lo..hi``.
+
+    The one check for the command line (an instance is an argparse ``type``, given the text)
+    and for set files (``check``, given the value TOML parsed), so both refuse the same
+    numbers with the same words, before anything runs."""
+
+    def __init__(self, lo: float, hi: float, integer: bool = False):
+        self.lo, self.hi, self.integer = lo, hi, integer
+
+    def describe(self) -> str:
+        if self.integer:
+            return f"an integer in {self.lo}..{self.hi}"
+        return f"a number in {self.lo:g}..{self.hi:g}"
+
+    def check(self, value):
+        """``value`` when it is such a number (a float when not ``integer``), else ValueError."""
+        kinds = int if self.integer else (int, float)
+        # bool is an int to Python, never a number to a person writing `fps = true`
+        if isinstance(value, bool) or not isinstance(value, kinds) \
+                or not math.isfinite(value) or not self.lo <= value <= self.hi:
+            raise ValueError(f"expected {self.describe()}, got {shown(value)}")
+        return value if self.integer else float(value)
+
+    def __call__(self, text: str):
+        try:
+            return self.check(int(text) if self.integer else float(text))
+        except ValueError:  # not a number at all, or out of range: one message for both
+            raise argparse.ArgumentTypeError(f"must be {self.describe()}, got {shown(text)}") from None
+
+
+# What the engine can honour: the clock's tempo range (engine/signals/clock.py), frame
+# rates a display or a render can use, UDP/TCP ports (0: any free one).
+FPS = Number(1, 240)
+BPM = Number(20, 400)
+FRAMES = Number(1, 10 ** 9, integer=True)
+PORT = Number(0, 65535, integer=True)
+RATE = Number(0.01, 1000)                  # Hz: OSC out state updates
+MONITOR = Number(0, 255, integer=True)
+PSI = Number(-10, 10)                      # truncation; beyond a few units it is noise
+CUTOFF = Number(0, 1024, integer=True)     # style layers
+SEED = Number(0, 2 ** 32 - 1, integer=True)
+block_size = Number(32, 16384, integer=True)   # audio samples per analysis block
 
 
 def setup_logging(verbose: bool) -> None:
@@ -44,13 +93,13 @@ def setup_logging(verbose: bool) -> None:
 def add_control_arguments(r) -> None:
     """The control plane's flags on the `vj run` parser."""
     g = r.add_argument_group("control: OSC, OSCQuery, MIDI (docs/patches.md, README)")
-    g.add_argument("--osc-port", type=int, default=ControlOptions.osc_port, metavar="P", help="OSC in, UDP (default 9000)")
+    g.add_argument("--osc-port", type=PORT, default=ControlOptions.osc_port, metavar="P", help="OSC in, UDP (default 9000)")
     g.add_argument("--osc-bind", default="127.0.0.1", metavar="ADDR",
                    help="address to listen on (default 127.0.0.1; 0.0.0.0 for the LAN)")
     g.add_argument("--osc-allow", action="append", default=[], metavar="ADDR[,ADDR]",
                    help="accept OSC only from these sender addresses")
     g.add_argument("--no-osc", action="store_true", help="no OSC in (nor OSCQuery)")
-    g.add_argument("--oscquery-port", type=int, default=ControlOptions.oscquery_port, metavar="Q",
+    g.add_argument("--oscquery-port", type=PORT, default=ControlOptions.oscquery_port, metavar="Q",
                    help="OSCQuery HTTP + WebSocket (default 9001)")
     g.add_argument("--no-oscquery", action="store_true")
     g.add_argument("--oscquery-origin", action="append", default=[], metavar="ORIGIN",
@@ -58,7 +107,7 @@ def add_control_arguments(r) -> None:
                         "WebSocket; repeatable (default: none: browsers are refused)")
     g.add_argument("--osc-out", action="append", default=[], metavar="HOST:PORT",
                    help="send state (tempo, beat, audio, parameters) here; repeatable")
-    g.add_argument("--osc-out-rate", type=float, metavar="HZ", help="state updates per second (default: every frame)")
+    g.add_argument("--osc-out-rate", type=RATE, metavar="HZ", help="state updates per second (default: every frame)")
     g.add_argument("--osc-out-bundle", action="store_true", help="one bundle per frame")
     g.add_argument("--midi-in", action="append", default=[], metavar="NAME",
                    help="MIDI inputs whose name contains NAME (default: all); repeatable")
@@ -87,11 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="patch file, or set list (.toml) (default patches/drift.py)")
     common(r, size=None)
     r.add_argument("--headless", action="store_true", help="no window (EGL)")
-    r.add_argument("--frames", type=int, help="stop after N frames")
+    r.add_argument("--frames", type=FRAMES, help="stop after N frames")
     r.add_argument("--record", help="record the output to this .mp4 (NAME-2.mp4 ... if it exists)")
     r.add_argument("--overwrite", action="store_true", help="--record may replace an existing file")
-    r.add_argument("--fps", type=positive_float, help="target frame rate (default 30, or the set's)")
-    r.add_argument("--bpm", type=positive_float, help="starting tempo (default 120, or the set's)")
+    r.add_argument("--fps", type=FPS, help="target frame rate (default 30, or the set's)")
+    r.add_argument("--bpm", type=BPM, help="starting tempo (default 120, or the set's)")
     r.add_argument("--audio", help="play and analyse this audio file")
     r.add_argument("--loop-audio", action="store_true")
     r.add_argument("--mute", action="store_true", help="analyse --audio without playing it")
@@ -99,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--block", type=block_size, default=512, help="audio analysis block in samples (default 512)")
     r.add_argument("--follow-audio-tempo", action="store_true",
                    help="the clock (s.bpm, s.beat) follows the tempo and beat heard in the audio")
-    r.add_argument("--monitor", type=int, default=0)
+    r.add_argument("--monitor", type=MONITOR, default=0, help="window on this monitor (`vj devices`)")
     r.add_argument("--fullscreen", action="store_true")
     r.add_argument("--no-vsync", action="store_true")
     add_control_arguments(r)
@@ -111,8 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", required=True, help="the .mp4 to write (NAME-2.mp4 ... if it exists)")
     d.add_argument("--overwrite", action="store_true", help="--out may replace an existing file")
     common(d)
-    d.add_argument("--fps", type=positive_float, default=30.0)
-    d.add_argument("--bpm", type=positive_float, default=120.0)
+    d.add_argument("--fps", type=FPS, default=30.0)
+    d.add_argument("--bpm", type=BPM, default=120.0)
     d.add_argument("--follow-audio-tempo", action="store_true",
                    help="the clock (s.bpm, s.beat) follows the tempo and beats found in the audio")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -120,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="frames per second of the whole loop and of the generator")
     common(b)
-    b.add_argument("--frames", type=int, help="frames per figure (default 200; 100 with --generator-only)")
+    b.add_argument("--frames", type=FRAMES, help="frames per figure (default 200; 100 with --generator-only)")
     b.add_argument("--generator-only", action="store_true",
                    help="the generator alone at batch 1 and 4: fp32, and on CUDA fp16 and fp16 + CUDA graph")
     b.add_argument("--compile", action="store_true", help="--generator-only: also time torch.compile")
@@ -135,10 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--z", help="sample: latents [N, z_dim] (.npy)")
     m.add_argument("--ws", help="sample: per-layer styles [N, num_ws, w_dim] (.npy), instead of --z")
     m.add_argument("--c", help="sample: class vectors [N, c_dim] (.npy), conditional models")
-    m.add_argument("--psi", type=float, default=1.0, help="sample: truncation (default 1)")
-    m.add_argument("--cutoff", type=int, help="sample: truncate only the first N layers")
+    m.add_argument("--psi", type=PSI, default=1.0, help="sample: truncation (default 1)")
+    m.add_argument("--cutoff", type=CUTOFF, help="sample: truncate only the first N layers")
     m.add_argument("--noise", default="const", choices=["const", "random", "none"])
-    m.add_argument("--seed", type=int, help="sample: seed for --noise random")
+    m.add_argument("--seed", type=SEED, help="sample: seed for --noise random")
     m.add_argument("--precision", default="fp32", choices=["fp32", "fp16"])
     m.add_argument("--device", default="cpu")
     m.add_argument("--out", help="sample: where to write the NCHW float32 images (.npy)")
@@ -149,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--out", help="write the features here (CSV: one row per block, or per frame with --offline)")
     a.add_argument("--plot", help="draw the features over the waveform into this PNG")
     a.add_argument("--offline", action="store_true", help="the offline features of vj render, one row per frame")
-    a.add_argument("--fps", type=positive_float, default=30.0, help="frame rate of --offline (default 30)")
+    a.add_argument("--fps", type=FPS, default=30.0, help="frame rate of --offline (default 30)")
     a.add_argument("--block", type=block_size, default=512, help="real-time block in samples (default 512)")
     a
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from engine.commands import open_session, parse_size, resolve_patch, terminate_gracefully
+from engine.commands import open_session, resolve_patch, terminate_gracefully
 from engine.session import DEFAULT_SIZE, AudioOptions, ControlOptions, Options
 
 log = logging.getLogger("vj")
@@ -12,18 +12,20 @@ log = logging.getLogger("vj")
 
 def load_set(args):
     """``vj run SET.toml``: the set's first scene is the patch, and the set's bpm, fps, size
-    and model apply where the command line leaves them unset."""
+    and model apply where the command line leaves them unset. A set that fails its checks
+    (engine/show/sets.py) stops here, before anything opens, with every problem listed."""
     from engine.show.sets import SetError, SetList
     if not (args.patch and args.patch.endswith(".toml")):
         return None
     try:
         setlist = SetList(args.patch)
     except SetError as e:
-        raise SystemExit(f"vj: set list: {e}")
+        for line in str(e).splitlines():
+            log.error("set list: %s", line)
+        raise SystemExit(2)
     args.patch = str(setlist.scene.patch)
     opts = setlist.options
-    if args.size is None and "size" in opts:
-        args.size = parse_size(str(opts["size"]))
+    args.size = args.size or opts.get("size")
     args.model = args.model or opts.get("model")
     args.fps = args.fps or opts.get("fps")
     args.bpm = args.bpm or opts.get("bpm")

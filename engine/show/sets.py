@@ -17,6 +17,11 @@ patch = "pulse"
 seconds = 90                 # or after a time
 ```
 
+The whole file is checked when it is loaded, every scene, against ``OPTIONS`` and ``SCENE``:
+a wrong type, a number out of range or a patch that is not there refuses the set before
+the show starts, with the file, the scene and the key; an unknown key is a warning. The
+rest of the engine trusts the values.
+
 Cues come in as events on the signal bus (``cue.next``, ``cue.prev``, ``cue.goto`` with
 the scene's number or name), all through the control plane's dispatcher: the window's arrow
 keys, OSC, MIDI controls bound to ``/vj/cue/*``, and the set's own timeline (a scene's
@@ -25,33 +30,112 @@ same way. ``SetStage`` is the set's stage of a frame.
 """
 from __future__ import annotations
 
+import argparse
+import difflib
 import logging
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from engine import paths
+from engine.cli import BPM, FPS, Number, shown
+from engine.commands import parse_size
+from engine.control.namespace import MAX_STRING
 
 log = logging.getLogger("vj")
 
 
 class SetError(Exception):
-    pass
+    """The set file cannot be used; one line per problem, each naming the file and the place."""
 
 
 @dataclass
 class Scene:
     name: str
     patch: Path
-    bars: float | None = None
+    bars: int | None = None
     seconds: float | None = None
+
+
+class Text:
+    """A string of ``1..max_len`` characters (printable ones only with ``printable``)."""
+
+    def __init__(self, max_len: int, printable: bool = False, what: str = "a string"):
+        self.max_len, self.printable, self.what = max_len, printable, what
+
+    def describe(self) -> str:
+        return f"{self.what} of 1..{self.max_len} {'printable ' if self.printable else ''}characters"
+
+    def check(self, value) -> str:
+        if not isinstance(value, str) or not 1 <= len(value) <= self.max_len \
+                or self.printable and not value.isprintable():
+            raise ValueError(f"expected {self.describe()}, got {shown(value)}")
+        return value
+
+
+class Size:
+    """``"WxH"``, as ``--size`` takes it."""
+
+    def describe(self) -> str:
+        return 'a size like "1280x720", each side 16..8192'
+
+    def check(self, value) -> tuple[int, int]:
+        try:
+            return parse_size(value) if isinstance(value, str) else parse_size("")
+        except argparse.ArgumentTypeError:
+            raise ValueError(f"expected {self.describe()}, got {shown(value)}") from None
+
+
+# The set's own options: those of `vj run` take the command line's checks, so a set cannot
+# ask for what --fps or --bpm would refuse.
+OPTIONS = {
+    "title": Text(200),
+    "bpm": BPM,
+    "fps": FPS,
+    "size": Size(),
+    "model": Text(4096, what="a registry name or model file"),
+}
+# A scene's name must be reachable by `/vj/scene name` (at most MAX_STRING printable
+# characters). Timed scenes switch on the bar grid, so bars are whole; a scene shorter than
+# a tenth of a second would be a flicker, not a scene.
+SCENE = {
+    "name": Text(MAX_STRING, printable=True, what="a name"),
+    "patch": Text(4096, what="a patch file or name"),
+    "bars": Number(1, 100_000, integer=True),
+    "seconds": Number(0.1, 86_400),
+}
 
 
 def _find_patch(spec: str, base: Path) -> Path:
     for candidate in (base / spec, Path(spec), paths.PATCHES / spec, paths.PATCHES / f"{spec}.py"):
-        if candidate.is_file():
-            return candidate.resolve()
-    raise SetError(f"patch {spec!r} not found (looked beside the set and in {paths.PATCHES})")
+        try:
+            if candidate.is_file():
+                return candidate.resolve()
+        except (OSError, ValueError):  # a name too long, or a NUL, for this file system
+            continue
+    raise ValueError(f"{shown(spec)} not found (looked beside the set and in {paths.PATCHES})")
+
+
+def _unknown(key: str, schema: dict) -> str:
+    close = difflib.get_close_matches(key, schema, n=1)
+    hint = f" (did you mean {shown(close[0])}?)" if close else ""
+    return f"unknown key {shown(key)} ignored{hint}"
+
+
+def _checked(table: dict, schema: dict, where: str, errors: list[str]) -> dict:
+    """The values of ``table`` that pass ``schema``; the rest become lines of ``errors``,
+    unknown keys warnings, each starting with ``where``."""
+    values = {}
+    for key, value in table.items():
+        spec = schema.get(key)
+        if spec is None:
+            log.warning("set list: %s: %s", where, _unknown(key, schema))
+            continue
+        try:
+            values[key] = spec.check(value)
+        except ValueError as e:
+            errors.append(f"{where}: {key}: {e}")
+    return values
 
 
 class SetList:
@@ -59,22 +143,46 @@ class SetList:
         self.path = Path(path)
         try:
             data = tomllib.loads(self.path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as e:
-            raise SetError(f"{self.path.name}: {e}") from e
-        self.title = data.get("title", self.path.stem)
-        self.options = {k: data[k] for k in ("bpm", "fps", "size", "model") if k in data}
-        self.scenes: list[Scene] = []
-        for i, sc in enumerate(data.get("scene", [])):
-            if "patch" not in sc:
-                raise SetError(f"{self.path.name}: scene {i + 1} names no patch")
-            self.scenes.append(Scene(name=str(sc.get("name", f"scene {i + 1}")),
-                                     patch=_find_patch(sc["patch"], self.path.parent),
-                                     bars=sc.get("bars"), seconds=sc.get("seconds")))
-        if not self.scenes:
-            raise SetError(f"{self.path.name}: no [[scene]] entries")
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+            raise SetError(f"{self.path}: {e}") from e
+        errors: list[str] = []
+        self.options = _checked({k: v for k, v in data.items() if k != "scene"}, OPTIONS, str(self.path), errors)
+        self.title = self.options.pop("title", self.path.stem)
+        self.scenes = self._scenes(data.get("scene", []), errors)
+        if errors:
+            raise SetError("\n".join(errors))
         self.index = 0
         self._entered_time = 0.0
         self._entered_beat = 0.0
+
+    def _scenes(self, tables, errors: list[str]) -> list[Scene]:
+        if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+            errors.append(f"{self.path}: scene: expected [[scene]] tables, got {shown(tables)}")
+            return []
+        if not tables:
+            errors.append(f"{self.path}: no [[scene]] entries")
+        scenes, seen = [], {}
+        for i, table in enumerate(tables, start=1):
+            name = table.get("name")
+            where = f"{self.path}: scene {i}" + (f" {shown(name)}" if isinstance(name, str) else "")
+            n = len(errors)
+            values = _checked(table, SCENE, where, errors)
+            if "patch" in values:
+                try:
+                    values["patch"] = _find_patch(values["patch"], self.path.parent)
+                except ValueError as e:
+                    errors.append(f"{where}: patch: {e}")
+            elif "patch" not in table:
+                errors.append(f"{where}: names no patch")
+            if len(errors) > n:
+                continue
+            values.setdefault("name", f"scene {i}")
+            if values["name"] in seen:
+                log.warning("set list: %s: the name is scene %d's too; cues by name reach only that one",
+                            where, seen[values["name"]])
+            seen.setdefault(values["name"], i)
+            scenes.append(Scene(**values))
+        return scenes
 
     @property
     def scene(self) -> Scene:

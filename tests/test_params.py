@@ -194,7 +194,7 @@ def test_mappings_file_round_trip_atomic_and_live_edit(tmp_path):
     assert mf.check()
     Frames(ps)()
     assert len(ps.bindings) == 3
-    path.write_text("[[binding]]\nsource = 1\n")  # broken edit: the previous bindings stay
+    path.write_text("[[binding]]\nsource = \n")  # not TOML: the previous bindings stay
     assert not mf.check() and mf.error
     Frames(ps)()
     assert len(ps.bindings) == 3

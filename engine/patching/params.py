@@ -37,7 +37,10 @@ from engine.patching.ops import CURVES
 
 log = logging.getLogger("vj.params")
 
-NAME_RE = re.compile(r"^[a-z0-9_][a-z0-9_.-]{0,63}$")
+# \A..\Z, not ^..$: "$" also matches before a trailing newline, and "speed\n" is no name
+NAME_RE = re.compile(r"\A[a-z0-9_][a-z0-9_.-]{0,63}\Z")
+MAX_SOURCE = 300  # "osc." + the longest OSC address taken in + an index
+INDEXED = re.compile(r"(.+)\[(\d{1,6})\]", re.S)
 TAKEOVER = ("jump", "pickup", "scale")
 MODES = ("absolute", "relative", "relative-offset")
 PICKUP_WINDOW = 0.03  # a pick-up control this close (normalised) to the value takes over
@@ -74,6 +77,64 @@ class Param:
         self.writer, self.tau = writer, tau
 
 
+class BindingError(ValueError):
+    """A binding field that cannot be used; ``key`` names it."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(f"{key}: {message}")
+        self.key = key
+
+
+def _number(key: str, v, lo: float | None = None, lo_open: bool = False, hi: float | None = None) -> float:
+    # bool is an int to Python, but `smooth = true` in a file is a mistake, not 1.0
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise BindingError(key, f"{_show(v)} is not a number")
+    f = float(v)
+    if not math.isfinite(f):
+        raise BindingError(key, f"{_show(v)}: must be finite")
+    if lo is not None and (f <= lo if lo_open else f < lo):
+        raise BindingError(key, f"{_show(v)}: must be {'over' if lo_open else 'at least'} {lo:g}")
+    if hi is not None and f > hi:
+        raise BindingError(key, f"{_show(v)}: must be at most {hi:g}")
+    return f
+
+
+def _show(v, n: int = 60) -> str:
+    """A value for a message: repr (so a newline shows as \\n), cut short."""
+    r = repr(v)
+    return r if len(r) <= n else r[:n] + "...'"
+
+
+def learnable(address: str) -> bool:
+    """Is this a namespace address a control may be bound to (``/vj/cue/next``, ``/vj/param/x``)?"""
+    from engine.control.namespace import lookup  # the namespace imports this module
+    if not isinstance(address, str) or not address.isprintable():
+        return False
+    entry, key = lookup(address)
+    return entry is not None and entry.learn and (not entry.pattern or bool(NAME_RE.match(key)))
+
+
+def _check_source(v) -> str:
+    if not isinstance(v, str) or not v:
+        raise BindingError("source", f"{_show(v)}: a signal's name (midi.ch1.cc.7, osc./fader/1, audio.low)")
+    if len(v) > MAX_SOURCE:
+        raise BindingError("source", f"{_show(v)}: longer than {MAX_SOURCE} characters")
+    if not v.isprintable():
+        raise BindingError("source", f"{_show(v)}: has control characters")
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BindingError("source", f"{_show(v)}: is not text") from None
+    return v
+
+
+def _check_param(v) -> str:
+    if isinstance(v, str) and (NAME_RE.match(v) or learnable(v)):
+        return v
+    raise BindingError("param", f"{_show(v)}: a parameter's name (a-z 0-9 _ . -, up to 64) "
+                                "or a learnable /vj/ address")
+
+
 @dataclass
 class Binding:
     """source signal -> parameter.
@@ -101,20 +162,32 @@ class Binding:
     last_t: float | None = field(default=None, compare=False)
 
     def __post_init__(self):
-        for k in ("source", "param"):
-            if not isinstance(getattr(self, k), str) or not getattr(self, k):
-                raise ValueError(f"{k} must be a name, got {getattr(self, k)!r}")
-        if not (NAME_RE.match(self.param) or self.param.startswith("/vj/")):
-            raise ValueError(f"param {self.param!r}: a parameter's name or a /vj/ address")
-        if self.takeover not in TAKEOVER:
-            raise ValueError(f"takeover {self.takeover!r}: choose from {', '.join(TAKEOVER)}")
-        if self.mode not in MODES:
-            raise ValueError(f"mode {self.mode!r}: choose from {', '.join(MODES)}")
-        if not isinstance(self.curve, (int, float)) and self.curve not in CURVES:
-            raise ValueError(f"curve {self.curve!r}: a number or one of {', '.join(CURVES)}")
-        lo, hi = (float(x) for x in self.range)
+        # every field is checked here, once, so the per-frame code can trust it: a NaN that got
+        # this far would freeze the parameter (and OSCQuery would serve it as non-JSON)
+        self.source = _check_source(self.source)
+        self.param = _check_param(self.param)
+        r = self.range
+        if isinstance(r, (str, bytes, dict)) or not hasattr(r, "__len__") or len(r) != 2:
+            raise BindingError("range", f"{_show(r)}: is [low, high]")
+        lo, hi = _number("range", r[0]), _number("range", r[1])
+        if lo == hi:
+            raise BindingError("range", f"{_show(r)}: low and high are the same")
         self.range = (lo, hi)
-        m = re.fullmatch(r"(.+)\[(\d+)\]", self.source)
+        if isinstance(self.curve, str):
+            if self.curve not in CURVES:
+                raise BindingError("curve", f"{_show(self.curve)}: one of {', '.join(CURVES)}, or an exponent")
+        else:
+            self.curve = _number("curve", self.curve, lo=0.0, lo_open=True, hi=1000.0)
+        if not isinstance(self.invert, bool):
+            raise BindingError("invert", f"{_show(self.invert)}: true or false")
+        if self.smooth is not None:
+            self.smooth = _number("smooth", self.smooth, lo=0.0)
+        if not isinstance(self.takeover, str) or self.takeover not in TAKEOVER:
+            raise BindingError("takeover", f"{_show(self.takeover)}: one of {', '.join(TAKEOVER)}")
+        if not isinstance(self.mode, str) or self.mode not in MODES:
+            raise BindingError("mode", f"{_show(self.mode)}: one of {', '.join(MODES)}")
+        self.step = _number("step", self.step, lo=0.0, lo_open=True, hi=1.0)
+        m = INDEXED.fullmatch(self.source)
         self._name, self._index = (m.group(1), int(m.group(2))) if m else (self.source, None)
 
     @property
@@ -171,6 +244,9 @@ def relative_delta(raw: int, mode: str) -> int:
 
 def _learn_rank(name: str) -> tuple | None:
     """Which changed signals learn may bind, best first; None for those it ignores."""
+    # an address that already ends in [n] would be read back as element n of another signal
+    if len(name) > MAX_SOURCE - 8 or not name.isprintable() or INDEXED.fullmatch(name):
+        return None
     if name.startswith("midi.ch"):
         kind = name.split(".")[2] if name.count(".") >= 2 else ""
         order = {"cc14": 0, "cc": 1, "pitchbend": 2, "note": 3, "pressure": 4}
@@ -190,7 +266,7 @@ class ParamSet:
         self.params: dict[str, Param] = {}
         self.bindings: list[Binding] = list(bindings or [])
         self._pending_bindings: list[Binding] | None = None
-        self.on_learned = on_learned  # callback(bindings) after learn adds one: save the file
+        self.on_learned = on_learned  # callback(binding) after learn adds one: save it (never blocks)
         self.learning: tuple[str, float, str] | None = None  # (param, armed at, mode)
         self._learn_seen: dict[str, float] | None = None
         self._learn_first: float | None = None
@@ -340,6 +416,12 @@ class ParamSet:
             self.learning = None
             self._note("learn: off")
             return
+        # --learn and scripts reach here without the OSC edge's checks; what is armed is what
+        # gets written to the mappings file, so only a name a binding can hold is taken
+        if not isinstance(name, str) or not (NAME_RE.match(name) or learnable(name)):
+            self._note(f"learn {_show(name)}: not a parameter's name or a learnable address; learn is off")
+            self.learning = None
+            return
         if mode not in MODES:
             self._note(f"learn {name}: mode {mode!r} is not one of {', '.join(MODES)}")
             return
@@ -376,7 +458,12 @@ class ParamSet:
         value = snap.values.get(src)
         if isinstance(value, np.ndarray) and value.size > 1:
             src = f"{src}[0]"
-        b = Binding(src, name, mode=mode, takeover="jump" if name.startswith("/") else "pickup")
+        try:
+            b = Binding(src, name, mode=mode, takeover="jump" if name.startswith("/") else "pickup")
+        except ValueError as e:  # left armed, it would fail again every frame
+            self._note(f"learn {name}: {e}; learn is off")
+            self.learning = None
+            return
         b.engaged = True  # the control just moved: it takes the parameter from its next move
         b.last_t = snap.times.get(b.signal)
         p = self.params.get(name)
@@ -386,7 +473,7 @@ class ParamSet:
         self._note(f"learned: {src} -> {name}")
         if self.on_learned:
             try:
-                self.on_learned(list(self.bindings))
+                self.on_learned(b)
             except Exception as e:  # noqa: BLE001 - saving must never stop a frame
                 self._note(f"learned binding not saved: {e}")
 

@@ -14,6 +14,8 @@ import socket
 import struct
 import threading
 
+from engine.reporting import Once
+
 log = logging.getLogger("vj.osc")
 
 _IMMEDIATELY = struct.pack(">Q", 1)
@@ -58,7 +60,7 @@ class OscOut:
         self._cache: dict[str, bytes] = {}
         self._socks: dict[int, socket.socket] = {}
         self._thread: threading.Thread | None = None
-        self._reported: set[str] = set()
+        self._reported = Once(64)
 
     def start(self) -> "OscOut":
         self._thread = threading.Thread(target=self._run, name="osc-out", daemon=True)
@@ -138,6 +140,5 @@ class OscOut:
                     break
 
     def _report(self, msg: str) -> None:
-        if msg not in self._reported:
-            self._reported.add(msg)
+        if self._reported.first(msg):
             log.warning("%s", msg)

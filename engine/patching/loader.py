@@ -7,6 +7,14 @@ render thread. A patch that fails to compile, fails in setup, raises in frame, o
 returns NaN/inf is reported once and the last good patch keeps running; if even that
 one fails on a frame, the last good Controls are drawn again. Frames never stop.
 
+Patch code never runs on the render thread or the watcher thread: ``frame`` runs on a
+worker thread and the render thread waits for it at most ``frame_budget``; loading (the
+module body and ``setup``) runs on a thread of its own, waited for at most ``setup_budget``
+(engine/patching/watchdog.py). A version that misses its frame budget is retired for good
+and the last good version before it takes over on the next frame; one that misses its setup
+budget is not loaded. Whatever patch code raises, ``KeyboardInterrupt`` and ``SystemExit``
+too, is a patch error: only a real Ctrl-C, which arrives on the render thread, stops the loop.
+
 A new version of the running file keeps the patch's state: when the render thread takes
 it over, :func:`engine.patching.api.carry_state` gives it the running version's state
 (docs/patches.md, "Live edits keep state"). A scene change (:meth:`PatchHost.switch`)
@@ -27,6 +35,8 @@ import numpy as np
 from engine.paths import file_stamp
 from engine.patching.api import Controls, PatchContext, as_controls, carry_state, setup_record
 from engine.patching.params import ParamSet
+from engine.patching.watchdog import Missed, PatchTimeout, Worker, bounded, nag
+from engine.reporting import Once, Rate
 
 log = logging.getLogger("vj.patch")
 
@@ -42,6 +52,7 @@ class LoadedPatch:
     ctx: PatchContext
     version: int
     proven: bool = False  # has produced at least one good frame
+    retired: bool = False  # missed its frame budget: never run again
     setup_state: dict | None = None  # fingerprints of what setup(p) made (api.setup_record)
     carry: bool = False   # a new version of the running file: takes over its state
 
@@ -83,25 +94,35 @@ def compile_patch(path: Path, model_info, version: int, report, params=None,
         if callable(setup):
             setup(ctx)
         record = setup_record(ctx)
-    except PatchError:
+    except (PatchError, PatchTimeout):
         raise
-    except BaseException as e:  # noqa: BLE001 - user code may raise anything, SystemExit too
-        if isinstance(e, KeyboardInterrupt):
-            raise
+    except BaseException as e:  # noqa: BLE001 - user code may raise anything, KeyboardInterrupt and SystemExit too
         raise PatchError(describe_exception(e, path)) from e
     return LoadedPatch(path=path, module=module, ctx=ctx, version=version, setup_state=record,
                        carry=base is not None)
 
 
 class PatchHost:
-    def __init__(self, path, model_info, on_message=None, poll: float = 0.2, params=None):
+    FRAME_BUDGET = 0.25   # s a frame waits for the patch's frame(p, s) (docs/patches.md)
+    SETUP_BUDGET = 5.0    # s a load waits for the module body and setup(p)
+    KEEP_GOOD = 4         # proven versions kept to fall back on
+
+    def __init__(self, path, model_info, on_message=None, poll: float = 0.2, params=None,
+                 frame_budget: float | None = None, setup_budget: float | None = None):
         self.path = Path(path).resolve()
         # patch parameters live as long as the host, across reloads and scenes (engine/patching/params.py)
         self.params = params if params is not None else ParamSet()
         self.model_info = model_info
         self.poll = poll
         self._on_message = on_message
-        self._reported: set[str] = set()
+        self.frame_budget = frame_budget or self.FRAME_BUDGET
+        self.setup_budget = setup_budget or self.SETUP_BUDGET
+        self._reported = Once(256)
+        self._rate = Rate(per_second=2.0, burst=10)
+        self._report_lock = threading.Lock()
+        self._worker: Worker | None = None
+        self._good: list[LoadedPatch] = []  # proven versions, newest last
+        self._frame_error: tuple[float, str] | None = None  # the last frame() failure (time, text)
         self.last_error: str | None = None
         self.last_message: tuple[float, str] | None = None  # (monotonic time, text) for the HUD
         self.active: LoadedPatch | None = None
@@ -120,24 +141,28 @@ class PatchHost:
 
     # reporting
     def report(self, message: str, level=logging.ERROR) -> None:
-        """Log a message once; a repeat of the same text is counted but not printed again."""
-        if level >= logging.ERROR:
-            self.errors += 1
-            self.last_error = message
-        else:
-            self.last_message = (time.monotonic(), message)
-        if message in self._reported:
-            return
-        self._reported.add(message)
-        log.log(level, message)
+        """Log a message once; a repeat of the same text is counted but not printed again. Only
+        the latest 256 texts are remembered, and at most two lines a second (after a burst of
+        ten) are printed: a text that changes every frame cannot flood the log or the memory."""
+        with self._report_lock:  # patch code reports from its own thread (p.log)
+            if level >= logging.ERROR:
+                self.errors += 1
+                self.last_error = message
+            else:
+                self.last_message = (time.monotonic(), message)
+            if not self._reported.first(message) or not self._rate.allow():
+                return
+            held = self._rate.take_held()
+        log.log(level, "%s%s", message, f" ({held} more not shown)" if held else "")
         if self._on_message:
             self._on_message(message, level)
 
     def clear_error(self, message: str) -> None:
         """The problem behind ``message`` is gone: stop showing it (and report it anew if it comes back)."""
-        if self.last_error == message:
-            self.last_error = None
-        self._reported.discard(message)
+        with self._report_lock:
+            if self.last_error == message:
+                self.last_error = None
+            self._reported.discard(message)
 
     def _stat(self):
         return file_stamp(self.path)
@@ -153,14 +178,23 @@ class PatchHost:
         running = self.active
         base = running if running is not None and running.path == self.path and not self._fresh else None
         try:
-            patch = compile_patch(self.path, self.model_info, self._version,
-                                  lambda m: self.report(m, logging.INFO), params=self.params, base=base)
+            stamp = self._mtime
+            patch = bounded(self.setup_budget, compile_patch, self.path, self.model_info, self._version,
+                            lambda m: self.report(m, logging.INFO), self.params, base, path=self.path,
+                            # a newer save while this one is stuck: stop waiting, load that instead
+                            give_up=lambda: self._thread is not None and self._stat() not in (stamp, None))
+        except Missed as e:
+            self._not_loaded(f"{self.path.name}: loading (module body and setup) {e}")
+            return False
         except PatchError as e:
-            self.report(f"patch not loaded, {'keeping the last good one' if self.last_good else 'no patch running'}: {e}")
+            self._not_loaded(str(e))
             return False
         with self._lock:
             self._pending = patch
         return True
+
+    def _not_loaded(self, why: str) -> None:
+        self.report(f"patch not loaded, {'keeping the last good one' if self.last_good else 'no patch running'}: {why}")
 
     def check(self) -> bool:
         """Reload if the file changed since the last look; True if a reload was attempted."""
@@ -194,6 +228,9 @@ class PatchHost:
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=2)
+        if self._worker is not None:
+            self._worker.close()
+            self._worker = None
 
     @property
     def ready(self) -> bool:
@@ -229,37 +266,70 @@ class PatchHost:
         except Exception as e:  # noqa: BLE001 - never lose a frame over it: the new version starts fresh
             self.report(f"{new.path.name}: state not carried over ({type(e).__name__}: {e})", logging.WARNING)
 
-    def _run(self, patch: LoadedPatch, snapshot) -> Controls:
-        patch.ctx._begin(snapshot)
-        controls = as_controls(patch.module.frame(patch.ctx, snapshot))
-        controls.check()
-        return controls
+    @staticmethod
+    def _run(patch: LoadedPatch, snapshot):
+        """On the worker thread: (True, Controls) or (False, what the patch raised)."""
+        try:
+            patch.ctx._begin(snapshot)
+            controls = as_controls(patch.module.frame(patch.ctx, snapshot))
+            controls.check()
+            return True, controls
+        except PatchTimeout:
+            raise
+        except BaseException as e:  # noqa: BLE001 - KeyboardInterrupt and SystemExit from a patch are its errors
+            return False, e
 
     def frame(self, snapshot, fallback: Controls | None = None) -> Controls:
+        nag()  # threads of patches left behind are asked again to stop (vj render has no watcher)
         self._take_pending()
         patch = self.active
-        if patch is not None:
-            try:
-                controls = self._run(patch, snapshot)
-            except BaseException as e:  # noqa: BLE001
-                if isinstance(e, KeyboardInterrupt):
-                    raise
-                msg = describe_exception(e, patch.path)
-                if not patch.proven and self.last_good is not None and self.last_good is not patch:
-                    self.report(f"{msg}; back to the last good patch (v{self.last_good.version})")
-                    self.active = self.last_good
-                else:
-                    self.report(msg)
-                return self._fallback(fallback)
-            if not patch.proven:
-                patch.proven = True
-                if self.last_good is not None and self.last_good is not patch:
-                    log.info("patch %s reloaded (v%d)", patch.name, patch.version)
-                self.last_good = patch
-                self.last_error = None
-            self._last_controls = controls
-            return controls
-        return self._fallback(fallback)
+        if patch is None:
+            return self._fallback(fallback)
+        if self._worker is None:
+            self._worker = Worker("patch-frame")
+        try:
+            ok, out = self._worker.call(self.frame_budget, self._run, patch, snapshot, path=patch.path)
+        except Missed as e:
+            self._worker = None  # abandoned: the next frame runs on a fresh thread
+            self._retire(patch, f"{patch.path.name}: frame() {e}")
+            return self._fallback(fallback)
+        if not ok:
+            msg = describe_exception(out, patch.path)
+            self._frame_error = (time.monotonic(), msg)
+            if not patch.proven and self.last_good is not None and self.last_good is not patch:
+                self.report(f"{msg}; back to the last good patch (v{self.last_good.version})")
+                self.active = self.last_good
+            else:
+                self.report(msg)
+            return self._fallback(fallback)
+        if not patch.proven:
+            patch.proven = True
+            if self.last_good is not None and self.last_good is not patch:
+                log.info("patch %s reloaded (v%d)", patch.name, patch.version)
+            self.last_good = patch
+            self._good = [g for g in self._good if g is not patch][-(self.KEEP_GOOD - 1):] + [patch]
+            self.last_error = None
+        elif self._frame_error is not None and time.monotonic() - self._frame_error[0] > 1.0:
+            # a second of good frames since the last failure: the HUD stops showing it
+            with self._report_lock:
+                if self.last_error == self._frame_error[1]:
+                    self.last_error = None
+            self._frame_error = None
+        self._last_controls = controls = out
+        return controls
+
+    def _retire(self, patch: LoadedPatch, why: str) -> None:
+        """``patch`` missed its frame budget: it never runs again; the newest good version
+        before it takes over (or, if there is none, the last controls are held)."""
+        patch.retired = True
+        self._good = [g for g in self._good if not g.retired]
+        back = self._good[-1] if self._good else None
+        self.active = back
+        self.last_good = back
+        if back is not None:
+            self.report(f"{why}; back to the last good patch (v{back.version})")
+        else:
+            self.report(f"{why}; holding the last picture until the patch is saved again")
 
     def _fallback(self, fallback: Controls | None) -> Controls:
         if self._last_controls is not None:

@@ -33,7 +33,7 @@ from engine.signals.features import (  # noqa: F401 - re-exported: the audio sta
     event_names, feature_names, vector_names)
 
 __all__ = [
-    "AudioError", "FileSource", "InputSource", "list_devices", "load_audio", "offline_features",
+    "AudioError", "AudioReader", "FileSource", "InputSource", "list_devices", "load_audio", "offline_features",
     "DEFAULT_BLOCK", "BlockAnalyzer", "BANDS", "DRUMS", "PREFIX", "RMS", "RMS_DB", "FLUX", "ONSET",
     "HARMONIC", "PERCUSSIVE", "CHROMA", "CHROMA_BASS", "CHROMA_TREBLE", "BPM", "BEAT", "BEAT_PHASE",
     "DB_FLOOR", "UNNORMALISED", "band_names", "drum_names", "event_names", "feature_names", "vector_names",
@@ -51,25 +51,167 @@ class AudioError(RuntimeError):
 # ---------------------------------------------------------------------------------------
 # files
 
-def load_audio(path, sr: int | None = None, mono: bool = True) -> tuple[np.ndarray, int]:
-    """float32 samples and their rate: mono -> shape (n,), else (n, channels) (the
-    soundfile / sounddevice layout). Native sample rate unless ``sr`` is given
-    (resampled with librosa / soxr). WAV, FLAC, OGG, MP3 go through soundfile; anything
-    else (m4a, aac, the audio track of a video) through PyAV. Raises AudioError for a
-    missing, unreadable or empty file."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise AudioError(f"audio file not found: {path}")
-    try:
-        import soundfile as sf
-        y, file_sr = sf.read(path, dtype="float32", always_2d=True)
-    except Exception as sf_err:  # noqa: BLE001 - fall back to PyAV for other formats
+READ_SECONDS = 0.25     # what one decode step reads: small enough for the audio thread
+
+
+class AudioReader:
+    """An audio file opened for reading a block at a time, never held whole: soundfile
+    for WAV, FLAC, OGG, MP3, PyAV (streaming decode) for anything else with an audio
+    track. ``read(n)`` returns up to ``n`` frames (fewer only at the end), float32, mono
+    ``(n,)`` or ``(n, channels)``; ``sr`` given and unlike the file's, each block is
+    resampled on the way (a streaming soxr resampler, so block seams leave no trace).
+    ``frames`` is the length in frames at ``sr`` (PyAV: an estimate from the container,
+    None when it has none). ``rewind()`` starts over. Raises AudioError for a missing or
+    undecodable file."""
+
+    def __init__(self, path, sr: int | None = None, mono: bool = True):
+        self.path = os.fspath(path)
+        self.mono = mono
+        if not os.path.isfile(self.path):
+            raise AudioError(f"audio file not found: {self.path}")
+        self._sf = None
+        self._av = None
         try:
-            y, file_sr = _load_with_av(path)
-        except Exception as av_err:  # noqa: BLE001
-            raise AudioError(f"cannot decode audio file {path}: {sf_err}; {av_err}") from av_err
-    if y.shape[0] == 0:
-        raise AudioError(f"audio file has no samples: {path}")
+            import soundfile as sf
+            self._sf = sf.SoundFile(self.path)
+            self.file_sr, self.channels = int(self._sf.samplerate), int(self._sf.channels)
+            frames = int(self._sf.frames)
+        except Exception as sf_err:  # noqa: BLE001 - fall back to PyAV for other formats
+            try:
+                frames = self._open_av()
+            except Exception as av_err:  # noqa: BLE001
+                raise AudioError(f"cannot decode audio file {self.path}: {sf_err}; {av_err}") from av_err
+        self.sr = int(sr) if sr else self.file_sr
+        self.frames = None if frames is None else int(round(frames * self.sr / self.file_sr))
+        self._chunk = max(256, int(READ_SECONDS * self.file_sr))
+        self._resampler = None
+        self._buf: list[np.ndarray] = []
+        self._buffered = 0
+        self._eof = False
+        self.rewind()
+
+    # -- opening ------------------------------------------------------------------------
+    def _open_av(self) -> int | None:
+        import av
+        container = av.open(self.path)
+        try:
+            if not container.streams.audio:
+                raise AudioError("no audio stream")
+            stream = container.streams.audio[0]
+            self.file_sr = int(stream.rate)
+            self.channels = 1 if (stream.channels or 1) == 1 else 2   # PyAV mixes down to stereo
+        except BaseException:
+            container.close()
+            raise
+        frames = None
+        if stream.duration and stream.time_base:
+            frames = float(stream.duration * stream.time_base) * self.file_sr
+        elif container.duration:
+            frames = container.duration / 1e6 * self.file_sr
+        self._av = container
+        self._av_frames = None
+        return None if frames is None else int(frames)
+
+    def _av_decode(self):
+        import av
+        stream = self._av.streams.audio[0]
+        layout = "mono" if self.channels == 1 else "stereo"
+        resampler = av.AudioResampler(format="flt", layout=layout, rate=self.file_sr)
+        for frame in self._av.decode(stream):
+            for out in resampler.resample(frame):
+                yield out.to_ndarray().reshape(-1, self.channels)
+        for out in resampler.resample(None):
+            yield out.to_ndarray().reshape(-1, self.channels)
+
+    def rewind(self) -> None:
+        """Back to the first frame."""
+        if self._sf is not None:
+            self._sf.seek(0)
+        else:
+            if self._av_frames is not None:    # a decoder cannot be wound back: reopen
+                self._av.close()
+                import av
+                self._av = av.open(self.path)
+            self._av_frames = self._av_decode()
+        if self.sr != self.file_sr:
+            import soxr
+            self._resampler = soxr.ResampleStream(self.file_sr, self.sr, self.channels, dtype="float32",
+                                                  quality="HQ")
+        self._buf, self._buffered, self._eof = [], 0, False
+
+    # -- reading ------------------------------------------------------------------------
+    def _raw(self) -> np.ndarray | None:
+        """The next decoded chunk (frames, channels) at the file's rate; None at the end."""
+        if self._sf is not None:
+            y = self._sf.read(self._chunk, dtype="float32", always_2d=True)
+            return y if len(y) else None
+        return next(self._av_frames, None)
+
+    def _fill(self, n: int) -> None:
+        while self._buffered < n and not self._eof:
+            y = self._raw()
+            if self._resampler is not None:
+                last = y is None
+                y = self._resampler.resample_chunk(
+                    np.zeros((0, self.channels), np.float32) if last else y, last=last)
+                if last:
+                    self._eof = True
+            elif y is None:
+                self._eof = True
+                break
+            if len(y):
+                self._buf.append(np.asarray(y, dtype=np.float32).reshape(-1, self.channels))
+                self._buffered += len(self._buf[-1])
+
+    def read(self, n: int) -> np.ndarray:
+        """Up to ``n`` frames from where the last read stopped; fewer only at the end."""
+        self._fill(n)
+        y = np.concatenate(self._buf) if len(self._buf) > 1 else (
+            self._buf[0] if self._buf else np.zeros((0, self.channels), np.float32))
+        out, rest = y[:n], y[n:]
+        self._buf, self._buffered = ([rest] if len(rest) else []), len(rest)
+        if self.mono:
+            out = out.mean(axis=1) if out.shape[1] > 1 else out[:, 0]
+        return np.ascontiguousarray(out, dtype=np.float32)
+
+    def blocks(self, size: int):
+        """The whole file from the start, ``size`` frames at a time (the last one shorter)."""
+        self.rewind()
+        while True:
+            y = self.read(size)
+            if not len(y):
+                return
+            yield y
+            if len(y) < size:
+                return
+
+    def close(self) -> None:
+        for f in (self._sf, self._av):
+            if f is not None:
+                try:
+                    f.close()
+                except Exception:  # noqa: BLE001 - closing a file we only read
+                    pass
+
+    def __enter__(self) -> "AudioReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def load_audio(path, sr: int | None = None, mono: bool = True) -> tuple[np.ndarray, int]:
+    """The whole file in memory (short files, tests; long files go through
+    :class:`AudioReader`): float32 samples and their rate, mono -> shape (n,), else
+    (n, channels) (the soundfile / sounddevice layout). Native sample rate unless ``sr``
+    is given (resampled with librosa / soxr). Raises AudioError for a missing,
+    unreadable or empty file."""
+    with AudioReader(path, mono=False) as r:
+        chunks = list(r.blocks(1 << 20))
+        file_sr = r.sr
+    if not chunks:
+        raise AudioError(f"audio file has no samples: {os.fspath(path)}")
+    y = np.concatenate(chunks)
     if mono:
         y = y.mean(axis=1) if y.shape[1] > 1 else y[:, 0]
     y = np.ascontiguousarray(y, dtype=np.float32)
@@ -78,27 +220,6 @@ def load_audio(path, sr: int | None = None, mono: bool = True) -> tuple[np.ndarr
         y = librosa.resample(y, orig_sr=file_sr, target_sr=int(sr), axis=0).astype(np.float32)
         file_sr = int(sr)
     return y, int(file_sr)
-
-
-def _load_with_av(path: str) -> tuple[np.ndarray, int]:
-    import av
-    chunks = []
-    with av.open(path) as container:
-        if not container.streams.audio:
-            raise AudioError("no audio stream")
-        stream = container.streams.audio[0]
-        channels = stream.channels or 1
-        layout = "mono" if channels == 1 else "stereo"
-        resampler = av.AudioResampler(format="flt", layout=layout, rate=stream.rate)
-        sr = stream.rate
-        for frame in container.decode(stream):
-            for out in resampler.resample(frame):
-                chunks.append(out.to_ndarray().reshape(-1, 1 if layout == "mono" else 2))
-        for out in resampler.resample(None):
-            chunks.append(out.to_ndarray().reshape(-1, 1 if layout == "mono" else 2))
-    if not chunks:
-        raise AudioError("no audio decoded")
-    return np.concatenate(chunks).astype(np.float32), int(sr)
 
 
 # ---------------------------------------------------------------------------------------
@@ -175,8 +296,14 @@ class FileSource:
         self.loop = loop
         self.play = play
         self.device = device
-        self.data, self.sr = load_audio(self.path, mono=False)       # (n, ch)
-        self.duration = len(self.data) / self.sr
+        # read a block at a time as it plays: a long file never sits in memory
+        self._reader = AudioReader(self.path, mono=False)
+        self.sr, self.channels = self._reader.sr, self._reader.channels
+        if not len(self._reader.read(1)):
+            self._reader.close()
+            raise AudioError(f"audio file has no samples: {self.path}")
+        self._reader.rewind()
+        self.duration = None if self._reader.frames is None else self._reader.frames / self.sr
         self.analyzer = BlockAnalyzer(self.sr, self.block, bands, drums=drums)
         self.position = 0            # next sample to play
         self.finished = False
@@ -200,6 +327,11 @@ class FileSource:
             self._thread = None
         self._close_stream()
 
+    def close(self) -> None:
+        """Stop and let go of the file."""
+        self.stop()
+        self._reader.close()
+
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
@@ -217,7 +349,7 @@ class FileSource:
                         err, os.path.basename(self.path))
             return None
         try:
-            channels = min(self.data.shape[1], 2)
+            channels = min(self.channels, 2)
             stream = sd.OutputStream(samplerate=self.sr, blocksize=self.block, channels=channels,
                                      dtype="float32", device=self.device, latency="low")
             stream.start()
@@ -233,17 +365,21 @@ class FileSource:
 
     def _next_block(self) -> np.ndarray:
         """The next (block, ch) slice of the file, zero-padded, looping if asked."""
-        B, n = self.block, len(self.data)
-        out = np.zeros((B, self.data.shape[1]), np.float32)
+        B = self.block
+        out = np.zeros((B, self.channels), np.float32)
         filled = 0
+        rewound = False           # a rewind that yields nothing again: the file went empty
         while filled < B and not self.finished:
-            take = min(B - filled, n - self.position)
-            out[filled:filled + take] = self.data[self.position:self.position + take]
-            filled += take
-            self.position += take
-            if self.position >= n:
-                if self.loop:
-                    self.position = 0
+            y = self._reader.read(B - filled)
+            out[filled:filled + len(y)] = y
+            filled += len(y)
+            self.position += len(y)
+            if len(y):
+                rewound = False
+            if filled < B:        # the end of the file
+                if self.loop and not rewound:
+                    self._reader.rewind()
+                    self.position, rewound = 0, True
                 else:
                     self.finished = True
         return out

@@ -151,6 +151,12 @@ class SignalBus:
         """Queue one event for the next snapshot."""
         self.publish(None, ((name, value),), t=t, source=source)
 
+    def forget(self, name: str) -> None:
+        """Drop a channel (a table that evicts its stalest input keeps the bus bounded too)."""
+        with self._lock:
+            self._values.pop(name, None)
+            self._times.pop(name, None)
+
     def peek(self, name: str, default=None):
         with self._lock:
             return self._values.get(name, default)

@@ -27,7 +27,7 @@ import socket
 import struct
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 
 import numpy as np
 from pythonosc.osc_message import OscMessage
@@ -46,9 +46,10 @@ _now = time.monotonic
 
 class Stats(Counter):
     """Counts by kind: datagrams, messages, bundles, malformed, unknown (a /vj address with no
-    dispatcher), refused, oversize, channels_full, kernel_drops."""
+    dispatcher), refused, oversize, evicted (the stalest address forgotten to make room for a
+    new one), kernel_drops."""
 
-    PROBLEMS = ("malformed", "unknown", "refused", "oversize", "channels_full", "kernel_drops")
+    PROBLEMS = ("malformed", "unknown", "refused", "oversize", "evicted", "kernel_drops")
 
     def problems(self) -> int:
         return sum(self[k] for k in self.PROBLEMS)
@@ -76,7 +77,7 @@ class OscHandler:
         self.max_channels = max_channels
         self.control = control  # (address, args, t, source) -> None, for /vj addresses
         self.stats = Stats()
-        self._channels: set[str] = set()
+        self._channels: OrderedDict[str, None] = OrderedDict()  # least recently written first
 
     # --- packets
     def datagram(self, data: bytes, t: float | None = None, source: str = "osc") -> None:
@@ -154,11 +155,15 @@ class OscHandler:
     # --- any address -> osc.<address>
     def _signal(self, address: str, args, t: float) -> None:
         name = "osc." + address
-        if name not in self._channels:
+        if name in self._channels:
+            self._channels.move_to_end(name)
+        else:
+            # a full table forgets its stalest address: a controller plugged in late always works
             if len(self._channels) >= self.max_channels:
-                self.stats["channels_full"] += 1
-                return
-            self._channels.add(name)
+                stale, _ = self._channels.popitem(last=False)
+                self.bus.forget(stale)
+                self.stats["evicted"] += 1
+            self._channels[name] = None
         nums = [x for x in map(_number, args) if x is not None]
         if nums:
             self.bus.set(name, nums[0] if len(nums) == 1 else np.asarray(nums, np.float32), t)

@@ -32,10 +32,14 @@ Frames are encoded on a background thread fed by a bounded queue: ``write``
 blocks when the encoder falls behind (back-pressure rather than silent loss).
 An optional audio file is encoded to AAC alongside, kept just ahead of the
 video packets so every fragment holds both and a cut-off file stays in sync.
+At close the soundtrack ends with the video (the last frame's end time), not
+with the file: a take of a long file holds what was played, and closing does
+not wait for the rest to be encoded.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import pathlib
 import queue
@@ -88,28 +92,49 @@ class _AudioFeed:
         self._layout = layout
         self._frames = self._src.decode(src)
         self._resampler = None
+        # resampled frames wait here until the video reaches them, so the soundtrack
+        # overshoots by less than one encoder frame, not by a whole decoded source frame
+        self._pending: collections.deque = collections.deque()
+        self._src_done = False
         self._samples = 0
         self.done = False
 
     def packets_until(self, t):
-        """Encode source audio up to time ``t`` seconds (None: all of it)."""
+        """Encode source audio up to time ``t`` seconds (None: all of it, then the
+        encoder's last packets); the last packet reaches less than one encoder frame
+        (1024 samples) past ``t``."""
         if self._resampler is None:  # frame_size is only known once the encoder is open
             self._resampler = av.AudioResampler(
                 format="fltp", layout=self._layout, rate=self.rate,
                 frame_size=self.stream.codec_context.frame_size or None)
+        limit = None if t is None else t * self.rate
         packets = []
-        while not self.done and (t is None or self._samples < t * self.rate):
-            frame = next(self._frames, None)
-            if frame is not None:
-                frame.pts = None  # restamp from 0 below: the source may start late or have gaps
-            out = self._resampler.resample(frame)
-            for f in out:
-                f.pts, f.time_base = self._samples, Fraction(1, self.rate)
-                self._samples += f.samples
-                packets += self.stream.encode(f)
-            if frame is None:
-                packets += self.stream.encode(None)
-                self.done = True
+        while not self.done and (limit is None or self._samples < limit):
+            if not self._pending:
+                if self._src_done:
+                    packets += self.stream.encode(None)
+                    self.done = True
+                    break
+                frame = next(self._frames, None)
+                if frame is None:
+                    self._src_done = True
+                else:
+                    frame.pts = None  # restamp from 0 below: the source may start late or have gaps
+                self._pending.extend(self._resampler.resample(frame))
+                continue
+            f = self._pending.popleft()
+            f.pts, f.time_base = self._samples, Fraction(1, self.rate)
+            self._samples += f.samples
+            packets += self.stream.encode(f)
+        return packets
+
+    def finish(self, t):
+        """The packets up to time ``t`` (None: the whole file), then the encoder's
+        last ones: the soundtrack ends there, however much of the file is left."""
+        packets = self.packets_until(t)
+        if not self.done:
+            packets += self.stream.encode(None)
+            self.done = True
         return packets
 
     def close(self):
@@ -140,6 +165,7 @@ class Recorder:
         self.frames_written = 0
         self._time_base = 1 / self.fps
         self._last_index = -1
+        self._video_end = Fraction(0)   # s: the end of the last frame handed to the encoder
         self._closed = False
         self._error: BaseException | None = None
         self._audio = None
@@ -245,10 +271,13 @@ class Recorder:
                                        dst_color_range="MPEG")
                 frame.pts, frame.time_base = index, self._time_base
                 self._mux_video(self._video.encode(frame))
+                self._video_end = (index + 1) * self._time_base
                 self.frames_written += 1
             self._mux_video(self._video.encode(None))
             if self._audio is not None:
-                self._container.mux(self._audio.packets_until(None))
+                # Only what the video covers: a live take of a long file stops where the
+                # show stopped, instead of encoding the rest of the file at close.
+                self._container.mux(self._audio.finish(self._video_end))
             self._container.close()
         except Exception as e:
             log.exception("recorder %s: encoding failed", self.path)

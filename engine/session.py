@@ -180,7 +180,9 @@ class Session:
         self.bus = SignalBus()
         self.clock = LiveClock(bpm=o.bpm) if o.live else VirtualClock(o.fps, bpm=o.bpm)
         self.params = ParamSet()
-        self.patches = PatchHost(o.patch, self.runner.info, params=self.params)
+        # offline, a slow frame costs only time: a hang is still cut short, but later
+        self.patches = PatchHost(o.patch, self.runner.info, params=self.params,
+                                 frame_budget=None if o.live else PatchHost.OFFLINE_FRAME_BUDGET)
         self.patches.load()
         if o.watch:
             self.patches.start_watching()

@@ -104,6 +104,7 @@ def compile_patch(path: Path, model_info, version: int, report, params=None,
 
 class PatchHost:
     FRAME_BUDGET = 0.25   # s a frame waits for the patch's frame(p, s) (docs/patches.md)
+    OFFLINE_FRAME_BUDGET = 10.0  # s, vj render and vj bench
     SETUP_BUDGET = 5.0    # s a load waits for the module body and setup(p)
     KEEP_GOOD = 4         # proven versions kept to fall back on
 

@@ -137,11 +137,21 @@ class Worker:
         self._jobs.put(_STOP)
 
 
+LOAD_SWITCH_INTERVAL = 0.0005  # s; see bounded()
+
+
 def bounded(budget: float, fn, *args, name: str = "patch-load", path: Path | None = None, give_up=None):
     """Run ``fn(*args)`` on a thread of its own and wait at most ``budget`` for it (a load or a
-    reload: rare enough that a thread each is cheap)."""
+    reload: rare enough that a thread each is cheap).
+
+    While it runs, the interpreter switches threads more often: a setup that spins in Python
+    holds the GIL for a whole switch interval each time the render thread lets go of it (every
+    GL call, every torch op), and at the default 5 ms that slows frames several-fold."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(min(before, LOAD_SWITCH_INTERVAL))
     w = Worker(name)
     try:
         return w.call(budget, fn, *args, path=path, give_up=give_up)
     finally:
         w.close()
+        sys.setswitchinterval(before)

@@ -275,3 +275,16 @@ def test_the_readme_states_the_ranges_checked():
     readme = " ".join((ROOT / "README.md").read_text().split())
     for key, spec in (("fps", FPS), ("bpm", BPM)):
         assert f"`{key}` ({spec.lo}..{spec.hi})" in readme and f"`--{key} {spec.lo}..{spec.hi}`" in readme
+
+
+@pytest.mark.parametrize("body, words", [
+    ("x = " + "[" * 50000 + "]" * 50000 + "\n", "nested too deeply"),
+    (b"title = \"\xff\"\n", "utf-8"),
+    ("[[scene]]\npatch = 'a.py'\npatch = 'a.py'\n", "set.toml"),
+])
+def test_files_that_are_not_toml_are_refused(tmp_path, body, words):
+    f = tmp_path / "set.toml"
+    f.write_bytes(body if isinstance(body, bytes) else body.encode())
+    with pytest.raises(SetError, match=words) as e:
+        SetList(f)
+    assert str(e.value).startswith(f"{f}: ")

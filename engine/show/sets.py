@@ -80,10 +80,12 @@ class Size:
         return 'a size like "1280x720", each side 16..8192'
 
     def check(self, value) -> tuple[int, int]:
-        try:
-            return parse_size(value) if isinstance(value, str) else parse_size("")
-        except argparse.ArgumentTypeError:
-            raise ValueError(f"expected {self.describe()}, got {shown(value)}") from None
+        if isinstance(value, str):
+            try:
+                return parse_size(value)
+            except argparse.ArgumentTypeError:
+                pass
+        raise ValueError(f"expected {self.describe()}, got {shown(value)}")
 
 
 # The set's own options: those of `vj run` take the command line's checks, so a set cannot
@@ -142,9 +144,11 @@ class SetList:
     def __init__(self, path):
         self.path = Path(path)
         try:
-            data = tomllib.loads(self.path.read_text())
+            data = tomllib.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
             raise SetError(f"{self.path}: {e}") from e
+        except RecursionError:  # tomllib recurses into nested arrays and tables
+            raise SetError(f"{self.path}: nested too deeply to be a set list") from None
         errors: list[str] = []
         self.options = _checked({k: v for k, v in data.items() if k != "scene"}, OPTIONS, str(self.path), errors)
         self.title = self.options.pop("title", self.path.stem)

@@ -177,6 +177,21 @@ def test_record_start_stop_over_osc(show):
     assert 30 <= len(frames) <= 90 and info["times"][0] == 0.0
 
 
+def test_a_take_never_replaces_another(show):
+    c = udp_client.SimpleUDPClient("127.0.0.1", show["osc"])
+    takes = show["dir"] / "takes"
+    for _ in range(2):
+        c.send_message("/vj/record/start", "same")
+        time.sleep(1.0)
+        c.send_message("/vj/record/stop", [])
+        assert wait_for(lambda: get(show["oq"], "/vj/record")["VALUE"] == [0])
+    assert wait_for(lambda: (takes / "same.mp4").exists() and (takes / "same-2.mp4").exists())
+    time.sleep(1.0)
+    for name in ("same.mp4", "same-2.mp4"):
+        frames, _ = read_video(takes / name)
+        assert 15 <= len(frames) <= 60, name
+
+
 def test_learn_over_osc_writes_the_mappings_file(show):
     c = udp_client.SimpleUDPClient("127.0.0.1", show["osc"])
     c.send_message("/vj/learn", "glow")

@@ -17,7 +17,6 @@ import argparse
 import importlib
 import json
 import logging
-import math
 import sys
 
 from engine.commands import parse_size
@@ -58,9 +57,10 @@ class Number:
     def check(self, value):
         """``value`` when it is such a number (a float when not ``integer``), else ValueError."""
         kinds = int if self.integer else (int, float)
-        # bool is an int to Python, never a number to a person writing `fps = true`
-        if isinstance(value, bool) or not isinstance(value, kinds) \
-                or not math.isfinite(value) or not self.lo <= value <= self.hi:
+        # bool is an int to Python, never a number to a person writing `fps = true`. The
+        # finite bounds refuse nan and inf too; comparing, unlike float(), never overflows
+        # on an integer of hundreds of digits.
+        if isinstance(value, bool) or not isinstance(value, kinds) or not self.lo <= value <= self.hi:
             raise ValueError(f"expected {self.describe()}, got {shown(value)}")
         return value if self.integer else float(value)
 

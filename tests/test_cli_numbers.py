@@ -7,7 +7,7 @@ import pytest
 from conftest import run_vj
 from engine.cli import main
 
-BAD = ["inf", "-inf", "nan", "1e-300", "-1", "1e999", "99999999999999999999", "abc", ""]
+BAD = ["inf", "-inf", "nan", "1e-300", "-1", "1e999", "99999999999999999999", "9" * 400, "abc", ""]
 
 # (command and the arguments it needs, option, a value the option accepts)
 OPTIONS = [

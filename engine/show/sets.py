@@ -145,7 +145,7 @@ class SetList:
         self.path = Path(path)
         try:
             data = tomllib.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        except (OSError, ValueError) as e:  # TOMLDecodeError, bad UTF-8, an integer of 4300+ digits
             raise SetError(f"{self.path}: {e}") from e
         except RecursionError:  # tomllib recurses into nested arrays and tables
             raise SetError(f"{self.path}: nested too deeply to be a set list") from None

@@ -243,7 +243,7 @@ def _read(path: Path) -> str | None:
     """The file's text, None if there is none; OSError/UnicodeDecodeError if it cannot be read."""
     try:
         return path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # nothing there (yet): the folder may come
         return None
 
 

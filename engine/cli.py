@@ -15,74 +15,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import logging
 import sys
 
-from engine.commands import parse_size
+from engine.limits import BPM, CUTOFF, FPS, FRAMES, MONITOR, PORT, PSI, RATE, SEED, SOAK_MINUTES, block_size, parse_size
 from engine.session import DEFAULT_SIZE, ControlOptions
-
-
-def shown(value, limit: int = 40) -> str:
-    """A value as a person typed it (TOML's quoting for strings), cut short: error messages
-    quote what was given without letting a hostile one flood the terminal."""
-    if isinstance(value, str):
-        text = json.dumps(value, ensure_ascii=False)
-    elif isinstance(value, bool):
-        text = str(value).lower()
-    elif isinstance(value, dict):
-        text = "a table"
-    elif isinstance(value, list):
-        text = "an array"
-    else:
-        text = str(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
-class Number:
-    """A number the engine accepts at its edge: finite and within ``lo..hi``.
-
-    The one check for the command line (an instance is an argparse ``type``, given the text)
-    and for set files (``check``, given the value TOML parsed), so both refuse the same
-    numbers with the same words, before anything runs."""
-
-    def __init__(self, lo: float, hi: float, integer: bool = False):
-        self.lo, self.hi, self.integer = lo, hi, integer
-
-    def describe(self) -> str:
-        if self.integer:
-            return f"an integer in {self.lo}..{self.hi}"
-        return f"a number in {self.lo:g}..{self.hi:g}"
-
-    def check(self, value):
-        """``value`` when it is such a number (a float when not ``integer``), else ValueError."""
-        kinds = int if self.integer else (int, float)
-        # bool is an int to Python, never a number to a person writing `fps = true`. The
-        # finite bounds refuse nan and inf too; comparing, unlike float(), never overflows
-        # on an integer of hundreds of digits.
-        if isinstance(value, bool) or not isinstance(value, kinds) or not self.lo <= value <= self.hi:
-            raise ValueError(f"expected {self.describe()}, got {shown(value)}")
-        return value if self.integer else float(value)
-
-    def __call__(self, text: str):
-        try:
-            return self.check(int(text) if self.integer else float(text))
-        except ValueError:  # not a number at all, or out of range: one message for both
-            raise argparse.ArgumentTypeError(f"must be {self.describe()}, got {shown(text)}") from None
-
-
-# What the engine can honour: the clock's tempo range (engine/signals/clock.py), frame
-# rates a display or a render can use, UDP/TCP ports (0: any free one).
-FPS = Number(1, 240)
-BPM = Number(20, 400)
-FRAMES = Number(1, 10 ** 9, integer=True)
-PORT = Number(0, 65535, integer=True)
-RATE = Number(0.01, 1000)                  # Hz: OSC out state updates
-MONITOR = Number(0, 255, integer=True)
-PSI = Number(-10, 10)                      # truncation; beyond a few units it is noise
-CUTOFF = Number(0, 1024, integer=True)     # style layers
-SEED = Number(0, 2 ** 32 - 1, integer=True)
-block_size = Number(32, 16384, integer=True)   # audio samples per analysis block
 
 
 def setup_logging(verbose: bool) -> None:
@@ -175,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--compile", action="store_true", help="--generator-only: also time torch.compile")
     b.add_argument("--patch", help="patch for the whole-loop figure (default patches/drift.py)")
     b.add_argument("--json", help="also write the figures to this JSON file")
+    b.add_argument("--soak", type=SOAK_MINUTES, metavar="MINUTES",
+                   help="instead: run the engine headless for MINUTES while a fault injector in another process "
+                        "does what a bad night does; report frame gaps, memory and what survived")
+    b.add_argument("--soak-dir", metavar="DIR", help="--soak: work folder (default: a new temporary one)")
+    b.add_argument("--soak-seed", type=SEED, default=1, help="--soak: seed of the fault schedule")
     b
 
     m = sub.add_parser("models", help="list the registry; describe, convert or sample a model")

@@ -273,7 +273,7 @@ def test_fuzzed_sets_are_refused_cleanly_or_run(tmp_path):
 
 
 def test_the_readme_states_the_ranges_checked():
-    from engine.cli import BPM, FPS
+    from engine.limits import BPM, FPS
     readme = " ".join((ROOT / "README.md").read_text().split())
     for key, spec in (("fps", FPS), ("bpm", BPM)):
         assert f"`{key}` ({spec.lo}..{spec.hi})" in readme and f"`--{key} {spec.lo}..{spec.hi}`" in readme

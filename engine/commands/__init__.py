@@ -4,7 +4,6 @@ Only the entry point (engine/cli.py) imports these. What several commands share 
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import signal
 from pathlib import Path
@@ -22,19 +21,6 @@ def open_session(options):
     except SessionError as e:
         log.error("%s", e)
         return None
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``WxH``, each side 16..8192 pixels: the frame sizes the generator, the shader chain and
-    the encoder can all work with. Used by ``--size`` and by a set file's ``size``."""
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:  # not two integers (``int`` also refuses inf, nan and 4300+ digits)
-        w = h = 0
-    if not (16 <= w <= 8192 and 16 <= h <= 8192):
-        given = text if len(text) <= 40 else text[:37] + "..."
-        raise argparse.ArgumentTypeError(f"must be WxH with each side 16..8192 (like 1280x720), got \"{given}\"")
-    return w, h
 
 
 def resolve_patch(spec: str | None) -> Path:

@@ -6,12 +6,16 @@ import logging
 from pathlib import Path
 
 from engine.commands import resolve_patch
-from engine.session import Options, Session, SessionError, load_model
+from engine.session import DEFAULT_SIZE, Options, Session, SessionError, load_model
 
 log = logging.getLogger("vj")
 
 
 def main(args) -> int:
+    if args.soak:
+        from engine.soak.run import main as soak
+        return soak(args.soak, json_path=args.json, seed=args.soak_seed, workdir=args.soak_dir, model=args.model,
+                    size=f"{args.size[0]}x{args.size[1]}" if args.size != DEFAULT_SIZE else "160x90")
     from engine.render.bench import run_bench, run_generator_bench
     try:
         if args.generator_only:

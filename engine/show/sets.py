@@ -38,8 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine import paths
-from engine.cli import BPM, FPS, Number, shown
-from engine.commands import parse_size
+from engine.limits import BPM, FPS, Number, parse_size, shown
 from engine.control.namespace import MAX_STRING
 
 log = logging.getLogger("vj")

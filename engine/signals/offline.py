@@ -28,9 +28,18 @@ CHROMA_BINS = 36                 # constant-Q bins per octave
 C1 = 32.703                      # Hz; chroma from C1 over 7 octaves, bass = the first 3 (below C4)
 
 
+BLOCK_HOPS = 4096                # analysis hops per block: what is in memory at a time (~47 s)
+CQT_HALO = 3.0                   # s of signal either side of a block for the constant-Q transform:
+                                 # its longest filter (C1, ~1.6 s) and the octave resamplers' tails
+ONSET_N_FFT = 2048               # librosa's onset strength: its mel spectrogram's frame ...
+ONSET_TOP_DB = 80.0              # ... and its floor, this far below the file's loudest mel bin
+TEMPO_CHUNK = 4096               # tempogram columns computed at a time
+
+
 def offline_features(y: np.ndarray, sr: int, fps: float, n_frames: int, bands=BANDS, *,
                      drums=DRUMS, hop: int | None = None, percentile: float = OFFLINE_PERCENTILE,
-                     chroma: bool = True, tempo: bool = True) -> dict[str, np.ndarray]:
+                     chroma: bool = True, tempo: bool = True,
+                     block_hops: int = BLOCK_HOPS) -> dict[str, np.ndarray]:
     """Features at the video frame times t_k = k / fps, k = 0..n_frames-1.
 
     Each value describes the audio in the window *centred on* t_k, one frame period
@@ -60,21 +69,201 @@ def offline_features(y: np.ndarray, sr: int, fps: float, n_frames: int, bands=BA
       to beat (extrapolated before the first and after the last, where
       ``audio.beat_confidence`` is 0; 1 in between).
 
-    A 2-D ``y`` is averaged to mono over its shorter axis.
+    A 2-D ``y`` is averaged to mono over its shorter axis. The analysis runs over the
+    signal a block at a time (``block_hops`` analysis hops), exactly as
+    :func:`file_features` does over a file it never holds whole.
     """
-    import librosa
-
     y = np.asarray(y, dtype=np.float32)
     if y.ndim > 1:
         y = y.mean(axis=int(np.argmin(y.shape)))
+    return _analyse(_ArraySignal(y), int(sr), fps, n_frames, bands, drums=drums, hop=hop,
+                    percentile=percentile, chroma=chroma, tempo=tempo, block_hops=block_hops)
+
+
+def file_features(path, fps: float, n_frames: int | None = None, **kwargs
+                  ) -> tuple[dict[str, np.ndarray], int, float, int]:
+    """:func:`offline_features` of an audio file, read a block at a time (three passes
+    over the file; its samples are never all in memory): (features, sample rate,
+    duration s, n_frames). ``n_frames`` defaults to the file's length in frames,
+    rounded. Raises AudioError for a missing, unreadable or empty file."""
+    from engine.signals.audio import AudioError, AudioReader
+    with AudioReader(path, mono=True) as reader:
+        signal = _FileSignal(reader)
+        n = signal.length()
+        if n == 0:
+            raise AudioError(f"audio file has no samples: {path}")
+        duration = n / reader.sr
+        if n_frames is None:
+            n_frames = max(1, int(round(duration * fps)))
+        feats = _analyse(signal, reader.sr, fps, n_frames, **kwargs)
+        return feats, reader.sr, duration, n_frames
+
+
+class _ArraySignal:
+    """A mono signal in memory, handed out a block at a time like a file."""
+
+    def __init__(self, y: np.ndarray):
+        self.y = y
+
+    def blocks(self, size: int):
+        for s in range(0, len(self.y), size):
+            yield self.y[s:s + size]
+
+
+class _FileSignal:
+    """A mono signal read from a file by :class:`engine.signals.audio.AudioReader`, from
+    the start on every pass."""
+
+    def __init__(self, reader):
+        self.reader = reader
+
+    def blocks(self, size: int):
+        return self.reader.blocks(size)
+
+    def length(self) -> int:
+        """Samples in the file: the container's count, or a decoding pass when it has none."""
+        if self.reader._sf is not None:
+            return int(self.reader.frames)
+        return sum(len(b) for b in self.blocks(1 << 20))
+
+
+class _Window:
+    """Samples [a, b) of a signal that arrives a block at a time (zeros outside the
+    signal), for a window that only moves forward: what lies before :meth:`drop`'s
+    point is let go. ``n``: the signal's length, once its end has been read."""
+
+    def __init__(self, blocks):
+        self._blocks = iter(blocks)
+        self._chunks: list[np.ndarray] = []
+        self._start = self._end = 0
+        self.n: int | None = None
+
+    def _extend(self, b: int) -> None:
+        while self.n is None and self._end < b:
+            y = next(self._blocks, None)
+            if y is None:
+                self.n = self._end
+                break
+            self._chunks.append(np.asarray(y, np.float32))
+            self._end += len(y)
+
+    def _buffer(self) -> np.ndarray:
+        if len(self._chunks) > 1:
+            self._chunks = [np.concatenate(self._chunks)]
+        return self._chunks[0] if self._chunks else np.zeros(0, np.float32)
+
+    def ends_before(self, b: int) -> bool:
+        """Whether the signal ends before sample ``b`` (reading up to it if needed)."""
+        self._extend(b + 1)
+        return self.n is not None and self.n < b
+
+    def get(self, a: int, b: int) -> np.ndarray:
+        assert max(a, 0) >= self._start, "the window moved past the samples asked for"
+        self._extend(b)
+        out = np.zeros(max(0, b - a), np.float32)
+        lo, hi = max(a, self._start), min(b, self._end)
+        if hi > lo:
+            buf = self._buffer()
+            out[lo - a:hi - a] = buf[lo - self._start:hi - self._start]
+        return out
+
+    def drop(self, a: int) -> None:
+        if a > self._start:
+            buf = self._buffer()
+            self._chunks = [buf[min(a, self._end) - self._start:]]
+            self._start = min(a, self._end)
+
+
+def _blockwise(signal, size: int, halo: int, step) -> int:
+    """One pass over ``signal``: ``step(win, s, e, n)`` for the blocks [s, e) of
+    ``size`` samples in turn, the window holding at least [s - halo, e + halo);
+    ``n`` is the signal's length on the last block, else None. A step that returns
+    True ends the pass early. Returns the length (None when ended early)."""
+    win = _Window(signal.blocks(size))
+    s = 0
+    while True:
+        e = s + size
+        last = win.ends_before(e + halo) and win.n < e
+        if step(win, s, e, win.n if last else None) or last:
+            return win.n
+        win.drop(e - halo)
+        s = e
+
+
+def _frames_in(s: int, e: int, n: int | None, hop: int) -> tuple[int, int]:
+    """The analysis frames (centres j * hop, the signal's frames 0 .. n // hop) centred
+    in the block [s, e), or from s on for the last block (``n`` given)."""
+    return s // hop, (n // hop + 1) if n is not None else e // hop
+
+
+class _FrameSums:
+    """Sums over each video frame's analysis frames (``idx`` / ``valid`` from
+    :func:`_fine_frames`), fed the analysis frames a block at a time."""
+
+    def __init__(self, idx: np.ndarray, valid: np.ndarray, columns: int | None = None):
+        self.idx, self.valid = idx, valid
+        self.sums = np.zeros((len(idx),) if columns is None else (len(idx), columns))
+
+    def add(self, j0: int, values: np.ndarray) -> None:
+        j1 = j0 + len(values)
+        if not len(values) or not len(self.idx):
+            return
+        rows = np.flatnonzero((self.idx[:, -1] >= j0) & (self.idx[:, 0] < j1))
+        if not len(rows):
+            return
+        sub = self.idx[rows]
+        mask = self.valid[rows] & (sub >= j0) & (sub < j1)
+        v = np.asarray(values, np.float64)[np.clip(sub - j0, 0, len(values) - 1)]
+        self.sums[rows] += (v * (mask if v.ndim == 2 else mask[..., None])).sum(axis=1)
+
+
+def _analyse(signal, sr: int, fps: float, n_frames: int, bands=BANDS, *, drums=DRUMS,
+             hop: int | None = None, percentile: float = OFFLINE_PERCENTILE, chroma: bool = True,
+             tempo: bool = True, block_hops: int = BLOCK_HOPS) -> dict[str, np.ndarray]:
+    """:func:`offline_features` over ``signal`` (``blocks(size)``), a block at a time.
+
+    Pass 1 finds the length, whether there is any sound, and the loudest mel bin (the
+    onset strength's dB floor hangs on it); pass 2 analyses each block with enough of
+    its neighbours around it (halos) that every analysis frame comes out as it would
+    from the whole signal; pass 3 reads the few milliseconds around each onset and drum
+    hit to find its attack. Whole-file curves with a few values per analysis frame
+    (flux, drum novelty, onset strength) are kept for peak picking and beat tracking;
+    everything else is reduced to video frames as it goes."""
+    import librosa
+
     n_frames = int(n_frames)
     fps = float(fps)
-    sr = int(sr)
     hop = int(hop or default_hop(sr))
     n_fft = 2 * hop
+    oenv_hop = hop // 2
+    block = hop * int(block_hops)
     names, floors, rel = level_spec(bands)
-    n = y.shape[0]
+    octaves = int(min(7, max(4, math.floor(math.log2(0.45 * sr / C1)))))   # below Nyquist
+    cqt_halo = hop * int(math.ceil(CQT_HALO * sr / hop))
+    stft_halo = HPSS_KERNEL // 2                        # frames: the HPSS median filters' reach
+    halo = max(cqt_halo, (stft_halo + 1) * hop + hop, ONSET_N_FFT // 2 + oenv_hop) + hop
+
+    def mel_db(win, k0, k1):
+        """The onset strength's mel spectrogram (dB, not floored) of frames [k0, k1)."""
+        seg = win.get(k0 * oenv_hop - ONSET_N_FFT // 2, (k1 - 1) * oenv_hop + ONSET_N_FFT // 2)
+        S = np.abs(librosa.feature.melspectrogram(y=seg, sr=sr, n_fft=ONSET_N_FFT, hop_length=oenv_hop,
+                                                  center=False, fmax=0.5 * sr))
+        return 10.0 * np.log10(np.maximum(1e-10, S))
+
+    # -- pass 1: length, silence, loudest mel bin ---------------------------------------
+    first = {"sound": False, "top": None}
+
+    def scan(win, s, e, n):
+        first["sound"] = first["sound"] or bool(np.any(win.get(s, e)))
+        k0, k1 = _frames_in(s, e, n, oenv_hop)
+        if k1 > k0:
+            top = mel_db(win, k0, k1).max()
+            first["top"] = top if first["top"] is None else max(first["top"], top)
+
+    n = _blockwise(signal, block, halo, scan)
     duration = n / sr
+    has_audio = n_frames > 0 and n >= n_fft and first["sound"]
+    db_floor = first["top"] - np.float32(ONSET_TOP_DB) if has_audio else None
 
     # video frames covering the whole file (for normalisation) and the requested ones
     n_all = max(n_frames, int(math.ceil(duration * fps)))
@@ -82,10 +271,8 @@ def offline_features(y: np.ndarray, sr: int, fps: float, n_frames: int, bands=BA
     lo_s, hi_s = np.round((t - 0.5 / fps) * sr), np.round((t + 0.5 / fps) * sr)
     a = np.clip(lo_s.astype(np.int64), 0, n)
     b = np.clip(hi_s.astype(np.int64), 0, n)
-
-    # exact RMS over each frame period
-    csum = np.concatenate([[0.0], np.cumsum(y.astype(np.float64) ** 2)])
-    rms = np.sqrt(np.maximum(csum[b] - csum[a], 0.0) / np.maximum(hi_s - lo_s, 1))
+    csum_a, csum_b = np.zeros(n_all), np.zeros(n_all)     # the running sum of y^2 at a and b
+    running = [0.0]
 
     # STFT (centred frames): band power, SuperFlux, centroid, magnitudes for HPSS
     window = np.hanning(n_fft + 1)[:-1].astype(np.float32)
@@ -95,43 +282,80 @@ def offline_features(y: np.ndarray, sr: int, fps: float, n_frames: int, bands=BA
     fb, fb_freqs = log_filterbank(sr, n_fft)
     fb = fb * mag_scale
     memory = max(1, round(FLUX_MEMORY * sr / hop))
-    n_fine = n // hop + 1
-    padded = np.concatenate([np.zeros(n_fft // 2, np.float32), y, np.zeros(n_fft // 2 + hop, np.float32)])
-    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop][:n_fine]
+    assert memory <= stft_halo
     freqs = np.fft.rfftfreq(n_fft, 1.0 / sr).astype(np.float32)
-    mag = np.empty((n_fine, n_fft // 2 + 1), np.float32)
-    band_pow = np.empty((n_fine, len(bins)))
-    for s in range(0, n_fine, 2048):
-        spec = np.fft.rfft(frames[s:s + 2048] * window, axis=-1)
-        power = spec.real * spec.real + spec.imag * spec.imag
-        band_pow[s:s + 2048] = band_levels(power, bins, power_scale) ** 2
-        mag[s:s + 2048] = np.sqrt(power)
-    c_num = mag[:, 1:] @ freqs[1:]
-    c_den = mag[:, 1:].sum(axis=1)
-    d = superflux(np.log1p(LOG_GAMMA * (mag @ fb)), memory)    # [frames, log bands]
-    flux = d.mean(axis=1)
-
-    # HPSS on the magnitude spectrogram: levels of each part, and the percussive bands
-    harm, perc = librosa.decompose.hpss(mag.T, kernel_size=HPSS_KERNEL)
-    e_all = (mag.astype(np.float64) ** 2).sum(axis=1)
-    e_h = (harm.astype(np.float64) ** 2).sum(axis=0)
-    e_p = (perc.astype(np.float64) ** 2).sum(axis=0)
-    del harm, perc
-
-    # analysis frames whose centres (j * hop) lie in [a, b): at least the nearest one
+    n_fine = n // hop + 1
+    drum_slices = [band_slice(fb_freqs, lo, hi) for lo, hi in drums.values()]
+    flux = np.zeros(n_fine, np.float32)
+    nov = np.zeros((len(drum_slices), n_fine), np.float32)
     idx, valid = _fine_frames(t, fps, sr, hop, n_fine)
+    band_sum = _FrameSums(idx, valid, len(bins))
+    e_sums = {k: _FrameSums(idx, valid) for k in ("all", "h", "p", "c_num", "c_den")}
+    do_chroma = chroma and has_audio
+    bass_sum = _FrameSums(idx[:n_frames], valid[:n_frames], 12)
+    treble_sum = _FrameSums(idx[:n_frames], valid[:n_frames], 12)
+    chroma_top = [1e-12]
+    n_oenv = n // oenv_hop + 1
+    oenv_raw = np.zeros(max(n_oenv - 1, 0), np.float32)
+
+    def analyse(win, s, e, n_last):
+        # exact RMS from the running sum of y^2, carried from block to block so that it
+        # adds up in the same order, to the same bits, as over the whole signal
+        end = min(e, n)
+        csum = np.cumsum(np.concatenate([running, win.get(s, end).astype(np.float64) ** 2]))
+        running[0] = csum[-1]
+        for pts, at in ((a, csum_a), (b, csum_b)):
+            r0, r1 = np.searchsorted(pts, s, side="left"), np.searchsorted(pts, end, side="right")
+            at[r0:r1] = csum[pts[r0:r1] - s]
+
+        # STFT frames of the block, with the HPSS filters' reach either side
+        j0, j1 = _frames_in(s, e, n_last, hop)
+        f0, f1 = max(0, j0 - stft_halo), min(n_fine, j1 + stft_halo)
+        seg = win.get(f0 * hop - hop, (f1 - 1) * hop + hop)
+        frames = np.lib.stride_tricks.sliding_window_view(seg, n_fft)[::hop]
+        spec = np.fft.rfft(frames * window, axis=-1)
+        power = spec.real * spec.real + spec.imag * spec.imag
+        mag = np.sqrt(power).astype(np.float32)
+        inner = slice(j0 - f0, j1 - f0)
+        band_sum.add(j0, band_levels(power[inner], bins, power_scale) ** 2)
+        e_sums["c_num"].add(j0, mag[inner, 1:] @ freqs[1:])
+        e_sums["c_den"].add(j0, mag[inner, 1:].sum(axis=1))
+        d = superflux(np.log1p(LOG_GAMMA * (mag @ fb)), memory)[inner]   # [frames, log bands]
+        flux[j0:j1] = d.mean(axis=1)
+        for k, sl in enumerate(drum_slices):
+            nov[k, j0:j1] = d[:, sl].mean(axis=1)
+        harm, perc = librosa.decompose.hpss(mag.T, kernel_size=HPSS_KERNEL)
+        e_sums["all"].add(j0, (mag[inner].astype(np.float64) ** 2).sum(axis=1))
+        e_sums["h"].add(j0, (harm[:, inner].astype(np.float64) ** 2).sum(axis=0))
+        e_sums["p"].add(j0, (perc[:, inner].astype(np.float64) ** 2).sum(axis=0))
+        del harm, perc, spec, power, mag
+
+        if do_chroma:
+            bass, treble = _chroma_block(win, j0, j1, sr, hop, cqt_halo, octaves)
+            chroma_top[0] = max(chroma_top[0], float(bass.max()), float(treble.max()))
+            bass_sum.add(j0, bass.T)
+            treble_sum.add(j0, treble.T)
+
+        if has_audio:        # onset strength: librosa's, one mel frame of context back
+            k0, k1 = _frames_in(s, e, n_last, oenv_hop)
+            k_prev = max(k0 - 1, 0)
+            if k1 - k_prev > 1:
+                S = np.maximum(mel_db(win, k_prev, k1), db_floor)
+                oenv_raw[k_prev:k1 - 1] = np.maximum(0.0, S[:, 1:] - S[:, :-1]).mean(axis=0)
+
+    _blockwise(signal, block, halo, analyse)
+
+    # exact RMS over each frame period
+    rms = np.sqrt(np.maximum(csum_b - csum_a, 0.0) / np.maximum(hi_s - lo_s, 1))
+
     count = np.maximum(valid.sum(axis=1), 1)
-
-    def frame_sum(v):
-        return (v[idx] * (valid if v.ndim == 1 else valid[..., None])).sum(axis=1)
-
-    levels = np.sqrt(frame_sum(band_pow) / count[:, None])
+    levels = np.sqrt(band_sum.sums / count[:, None])
     frame_flux = np.where(valid, flux[idx], 0.0).max(axis=1)
-    tot = frame_sum(e_all)
-    ratio_h = np.sqrt(np.divide(frame_sum(e_h), tot, out=np.zeros_like(tot), where=tot > 0))
-    ratio_p = np.sqrt(np.divide(frame_sum(e_p), tot, out=np.zeros_like(tot), where=tot > 0))
-    den = frame_sum(c_den)
-    centroid_hz = np.divide(frame_sum(c_num), den, out=np.zeros_like(den), where=den > 1e-9)
+    tot = e_sums["all"].sums
+    ratio_h = np.sqrt(np.divide(e_sums["h"].sums, tot, out=np.zeros_like(tot), where=tot > 0))
+    ratio_p = np.sqrt(np.divide(e_sums["p"].sums, tot, out=np.zeros_like(tot), where=tot > 0))
+    den = e_sums["c_den"].sums
+    centroid_hz = np.divide(e_sums["c_num"].sums, den, out=np.zeros_like(den), where=den > 1e-9)
     centroid_hz[rms <= 0] = 0.0
 
     raw = np.column_stack([rms, levels, frame_flux, rms * ratio_h, rms * ratio_p])
@@ -146,36 +370,113 @@ def offline_features(y: np.ndarray, sr: int, fps: float, n_frames: int, bands=BA
     out[CENTROID_HZ] = centroid_hz[:n_frames].astype(np.float32)
     out[CENTROID] = centroid_unit(centroid_hz[:n_frames]).astype(np.float32)
 
-    has_audio = n_frames > 0 and n >= n_fft and bool(np.any(y))
-    oenv_hop = hop // 2
-    oenv = librosa.onset.onset_strength(y=y, sr=sr, hop_length=oenv_hop) if has_audio else None
+    oenv = None
+    if has_audio:        # librosa's onset strength: centred, so shifted by half a frame and lag 1
+        shift = 1 + ONSET_N_FFT // (2 * oenv_hop)
+        oenv = np.zeros(n_oenv, np.float32)
+        oenv[shift:] = oenv_raw[:max(0, n_oenv - shift)]
 
-    # onsets: librosa on the whole signal; the event's value is the frame's flux
-    on = onset_times(y, sr, hop=oenv_hop, onset_envelope=oenv) if has_audio else []
-    _add_events(out, ONSET, on, norm[:n_frames, names.index(FLUX)], fps, n_frames)
-
-    # drums: band-limited SuperFlux, where the change is concentrated in the drum's bands
-    # (and, for a narrow band, big next to the loudest onsets nearby), as live
+    # onsets: librosa on the whole onset strength; drums: band-limited SuperFlux, where the
+    # change is concentrated in the drum's bands (and, for a narrow band, big next to the
+    # loudest onsets nearby), as live; both then moved onto their attacks (pass 3)
+    on = _onset_frames(oenv, sr, oenv_hop) if has_audio else np.zeros(0)
     from scipy.ndimage import maximum_filter1d
     flux_gain = np.maximum(maximum_filter1d(flux, size=2 * int(GAIN_RELEASE * sr / hop) + 1,
                                             mode="nearest"), FLUX_FLOOR)
-    for name, (lo, hi) in zip(drum_names(drums), drums.values()):
-        sl = band_slice(fb_freqs, lo, hi)
-        nov = d[:, sl].mean(axis=1)
-        allowed = nov > DRUM_REL * flux
+    hits = []
+    for k, sl in enumerate(drum_slices):
+        allowed = nov[k] > DRUM_REL * flux
         if sl.stop - sl.start < WIDE_DRUM_BANDS:
-            allowed &= nov > NARROW_REL * flux_gain
-        peaks, strength = pick_peaks(nov, sr / hop, allowed=allowed) if has_audio else ([], [])
-        # the peak is the analysis frame centred nearest the attack: find the attack itself
-        times = np.asarray(peaks, dtype=np.float64) * hop / sr
-        if len(times):
-            times = refine_onsets(y, sr, times, before=hop / sr, after=hop / sr)
+            allowed &= nov[k] > NARROW_REL * flux_gain
+        peaks, strength = pick_peaks(nov[k], sr / hop, allowed=allowed) if has_audio else ([], [])
+        hits.append((np.asarray(peaks, dtype=np.float64) * hop / sr, strength))
+    refined = _refine_pass(signal, block, halo, n, sr, [(on, 2.0 * oenv_hop / sr, 0.002)] + [
+        (times, hop / sr, hop / sr) for times, _ in hits])
+    on = refined[0]
+    _add_events(out, ONSET, on, norm[:n_frames, names.index(FLUX)], fps, n_frames)
+    for name, times, (_, strength) in zip(drum_names(drums), refined[1:], hits):
         _add_events(out, name, times, None, fps, n_frames, values=strength)
 
     if chroma:
-        out.update(chroma_features(y, sr, t[:n_frames], fps, hop, has_audio, rms[:n_frames]))
+        out.update(_chroma_frames(bass_sum, treble_sum, chroma_top[0], count[:n_frames], rms[:n_frames],
+                                  n_frames, do_chroma))
     if tempo:
         out.update(beat_features(oenv, sr, oenv_hop, t[:n_frames], fps, onsets=on))
+    return out
+
+
+def _onset_frames(oenv, sr, hop) -> np.ndarray:
+    """librosa's onset times (s, unrefined) on the whole onset strength."""
+    import librosa
+    return np.asarray(librosa.onset.onset_detect(onset_envelope=oenv, sr=sr, hop_length=hop, units="time",
+                                                 backtrack=False), dtype=np.float64)
+
+
+def _chroma_block(win, j0, j1, sr, hop, halo, octaves):
+    """Bass and treble chroma [12, frames] of the analysis frames [j0, j1), from a
+    constant-Q transform of the block and ``halo`` samples either side."""
+    import warnings
+
+    import librosa
+    # the segment stops at the signal's ends, never padded past them: the transform's
+    # octave resamplers treat an end their own way, and the whole signal's frames there
+    # come out only from a segment that ends the same way
+    a, b = max(0, j0 * hop - halo), (j1 - 1) * hop + halo
+    if win.ends_before(b):
+        b = win.n
+    seg = win.get(a, b)
+    with warnings.catch_warnings():       # short files: "n_fft is too large" for the low octaves
+        warnings.simplefilter("ignore", UserWarning)
+        C = np.abs(librosa.cqt(seg, sr=sr, hop_length=hop, fmin=C1, n_bins=octaves * CHROMA_BINS,
+                               bins_per_octave=CHROMA_BINS))
+    C = C[:, j0 - a // hop:j1 - a // hop]
+    split = 3 * CHROMA_BINS
+    bass = librosa.feature.chroma_cqt(C=C[:split], sr=sr, fmin=C1, bins_per_octave=CHROMA_BINS, norm=None)
+    treble = librosa.feature.chroma_cqt(C=C[split:], sr=sr, fmin=C1 * 8, bins_per_octave=CHROMA_BINS,
+                                        norm=None)
+    return bass, treble
+
+
+def _chroma_frames(bass_sum, treble_sum, top, count, rms, n_frames, has_audio) -> dict[str, np.ndarray]:
+    """Constant-Q chroma (C1..C8, 36 bins per octave; fewer octaves where the sample rate
+    is too low for them), bass (C1..B3) and treble (C4 up), averaged over each frame
+    period and scaled so each frame's largest class is 1 (frames 60 dB below the
+    loudest, and silent frames, scale down towards 0)."""
+    if not has_audio or n_frames == 0:
+        return {name: np.zeros((n_frames, 12), np.float32) for name in (CHROMA, CHROMA_BASS, CHROMA_TREBLE)}
+    out = {}
+    floor = 1e-3 * top
+    bass, treble = bass_sum.sums, treble_sum.sums
+    for name, c in ((CHROMA, bass + treble), (CHROMA_BASS, bass), (CHROMA_TREBLE, treble)):
+        cf = c / count[:, None]
+        m = np.maximum(cf.max(axis=1, keepdims=True), floor)
+        v = np.clip(cf / m, 0.0, 1.0)
+        v[rms <= 0] = 0.0
+        out[name] = v.astype(np.float32)
+    return out
+
+
+def _refine_pass(signal, block, halo, n, sr, groups) -> list[np.ndarray]:
+    """:func:`refine_onsets` for several groups of times (times, before, after), in
+    one pass over ``signal`` that reads only the blocks around them."""
+    w = max(8, int(0.002 * sr))
+    out = [np.asarray(times, dtype=np.float64).copy() for times, _, _ in groups]
+    jobs = sorted((a, b, g, i) for g, (times, before, after) in enumerate(groups)
+                  for i, (a, b) in enumerate(_refine_range(t, n, sr, before, after, w) for t in out[g]))
+    if not jobs:
+        return out
+    state = {"next": 0}
+
+    def step(win, s, e, n_last):
+        k = state["next"]
+        while k < len(jobs) and (jobs[k][0] < e or n_last is not None):
+            a, b, g, i = jobs[k]
+            out[g][i] = _refined(win.get(a, b), a, out[g][i], sr, w)
+            k += 1
+        state["next"] = k
+        return k == len(jobs)         # the rest of the file holds nothing to refine
+
+    _blockwise(signal, block, halo, step)
     return out
 
 
@@ -241,19 +542,29 @@ def refine_onsets(y: np.ndarray, sr: int, times, before: float = 0.012, after: f
     """Move each onset time to the largest rise of the log energy (``win`` s frames,
     half-overlapping) within [t - before, t + after]. Pure numpy."""
     w = max(8, int(win * sr))
-    h = w // 2
     out = np.asarray(times, dtype=np.float64).copy()
     for k, t in enumerate(out):
-        a = max(0, int((t - before) * sr) - w)
-        b = min(len(y), int((t + after) * sr) + w)
-        seg = y[a:b].astype(np.float64)
-        if len(seg) < 3 * w:
-            continue
-        energy = np.lib.stride_tricks.sliding_window_view(seg * seg, w)[::h].mean(axis=1)
-        rise = np.diff(np.log10(energy + 1e-10))
-        i = int(np.argmax(rise)) + 1
-        out[k] = (a + i * h + 0.5 * w) / sr
+        a, b = _refine_range(t, len(y), sr, before, after, w)
+        out[k] = _refined(y[a:b], a, t, sr, w)
     return out
+
+
+def _refine_range(t: float, n: int, sr: int, before: float, after: float, w: int) -> tuple[int, int]:
+    """The samples :func:`refine_onsets` looks at for an onset at ``t``."""
+    return max(0, int((t - before) * sr) - w), min(n, int((t + after) * sr) + w)
+
+
+def _refined(seg: np.ndarray, a: int, t: float, sr: int, w: int) -> float:
+    """The onset time within ``seg`` (samples from ``a``): the largest rise of the log
+    energy; ``t`` when the segment is too short to tell."""
+    h = w // 2
+    seg = seg.astype(np.float64)
+    if len(seg) < 3 * w:
+        return t
+    energy = np.lib.stride_tricks.sliding_window_view(seg * seg, w)[::h].mean(axis=1)
+    rise = np.diff(np.log10(energy + 1e-10))
+    i = int(np.argmax(rise)) + 1
+    return (a + i * h + 0.5 * w) / sr
 
 
 def onset_envelope(events: np.ndarray, fps: float, decay: float = ONSET_DECAY) -> np.ndarray:
@@ -270,40 +581,6 @@ def event_frames(times, fps: float, n_frames: int) -> np.ndarray:
     return k[(k >= 0) & (k < n_frames)] if len(k) else k
 
 
-def chroma_features(y, sr, t, fps, hop, has_audio, rms) -> dict[str, np.ndarray]:
-    """Constant-Q chroma (C1..C8, 36 bins per octave; fewer octaves where the sample rate
-    is too low for them), bass (C1..B3) and treble (C4 up),
-    averaged over each frame period and scaled so each frame's largest class is 1
-    (frames 60 dB below the loudest, and silent frames, scale down towards 0)."""
-    n_frames = len(t)
-    zeros = {name: np.zeros((n_frames, 12), np.float32) for name in (CHROMA, CHROMA_BASS, CHROMA_TREBLE)}
-    if not has_audio or n_frames == 0:
-        return zeros
-    import warnings
-
-    import librosa
-    with warnings.catch_warnings():       # short files: "n_fft is too large" for the low octaves
-        warnings.simplefilter("ignore", UserWarning)
-        octaves = int(min(7, max(4, math.floor(math.log2(0.45 * sr / C1)))))   # below Nyquist
-        C = np.abs(librosa.cqt(y, sr=sr, hop_length=hop, fmin=C1, n_bins=octaves * CHROMA_BINS,
-                               bins_per_octave=CHROMA_BINS))
-    split = 3 * CHROMA_BINS
-    bass = librosa.feature.chroma_cqt(C=C[:split], sr=sr, fmin=C1, bins_per_octave=CHROMA_BINS, norm=None)
-    treble = librosa.feature.chroma_cqt(C=C[split:], sr=sr, fmin=C1 * 8, bins_per_octave=CHROMA_BINS,
-                                        norm=None)
-    n_fine = C.shape[1]
-    idx, valid = _fine_frames(t, fps, sr, hop, n_fine)
-    out = {}
-    floor = 1e-3 * float(max(bass.max(), treble.max(), 1e-12))
-    for name, c in ((CHROMA, bass + treble), (CHROMA_BASS, bass), (CHROMA_TREBLE, treble)):
-        cf = (c.T[idx] * valid[..., None]).sum(axis=1) / np.maximum(valid.sum(axis=1), 1)[:, None]
-        m = np.maximum(cf.max(axis=1, keepdims=True), floor)
-        v = np.clip(cf / m, 0.0, 1.0)
-        v[rms <= 0] = 0.0
-        out[name] = v.astype(np.float32)
-    return out
-
-
 def beat_features(oenv, sr, hop, t, fps, onsets=()) -> dict[str, np.ndarray]:
     """Beats from librosa's beat tracker on the onset strength ``oenv`` (``hop``):
     events, envelope, local bpm, phase and confidence at the frame times ``t``. A beat
@@ -313,7 +590,8 @@ def beat_features(oenv, sr, hop, t, fps, onsets=()) -> dict[str, np.ndarray]:
     beats = np.zeros(0)
     if oenv is not None and len(oenv) > 4 and np.any(oenv > 0):
         import librosa
-        _, beats = librosa.beat.beat_track(onset_envelope=oenv, sr=sr, hop_length=hop, units="time")
+        _, beats = librosa.beat.beat_track(onset_envelope=oenv, sr=sr, hop_length=hop, units="time",
+                                           bpm=global_tempo(oenv, sr, hop))
         beats = snap(np.asarray(beats, dtype=np.float64), onsets, 0.06)
     out = {BPM: np.zeros(n_frames, np.float32), BEAT_PHASE: np.zeros(n_frames, np.float32),
            BEAT_CONFIDENCE: np.zeros(n_frames, np.float32)}
@@ -333,6 +611,24 @@ def beat_features(oenv, sr, hop, t, fps, onsets=()) -> dict[str, np.ndarray]:
         out[BEAT_CONFIDENCE] = inside.astype(np.float32)
     _add_events(out, BEAT, beats, None, fps, n_frames)
     return out
+
+
+def global_tempo(oenv: np.ndarray, sr: int, hop: int) -> np.ndarray:
+    """librosa's tempo estimate (what ``beat_track`` finds on its own: the mean
+    autocorrelation tempogram, 8 s windows, weighted by a prior around 120 bpm), with
+    the tempogram built a few thousand columns at a time: whole, it would take 1378
+    values per onset-strength frame (20 GB for three hours at 22.05 kHz)."""
+    import librosa
+    win = int(librosa.time_to_frames(8.0, sr=sr, hop_length=hop))
+    n = len(oenv)
+    padded = np.pad(oenv, (win // 2, win // 2), mode="linear_ramp", end_values=(0, 0))
+    total = np.zeros(win)
+    for c0 in range(0, n, TEMPO_CHUNK):
+        c1 = min(n, c0 + TEMPO_CHUNK)
+        tg = librosa.feature.tempogram(onset_envelope=padded[c0:c1 + win - 1], sr=sr, hop_length=hop,
+                                       win_length=win, center=False)
+        total += tg.sum(axis=-1)
+    return librosa.feature.tempo(tg=(total / n)[:, None], sr=sr, hop_length=hop, aggregate=None)
 
 
 def snap(times: np.ndarray, targets, within: float) -> np.ndarray:

@@ -26,7 +26,6 @@ config)``: ``from_state_dict``.
 """
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 import logging
@@ -143,9 +142,8 @@ def _read_pickle(path: Path) -> tuple[dict, dict]:
 
 
 def _read_torch_checkpoint(path: Path) -> tuple[dict, dict]:
-    from engine.generators import rosinality
-    with torch.serialization.safe_globals([argparse.Namespace]):
-        ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
+    from engine.generators import pickles, rosinality
+    ckpt = pickles.load_checkpoint(path)
     if isinstance(ckpt, dict):
         for key in ("g_ema", "netG_state_dict", "state_dict", "generator"):
             if key in ckpt and isinstance(ckpt[key], dict):
@@ -208,6 +206,9 @@ def read_model(entry: ModelEntry) -> tuple[dict, dict]:
     except ModelLoadError:
         raise
     except Exception as e:  # corrupt or truncated file, refused pickle, bad header
+        from engine.generators.pickles import LimitExceeded
+        if isinstance(e, LimitExceeded):
+            raise ModelLoadError(f"{path.name}: refused: {e}") from e
         raise ModelLoadError(f"{path.name}: cannot read model file ({type(e).__name__}: {e})") from e
     config = {**normalize_config(_sidecar_config(path)), **normalize_config(config)}
     config.update({k: v for k, v in normalize_config(entry.options).items() if k not in config})

@@ -594,7 +594,7 @@ def test_engine_sigkill_while_learning_never_leaves_a_partial_file(rig):
     for attempt in range(3):
         e = rig()
         before = keys(path)
-        deadline = time.monotonic() + 1.0 + rng.random() * 3.0
+        deadline = time.monotonic() + 1.5 + rng.random() * 3.0
         n = 0
         while time.monotonic() < deadline:
             n += 1

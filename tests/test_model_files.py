@@ -223,6 +223,48 @@ def test_rosinality_training_checkpoint_without_latent_avg(tmp_path):
     assert images(g).shape == (2, 3, 16, 16)
 
 
+def _same(a, b) -> bool:
+    if torch.is_tensor(a):
+        return torch.is_tensor(b) and a.dtype == b.dtype and a.stride() == b.stride() and torch.equal(a, b)
+    if isinstance(a, dict):
+        return type(a) is type(b) and list(a) == list(b) and all(_same(a[k], b[k]) for k in a) \
+            and getattr(a, "_metadata", None) == getattr(b, "_metadata", None)
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(map(_same, a, b))
+    if isinstance(a, argparse.Namespace):
+        return vars(a) == vars(b)
+    return a == b
+
+
+@pytest.mark.parametrize("form", ["zip", "legacy", "deflated zip"])
+def test_checkpoints_read_as_torch_load_reads_them(tmp_path, form):
+    """Checkpoints are read by the bounded allow-list reader, not torch.load: it must
+    give back what torch.load would, in every form torch writes (and a zip re-packed
+    with compression)."""
+    import zipfile
+    base = torch.randn(6)
+    p = torch.nn.Parameter(torch.randn(3))
+    opt = torch.optim.Adam([p])
+    p.grad = torch.ones(3)
+    opt.step()  # optimizer state: per-parameter dicts of tensors under int keys
+    ckpt = {"g_ema": torch.nn.Linear(3, 2).state_dict(), "views": (base[:2], base[3:]), "t": base.view(2, 3).t(),
+            "half": torch.randn(2, 2).half(), "bf16": torch.randn(3).bfloat16(), "mask": torch.rand(4) > 0.5,
+            "long": torch.arange(4), "empty": torch.zeros(0), "param": torch.nn.Parameter(torch.ones(2)),
+            "opt": opt.state_dict(), "args": argparse.Namespace(size=16, n_mlp=2, name="x"), "n": 3, "f": 0.5}
+    path = tmp_path / "ck.pt"
+    torch.save(ckpt, path, _use_new_zipfile_serialization=(form != "legacy"))
+    if form == "deflated zip":
+        with zipfile.ZipFile(path) as src, zipfile.ZipFile(tmp_path / "re.pt", "w", zipfile.ZIP_DEFLATED) as dst:
+            for info in src.infolist():
+                dst.writestr(info.filename, src.read(info))
+        path = tmp_path / "re.pt"
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        want = torch.load(path, weights_only=True)
+    got = pickles.load_checkpoint(path)
+    assert _same(want, got) and got["g_ema"]._metadata
+    assert got["views"][0].untyped_storage().data_ptr() == got["views"][1].untyped_storage().data_ptr()
+
+
 def test_normalize_config_flattens_every_layout():
     ada = {"architecture": "stylegan2", "init_kwargs": {
         "z_dim": 512, "c_dim": 0, "w_dim": 512, "img_resolution": 256, "img_channels": 3,

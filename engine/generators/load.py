@@ -6,9 +6,10 @@ Formats (``read_model`` returns a state dict with official parameter names plus 
   StyleGAN3-T/R). Read by ``pickles.SafeUnpickler``, an allow-list unpickler: the class
   source embedded in the file is never run, and a pickle that asks for anything but
   tensor/array/container rebuild functions is refused with the name of what it asked for.
-- ``.pt`` / ``.pth`` / ``.tar`` / ``.ckpt`` / ``.bin`` torch checkpoints: read with
-  ``torch.load(weights_only=True)`` (PyTorch's restricted unpickler; ``argparse.Namespace``
-  is allowed for rosinality training checkpoints). rosinality stylegan2-pytorch
+- ``.pt`` / ``.pth`` / ``.tar`` / ``.ckpt`` / ``.bin`` torch checkpoints (``torch.save``'s zip
+  or legacy format): read by ``pickles.load_checkpoint``, the same allow-list and limits
+  as the pickles, in the place of ``torch.load`` (``argparse.Namespace`` is allowed for
+  rosinality training checkpoints). rosinality stylegan2-pytorch
   (``g_ema`` + ``latent_avg``) is renamed to the official layout; DCGAN and BigGAN
   state dicts are taken as they are.
 - ``.safetensors``: tensors only by construction; the config comes from the file's
@@ -21,8 +22,10 @@ models.toml options filling what both leave out; each source goes through
 ``config.normalize_config``, the one normaliser, before they are merged. DCGAN and BigGAN files may come without
 any config: then it is read from the tensor shapes (``config_from_state_dict`` of the
 family), and a BigGAN whose shapes are not a released layout is refused with a
-``ModelLoadError`` naming the config file it looked for. Builders get ``(state,
-config)``: ``from_state_dict``.
+``ModelLoadError`` naming the config file it looked for. A sidecar that cannot be
+parsed is a ``ModelLoadError`` naming it, like every other problem with a model, so that
+a session falls back to the default model. Builders get ``(state, config)``:
+``from_state_dict``.
 """
 from __future__ import annotations
 
@@ -41,6 +44,7 @@ from engine.generators.registry import ModelEntry, Registry
 log = logging.getLogger(__name__)
 
 CONFIG_KEY = "engine.config"
+SIDECAR_MAX_BYTES = 1 << 20  # a config is a few hundred bytes; this is no config
 TORCH_SUFFIXES = (".pt", ".pth", ".tar", ".ckpt", ".bin")
 
 # architecture -> "module:function"; modules import lazily, so a missing one only
@@ -99,10 +103,22 @@ def _sidecars(path: Path) -> list[Path]:
 
 
 def _sidecar_config(path: Path) -> dict:
+    """The first sidecar's settings; one that cannot be read is the model's failure
+    (a ModelLoadError naming it), so a session falls back to the default model."""
     for side in _sidecars(path):
         if side.exists():
             parse = tomllib.loads if side.suffix == ".toml" else json.loads
-            return parse(side.read_text())
+            try:
+                if side.stat().st_size > SIDECAR_MAX_BYTES:
+                    raise ValueError(f"{side.stat().st_size:,} bytes, over the sidecar limit of {SIDECAR_MAX_BYTES:,}")
+                config = parse(side.read_text(encoding="utf-8"))
+            except (OSError, ValueError, RecursionError) as e:  # decode and parse errors are ValueErrors
+                raise ModelLoadError(f"{path.name}: its config sidecar {side.name} cannot be read "
+                                     f"({type(e).__name__}: {e})") from e
+            if not isinstance(config, dict):
+                raise ModelLoadError(f"{path.name}: its config sidecar {side.name} holds a {type(config).__name__}, "
+                                     "not a table of settings")
+            return config
     return {}
 
 
@@ -188,21 +204,17 @@ def _estimate_w_avg(state: dict, config: dict, n: int = 10000) -> torch.Tensor:
     return m(z)[:, 0].mean(0)
 
 
-def read_model(entry: ModelEntry) -> tuple[dict, dict]:
-    """The state dict and config of a model file, nothing instantiated."""
-    path = entry.file
-    if not path.exists():
-        raise ModelLoadError(f"model file not found: {path}")
+def _read_file(path: Path) -> tuple[dict, dict]:
+    """The state dict and the file's own config; any failure a ModelLoadError."""
     try:
         if path.suffix == ".safetensors":
-            state, config = _read_safetensors(path)
-        elif path.suffix == ".pkl":
-            state, config = _read_pickle(path)
-        elif path.suffix in TORCH_SUFFIXES:
-            state, config = _read_torch_checkpoint(path)
-        else:
-            raise ModelLoadError(f"{path.name}: unsupported model format {path.suffix!r} (supported: .pkl official "
-                                 "StyleGAN pickles, .safetensors, .pt/.pth/.tar/.ckpt/.bin torch checkpoints)")
+            return _read_safetensors(path)
+        if path.suffix == ".pkl":
+            return _read_pickle(path)
+        if path.suffix in TORCH_SUFFIXES:
+            return _read_torch_checkpoint(path)
+        raise ModelLoadError(f"{path.name}: unsupported model format {path.suffix!r} (supported: .pkl official "
+                             "StyleGAN pickles, .safetensors, .pt/.pth/.tar/.ckpt/.bin torch checkpoints)")
     except ModelLoadError:
         raise
     except Exception as e:  # corrupt or truncated file, refused pickle, bad header
@@ -210,6 +222,12 @@ def read_model(entry: ModelEntry) -> tuple[dict, dict]:
         if isinstance(e, LimitExceeded):
             raise ModelLoadError(f"{path.name}: refused: {e}") from e
         raise ModelLoadError(f"{path.name}: cannot read model file ({type(e).__name__}: {e})") from e
+
+
+def _complete(entry: ModelEntry, state: dict, config: dict) -> tuple[dict, dict]:
+    """The file's config merged with its sidecar's and the registry's, and what the
+    file leaves out filled in."""
+    path = entry.file
     config = {**normalize_config(_sidecar_config(path)), **normalize_config(config)}
     config.update({k: v for k, v in normalize_config(entry.options).items() if k not in config})
     arch = entry.architecture or config.get("architecture") or _guess_architecture(state)
@@ -226,6 +244,21 @@ def read_model(entry: ModelEntry) -> tuple[dict, dict]:
     config["architecture"] = arch
     config.setdefault("name", entry.name)
     return state, config
+
+
+def read_model(entry: ModelEntry) -> tuple[dict, dict]:
+    """The state dict and config of a model file, nothing instantiated; any failure,
+    the file's, its sidecar's or the config's, is a ModelLoadError naming the file."""
+    path = entry.file
+    if not path.exists():
+        raise ModelLoadError(f"model file not found: {path}")
+    state, config = _read_file(path)
+    try:
+        return _complete(entry, state, config)
+    except ModelLoadError:
+        raise
+    except Exception as e:  # a config value of the wrong kind, from the file, a sidecar or models.toml
+        raise ModelLoadError(f"{path.name}: its config does not fit it ({type(e).__name__}: {e})") from e
 
 
 def resolve_entry(spec: str | None = None, registry: Registry | None = None) -> ModelEntry:

@@ -1,4 +1,5 @@
-"""Official StyleGAN pickles (stylegan2-ada-pytorch, stylegan3), read without running them.
+"""Official StyleGAN pickles and torch checkpoints, read without running them and
+within limits set by their size.
 
 NVIDIA's training code pickles each network object as a *persistence record*: a call
 ``torch_utils.persistence._reconstruct_persistent_obj(meta)`` where ``meta`` holds the
@@ -9,11 +10,20 @@ that source. Here nothing from the file is executed or imported:
 
 - ``SafeUnpickler.find_class`` is an explicit allow-list. The persistence record becomes
   a ``PersistentObject`` (class name, state, and a fingerprint of the source, which is
-  never run), ``dnnlib.util.EasyDict`` a dict, tensor storages are read with
-  their own allow-list (never the unrestricted ``torch.load`` the original runs), and tensors, parameters, numpy arrays and scalars
-  are rebuilt by their usual (data-only) functions. Any other global (``os.system``,
-  ``builtins.eval``, ``subprocess.Popen``, an unknown module) is refused before it is
-  looked up, with an error naming it.
+  never run), ``dnnlib.util.EasyDict`` a dict, tensor storages are read with their own
+  allow-list (never the unrestricted ``torch.load`` the original runs), and tensors,
+  parameters, numpy arrays and scalars are rebuilt by their usual (data-only)
+  functions. Any other global (``os.system``, ``builtins.eval``, ``subprocess.Popen``,
+  an unknown module) is refused before it is looked up, with an error naming it.
+- ``load_checkpoint`` reads ``torch.save`` files (zip or legacy) with the same
+  allow-list plus storage types and ``argparse.Namespace``, in the place of ``torch.load``.
+- Every pickle is read by ``BoundedUnpickler`` against a ``Budget`` derived from the
+  file's size, so that a small file cannot ask for gigabytes or hours: the *structure*
+  limit (op codes, and the objects counted as a tree), the *size* limit (no byte array,
+  array, storage or tensor bigger than the file or member that has to hold it), the
+  *allocation* limit (all of them together), the *key* limit (nested tuples hashed as
+  one dict key) and, for zip members, the *compression* limit. A refusal is a
+  ``LimitExceeded`` naming the limit and its figures.
 - ``official_generator(obj)`` walks the records of ``G_ema`` and returns a flat state
   dict with the official names plus the constructor arguments.
 """

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 
 
 def shown(value, limit: int = 40) -> str:
@@ -20,6 +21,10 @@ def shown(value, limit: int = 40) -> str:
     else:
         text = str(value)
     return text if len(text) <= limit else text[:limit - 3] + "..."
+
+# a patch parameter's name. \A..\Z, not ^..$: "$" also matches before a trailing newline,
+# and "speed\n" is no name
+NAME_RE = re.compile(r"\A[a-z0-9_][a-z0-9_.-]{0,63}\Z")
 
 
 class Number:

@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from engine.patching.params import NAME_RE  # a patch parameter's name
+from engine.limits import NAME_RE  # a patch parameter's name
 
 F32_MAX = 3.4028234e38
 INT_MAX = 2 ** 31 - 1

@@ -33,12 +33,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from engine.limits import NAME_RE
 from engine.patching.ops import CURVES
 
 log = logging.getLogger("vj.params")
 
-# \A..\Z, not ^..$: "$" also matches before a trailing newline, and "speed\n" is no name
-NAME_RE = re.compile(r"\A[a-z0-9_][a-z0-9_.-]{0,63}\Z")
 MAX_SOURCE = 300  # "osc." + the longest OSC address taken in + an index
 INDEXED = re.compile(r"(.+)\[(\d{1,6})\]", re.S)
 TAKEOVER = ("jump", "pickup", "scale")

@@ -83,6 +83,7 @@ class Injector:
         self.learn_missed = 0             # learn armed, control moved, nothing written in time
         self.faders = 0
         self.midi_unavailable: str | None = None
+        self.timeline: list[tuple[float, str]] = []  # (monotonic time, fault) as each began
 
     # --- helpers
     def send(self, *datagrams: bytes) -> None:
@@ -107,6 +108,7 @@ class Injector:
         kind = self.rng.choices(kinds, weights=[WEIGHTS[k] for k in kinds])[0]
         if kind == "midi_port" and self.midi_unavailable:
             kind = "osc_garbage"
+        self.timeline.append((time.monotonic(), kind))
         getattr(self, kind if kind in dir(self) else "patch_fault")(kind)
         self.counts[kind] += 1
         return kind

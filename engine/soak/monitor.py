@@ -63,13 +63,13 @@ class FrameMonitor:
             if n is not None and (not self.arrivals or n > self.arrivals[-1][1]):
                 self.arrivals.append((t, n))
 
-    def gaps(self, since: float = 0.0) -> list[float]:
-        """Seconds between consecutive frames. When bundles were merged or lost (the frame
-        number jumps by k), the k frames shared the interval: its k-th part is taken."""
+    def gaps(self, since: float = 0.0) -> list[tuple[float, float]]:
+        """(when, seconds) between consecutive frames. When bundles were merged or lost (the
+        frame number jumps by k), the k frames shared the interval: its k-th part is taken."""
         out = []
         pts = [a for a in self.arrivals if a[0] >= since]
         for (t0, n0), (t1, n1) in zip(pts, pts[1:]):
-            out.append((t1 - t0) / max(1.0, n1 - n0))
+            out.append((t0, (t1 - t0) / max(1.0, n1 - n0)))
         return out
 
     @property

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 from engine.soak.faults import BAD, GOOD, HANGS, Injector
@@ -106,8 +107,14 @@ def soak(minutes: float, size: str = "160x90", fps: float = 30.0, seed: int = 1,
             engine.kill()
             code = engine.wait()
         monitor.stop()
-    gaps = monitor.gaps(since=t0)
+    timed = monitor.gaps(since=t0)
+    gaps = [g for _, g in timed]
     period = 1.0 / fps
+    causes: Counter = Counter()  # each long gap, by the fault that began last within 6 s before it
+    for at, g in timed:
+        if g > 2 * period:
+            recent = [k for t, k in inj.timeline if at - 6.0 <= t <= at]
+            causes[recent[-1] if recent else "none"] += 1
     hangs = sum(inj.counts[k] for k in HANGS)
     after_1min = [r for t, r in rss if t >= 60] or [r for _, r in rss]
     announced = inj.takes_announced()
@@ -119,6 +126,7 @@ def soak(minutes: float, size: str = "160x90", fps: float = 30.0, seed: int = 1,
         "size": size, "fps": fps, "engine_alive_at_end": alive, "engine_exit_code": code,
         "frames": monitor.frames, "longest_gap_s": round(max(gaps, default=0.0), 3),
         "gaps_over_2_periods": sum(g > 2 * period for g in gaps), "hangs_injected": hangs,
+        "long_gaps_by_last_fault": dict(causes.most_common()),
         "rss_start_mb": round(rss[0][1], 1) if rss else None,
         "rss_after_1min_mb": round(after_1min[0], 1) if after_1min else None,
         "rss_end_mb": round(rss[-1][1], 1) if rss else None,
@@ -143,7 +151,8 @@ def soak(minutes: float, size: str = "160x90", fps: float = 30.0, seed: int = 1,
 
 def print_report(report: dict) -> None:
     print(f"soak: {report['minutes']:g} min on {report['machine']}, {report['size']} at {report['fps']:g} fps")
-    for key in ("frames", "longest_gap_s", "gaps_over_2_periods", "hangs_injected", "rss_start_mb",
+    for key in ("frames", "longest_gap_s", "gaps_over_2_periods", "long_gaps_by_last_fault", "hangs_injected",
+                "rss_start_mb",
                 "rss_after_1min_mb", "rss_end_mb", "rss_growth_after_1min_mb", "patch_saves", "learned_bindings",
                 "learn_not_taken", "lost_bindings", "user_comment_kept", "takes_recorded", "lost_takes", "midi",
                 "engine_exit_code", "engine_log_kb"):

@@ -232,7 +232,7 @@ TABLE: tuple[Entry, ...] = (
 )
 
 _EXACT = {e.address: e for e in TABLE if not e.pattern}
-_PATTERNS = [(re.compile("^" + re.escape(e.address).replace(r"\{name\}", "([^/]+)") + "$"), e)
+_PATTERNS = [(re.compile(r"\A" + re.escape(e.address).replace(r"\{name\}", r"([^/\s]+)") + r"\Z"), e)
              for e in TABLE if e.pattern]
 
 

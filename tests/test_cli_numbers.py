@@ -93,3 +93,14 @@ def test_out_of_range_says_the_range(capsys, option, value, words):
 
 def test_psi_may_be_negative(capsys):
     assert parse(capsys, "models", "sample", "m", "--psi=-0.5")[0] == 0
+
+
+def test_names_too_long_for_the_file_system(tmp_path):
+    """A 300-character patch is 'not found' (exit 2); a 300-character model falls back to the default."""
+    from conftest import run_vj
+    p = run_vj("run", "x" * 300, "--headless", "--frames", 2, "--size", "64x64", "--no-osc", "--no-midi", check=False)
+    assert p.returncode == 2 and "patch not found" in p.stderr and "Traceback" not in p.stderr
+    p = run_vj("run", "--model", "m" * 300, "--headless", "--frames", 2, "--size", "64x64", "--no-osc", "--no-midi",
+               check=False)
+    assert p.returncode == 0 and "falling back to the default model" in p.stderr, p.stderr[-2000:]
+    assert "Traceback" not in p.stderr

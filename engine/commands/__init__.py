@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 from pathlib import Path
 
 from engine import paths
@@ -28,9 +29,13 @@ def resolve_patch(spec: str | None) -> Path:
         return paths.PATCHES / "drift.py"
     p = Path(spec)
     for candidate in (p, paths.PATCHES / p, paths.PATCHES / f"{spec}.py"):
-        if candidate.is_file():
-            return candidate.resolve()
-    raise SystemExit(f"vj: patch not found: {spec}")
+        try:
+            if candidate.is_file():
+                return candidate.resolve()
+        except (OSError, ValueError):  # a name too long for the file system, a NUL in it
+            continue
+    print(f"vj: patch not found: {spec if len(spec) <= 200 else spec[:197] + '...'}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def terminate_gracefully() -> None:

@@ -58,8 +58,12 @@ class Registry:
             return self.entries[self.default]
         if spec in self.entries:
             return self.entries[spec]
-        p = Path(spec).expanduser()
-        if p.exists():
-            return ModelEntry(name=p.stem, file=p.resolve())
         known = ", ".join(sorted(self.entries)) or "none"
-        raise KeyError(f"no model named {spec!r} and no such file (registered: {known})")
+        shown = spec if len(spec) <= 80 else spec[:77] + "..."
+        try:
+            p = Path(spec).expanduser()
+            if p.exists():
+                return ModelEntry(name=p.stem, file=p.resolve())
+        except (OSError, ValueError) as e:  # a name too long for the file system, a NUL in it
+            raise KeyError(f"model {shown!r}: {type(e).__name__}: {e.strerror if isinstance(e, OSError) else e}") from e
+        raise KeyError(f"no model named {shown!r} and no such file (registered: {known})")

@@ -215,7 +215,8 @@ class Session:
         from engine.render.hud import StatusBoard
         self.board = StatusBoard(self.stats, self.patches, self.runner.info.name, o.size, o.fps, setlist=o.setlist,
                                  params=self.params, dispatcher=self.dispatcher, recording=self.recording,
-                                 osc_in=self.osc_in, oscquery=self.oscquery, midi=self.midi)
+                                 osc_in=self.osc_in, oscquery=self.oscquery, midi=self.midi,
+                                 mappings=self.mappings)
         if self.window is not None:
             from engine.render.display import WindowStage
             from engine.render.hud import HudText

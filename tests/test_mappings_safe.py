@@ -185,6 +185,10 @@ def test_a_file_that_is_not_toml_keeps_the_previous_bindings(tmp_path):
     assert not mf.check() and "not TOML" in mf.error
     Frames(ps)()
     assert [b.source for b in ps.bindings] == ["osc./a"]
+    # and the performer sees why on the HUD, not only in the log
+    from engine.render.hud import StatusBoard
+    board = StatusBoard(None, None, "m", (64, 64), 30, params=ps, mappings=mf)
+    assert any("not TOML" in line for line in board.control_lines())
 
 
 # --- learn: only names it can bind -------------------------------------------------------------

@@ -62,10 +62,11 @@ class StatusBoard:
     NEWS_S = 5.0
 
     def __init__(self, stats, patches, model: str, size, fps: float, setlist=None, params=None, dispatcher=None,
-                 recording=None, osc_in=None, oscquery=None, midi=None):
+                 recording=None, osc_in=None, oscquery=None, midi=None, mappings=None):
         self.stats, self.patches, self.model, self.size, self.fps = stats, patches, model, size, fps
         self.setlist, self.params, self.dispatcher, self.recording = setlist, params, dispatcher, recording
         self.osc_in, self.oscquery, self.midi = osc_in, oscquery, midi
+        self.mappings = mappings  # its load and save problems are news on the HUD
         self.news: list[tuple[float, str]] = []
         self._shown: dict[str, str] = {}
         self._reported = 0
@@ -115,7 +116,9 @@ class StatusBoard:
             parts.append(self.midi.summary())
         for key, latest in (("params", self.params.messages[-1:] if self.params else []),
                             ("midi", self.midi.events[-1:] if self.midi is not None else []),
-                            ("record", [m for _, m in self.recording.messages[-1:]] if self.recording else [])):
+                            ("record", [m for _, m in self.recording.messages[-1:]] if self.recording else []),
+                            ("mappings", [self.mappings.error] if self.mappings is not None and self.mappings.error
+                             else [])):
             if latest and latest[0] is not self._shown.get(key):
                 self._shown[key] = latest[0]
                 if not latest[0].startswith("learn "):

@@ -220,8 +220,8 @@ class _Source:
 
     def _check(self, n: int) -> None:
         if n > self.left():
-            raise LimitExceeded("size", f"an item of {n:,} bytes is declared with {self.left():,} bytes left "
-                                "in the file")
+            raise LimitExceeded("size", f"an item of {n:,} bytes is declared where the file has "
+                                f"{self.left():,} left")
 
     def read(self, n: int) -> bytes:
         self._check(n)
@@ -551,7 +551,7 @@ class _ZipStorages(_Storages):
 def _read_exactly(stream, out: np.ndarray, name: str) -> None:
     view, done = memoryview(out).cast("B"), 0
     while done < len(view):
-        n = stream.readinto(view[done:])
+        n = stream.readinto(view[done:done + (16 << 20)])  # a zip member reads through a copy: keep it small
         if not n:
             raise pickle.UnpicklingError(f"{name} is truncated")
         done += n

@@ -218,3 +218,12 @@ def test_a_stale_error_clears_once_the_patch_recovered(rig):
     time.sleep(1.1)
     r.frame()
     assert r.host.last_error is None
+
+
+def test_parameters_named_from_a_counter_are_bounded(rig):
+    r = rig("def frame(p, s):\n    p.n = getattr(p, 'n', 0) + 1\n    p.param(f'knob{p.n}')\n"
+            "    return p.controls(z=p.seed(1))\n")
+    for _ in range(600):
+        r.frame()
+    assert len(r.host.params.params) == 512
+    assert any("at most 512 parameters" in m for m in r.messages)

@@ -38,6 +38,7 @@ from engine.patching.ops import CURVES
 
 log = logging.getLogger("vj.params")
 
+MAX_PARAMS = 512
 MAX_SOURCE = 300  # "osc." + the longest OSC address taken in + an index
 INDEXED = re.compile(r"(.+)\[(\d{1,6})\]", re.S)
 TAKEOVER = ("jump", "pickup", "scale")
@@ -289,6 +290,10 @@ class ParamSet:
                 raise ValueError(f"parameter {name}: {k} must be a finite number, got {v!r}")
         if lo == hi:
             raise ValueError(f"parameter {name}: lo and hi are both {lo}")
+        if p is None and len(self.params) >= MAX_PARAMS:
+            # a name made from a counter or the time would otherwise grow the table (and the
+            # OSCQuery tree) every frame
+            raise ValueError(f"parameter {name}: a patch may declare at most {MAX_PARAMS} parameters")
         with self._lock:
             if p is None:
                 p = Param(name, float(lo), float(hi), float(default), float(smooth), description)

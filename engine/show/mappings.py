@@ -48,6 +48,7 @@ import tomlkit.exceptions
 
 from engine.patching.params import Binding, BindingError, _show
 from engine.paths import file_stamp
+from engine.reporting import Once
 
 log = logging.getLogger("vj")
 
@@ -263,7 +264,7 @@ class MappingsFile:
         self._main_ok = True                   # did it parse, last read?
         self._learned: list[Binding] = []
         self._stamps = (None, None)
-        self._said: set[str] = set()
+        self._said = Once(64)
         self._last_try = 0.0
         self.error: str | None = None
         self.problems: list[str] = []          # the bindings skipped at the last load
@@ -271,8 +272,7 @@ class MappingsFile:
 
     def _report(self, msg: str) -> None:
         self.error = msg
-        if msg not in self._said:  # once: a retry that fails the same way says nothing new
-            self._said.add(msg)
+        if self._said.first(msg):  # once: a retry that fails the same way says nothing new
             log.error("%s", msg)
 
     def _stamp(self):

@@ -17,15 +17,14 @@ def main(args) -> int:
     from engine.signals import audio, offline
 
     terminate_gracefully()
+    log.info("analysing %s at %g fps", args.audio, args.fps)
     try:
-        y, sr = audio.load_audio(args.audio)
-    except Exception as e:  # noqa: BLE001 - a clear message for any unreadable file
+        # read a block at a time: a long file is never in memory whole
+        features, sr, duration, n_frames = offline.file_features(args.audio, args.fps)
+    except audio.AudioError as e:
         log.error("cannot read audio %s: %s", args.audio, e)
         return 2
-    duration = len(y) / sr
-    n_frames = max(1, int(round(duration * args.fps)))
-    log.info("analysing %s (%.2f s, %d Hz) for %d frames at %g fps", args.audio, duration, sr, n_frames, args.fps)
-    features = offline.offline_features(y, sr, args.fps, n_frames)
+    log.info("analysed %s (%.2f s, %d Hz) for %d frames at %g fps", args.audio, duration, sr, n_frames, args.fps)
     opts = Options(patch=resolve_patch(args.patch), model=args.model, size=args.size, fps=args.fps, bpm=args.bpm,
                    device=args.device, precision=args.precision, live=False, record=Path(args.out),
                    record_audio=args.audio, follow_audio_tempo=args.follow_audio_tempo, overwrite=args.overwrite)

@@ -60,33 +60,60 @@ def analyze_realtime(y: np.ndarray, sr: int, block: int = 512) -> Analysis:
     y = np.asarray(y, dtype=np.float32)
     if y.ndim > 1:
         y = y.mean(axis=int(np.argmin(y.shape)))
+    return _realtime((y[i * block:(i + 1) * block] for i in range(len(y) // block)), sr, block)
+
+
+def _realtime(blocks, sr: int, block: int) -> Analysis:
+    """:func:`analyze_realtime` over an iterable of blocks (a file read a block at a
+    time); blocks shorter than ``block`` are skipped. Rows are kept in chunks of numpy
+    arrays: a few dozen bytes per block, never the samples."""
     an = F.BlockAnalyzer(sr, block)
-    n = len(y) // block
-    table = {c: np.zeros(n, np.float32) for c in COLUMNS}
-    chroma = np.zeros((n, 12), np.float32)
-    wall = np.zeros(n)
-    cpu = np.zeros(n)
     names = {c: F.PREFIX + c for c in COLUMNS if not c.startswith("chroma_") and c != "time"}
     perf, thread = time.perf_counter, time.thread_time
-    for i in range(n):
-        x = y[i * block:(i + 1) * block]
+    size = 4096
+    done: list[tuple[dict, np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def fresh():
+        return {c: np.zeros(size, np.float32) for c in names}, np.zeros((size, 12), np.float32), \
+            np.zeros(size), np.zeros(size)
+
+    table, chroma, wall, cpu = fresh()
+    i = n = 0
+    for x in blocks:
+        if len(x) < block:
+            continue
         w0, c0 = perf(), thread()
         values, events = an.process(x)
         wall[i], cpu[i] = perf() - w0, thread() - c0
         for c, name in names.items():
             table[c][i] = (1.0 if name in events else 0.0) if c in EVENTS else values[name]
         chroma[i] = values[F.CHROMA]
-    table["time"] = (np.arange(1, n + 1) * block / sr).astype(np.float64)
+        i, n = i + 1, n + 1
+        if i == size:
+            done.append((table, chroma, wall, cpu))
+            table, chroma, wall, cpu = fresh()
+            i = 0
+    done.append(({c: v[:i] for c, v in table.items()}, chroma[:i], wall[:i], cpu[:i]))
+    out = {"time": (np.arange(1, n + 1) * block / sr).astype(np.float64)}
+    for c in names:
+        out[c] = np.concatenate([d[0][c] for d in done])
+    chroma = np.concatenate([d[1] for d in done])
     for k in range(12):
-        table[f"chroma_{k}"] = chroma[:, k]
-    return Analysis(table, "realtime", sr / block, wall * 1e3, cpu * 1e3, 1e3 * block / sr)
+        out[f"chroma_{k}"] = chroma[:, k]
+    out = {c: out[c] for c in COLUMNS}
+    wall, cpu = np.concatenate([d[2] for d in done]), np.concatenate([d[3] for d in done])
+    return Analysis(out, "realtime", sr / block, wall * 1e3, cpu * 1e3, 1e3 * block / sr)
 
 
 def analyze_offline(y: np.ndarray, sr: int, fps: float = 30.0) -> Analysis:
     """:func:`offline_features` at ``fps``, one row per frame of the whole file."""
-    from engine.signals.offline import EVENT, offline_features
+    from engine.signals.offline import offline_features
     n_frames = max(1, int(round(len(y) / sr * fps)))
-    feats = offline_features(y, sr, fps, n_frames)
+    return _offline_table(offline_features(y, sr, fps, n_frames), n_frames, fps)
+
+
+def _offline_table(feats: dict[str, np.ndarray], n_frames: int, fps: float) -> Analysis:
+    from engine.signals.offline import EVENT
     table: dict[str, np.ndarray] = {"time": np.arange(n_frames) / float(fps)}
     for c in COLUMNS[1:]:
         if c.startswith("chroma_"):
@@ -96,6 +123,42 @@ def analyze_offline(y: np.ndarray, sr: int, fps: float = 30.0) -> Analysis:
         else:
             table[c] = feats[F.PREFIX + c]
     return Analysis(table, "offline", float(fps))
+
+
+class Waveform:
+    """The waveform as a min/max envelope, ~2000 columns over the file, gathered a block
+    at a time (``frames``: the expected length, to size the columns)."""
+
+    COLUMNS = 2000
+
+    def __init__(self, sr: int, frames: int | None):
+        self.sr = sr
+        self.per = max(1, (frames or sr * 600) // self.COLUMNS)
+        self.n = 0
+        self.peak = 0.0
+        self._rest = np.zeros(0, np.float32)
+        self._lo: list[np.ndarray] = []
+        self._hi: list[np.ndarray] = []
+
+    def add(self, y: np.ndarray) -> None:
+        self.n += len(y)
+        if len(y):
+            self.peak = max(self.peak, float(np.abs(y).max()))
+        y = np.concatenate([self._rest, y])
+        m = len(y) // self.per
+        seg = y[:m * self.per].reshape(m, self.per)
+        self._lo.append(seg.min(axis=1) if m else np.zeros(0, np.float32))
+        self._hi.append(seg.max(axis=1) if m else np.zeros(0, np.float32))
+        self._rest = y[m * self.per:]
+
+    @property
+    def duration(self) -> float:
+        return self.n / self.sr
+
+    def columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(column centre times s, minima, maxima)."""
+        lo, hi = np.concatenate(self._lo), np.concatenate(self._hi)
+        return (np.arange(len(lo)) + 0.5) * self.per / self.sr, lo, hi
 
 
 def write_csv(path, analysis: Analysis) -> None:
@@ -116,7 +179,7 @@ def read_csv(path) -> dict[str, np.ndarray]:
     return {c: body[:, i] for i, c in enumerate(header)}
 
 
-def plot(path, y: np.ndarray, sr: int, analysis: Analysis, title: str = "") -> None:
+def plot(path, wave: "Waveform", analysis: Analysis, title: str = "") -> None:
     """The features over the waveform, on one time axis, as a PNG: waveform with onsets
     (thin lines) and beats (thick); levels; flux with kick / snare / hat hits; centroid,
     beat phase and bpm; chroma."""
@@ -126,27 +189,19 @@ def plot(path, y: np.ndarray, sr: int, analysis: Analysis, title: str = "") -> N
 
     t = analysis.table
     x = t["time"]
-    dur = len(y) / sr
+    dur = wave.duration
     fig, axes = plt.subplots(5, 1, figsize=(14, 11), sharex=True,
                              gridspec_kw={"height_ratios": [1.3, 1, 1, 1, 1.2]})
     ax = axes[0]
-    # waveform as a min/max envelope (one column per ~1/2000 of the file)
-    y = np.asarray(y, dtype=np.float32)
-    if y.ndim > 1:
-        y = y.mean(axis=int(np.argmin(y.shape)))
-    cols = max(1, min(len(y), 2000))
-    per = max(1, len(y) // cols)
-    m = len(y) // per
-    if m:
-        seg = y[:m * per].reshape(m, per)
-        tt = (np.arange(m) + 0.5) * per / sr
-        ax.fill_between(tt, seg.min(axis=1), seg.max(axis=1), color="0.55", lw=0)
+    tt, lo, hi = wave.columns()
+    if len(tt):
+        ax.fill_between(tt, lo, hi, color="0.55", lw=0)
     for ti in x[t["onset"] > 0]:
         ax.axvline(ti, color="tab:orange", lw=0.6, alpha=0.7)
     for ti in x[t["beat"] > 0]:
         ax.axvline(ti, color="tab:red", lw=1.6, alpha=0.8)
     ax.set_ylabel("waveform\nonsets, beats")
-    peak = float(np.abs(y).max()) if len(y) else 0.0
+    peak = wave.peak
     ax.set_ylim(-1.05 * peak - 1e-6, 1.05 * peak + 1e-6)
     ax.set_title(title or f"vj analyze ({analysis.path})")
 
@@ -198,17 +253,35 @@ def plot(path, y: np.ndarray, sr: int, analysis: Analysis, title: str = "") -> N
 def run(path, out=None, plot_path=None, offline: bool = False, fps: float = 30.0,
         block: int = 512) -> Analysis:
     """``vj analyze``: analyse the file, write the CSV and/or the plot, log a summary."""
-    from engine.signals.audio import load_audio
-    y, sr = load_audio(path)
-    a = analyze_offline(y, sr, fps) if offline else analyze_realtime(y, sr, block)
+    from engine.signals.audio import AudioError, AudioReader
+    # the file is read a block at a time on every path: a long file is never in memory whole
+    with AudioReader(path) as reader:
+        sr = reader.sr
+        wave = Waveform(sr, reader.frames)
+        if offline:
+            from engine.signals.offline import file_features
+            feats, sr, duration, n_frames = file_features(path, fps)
+            a = _offline_table(feats, n_frames, fps)
+            if plot_path:
+                for y in reader.blocks(1 << 16):
+                    wave.add(y)
+        else:
+            def blocks():
+                for y in reader.blocks(block):
+                    wave.add(y)
+                    yield y
+            a = _realtime(blocks(), sr, block)
+            duration = wave.duration
+            if wave.n == 0:
+                raise AudioError(f"audio file has no samples: {path}")
     if out:
         write_csv(out, a)
     if plot_path:
-        plot(plot_path, y, sr, a, title=f"{path} ({a.path})")
+        plot(plot_path, wave, a, title=f"{path} ({a.path})")
     t = a.table
     bpm = t["bpm"][t["bpm"] > 0]
     log.info("%s: %.2f s at %d Hz, %d rows (%s, %.4g per s): %d onsets, %d kicks, %d snares, %d hats, "
-             "%d beats, tempo %s", path, len(y) / sr, sr, a.rows, a.path, a.rate,
+             "%d beats, tempo %s", path, duration, sr, a.rows, a.path, a.rate,
              *(int(t[e].sum()) for e in EVENTS), f"{bpm[-1]:.1f} bpm" if len(bpm) else "not found")
     timing = a.timing()
     if timing:

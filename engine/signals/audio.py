@@ -142,10 +142,13 @@ class AudioReader:
     # -- reading ------------------------------------------------------------------------
     def _raw(self) -> np.ndarray | None:
         """The next decoded chunk (frames, channels) at the file's rate; None at the end."""
-        if self._sf is not None:
-            y = self._sf.read(self._chunk, dtype="float32", always_2d=True)
-            return y if len(y) else None
-        return next(self._av_frames, None)
+        try:
+            if self._sf is not None:
+                y = self._sf.read(self._chunk, dtype="float32", always_2d=True)
+                return y if len(y) else None
+            return next(self._av_frames, None)
+        except Exception as e:  # noqa: BLE001 - a file damaged part way is still a file error
+            raise AudioError(f"cannot decode audio file {self.path}: {e}") from e
 
     def _fill(self, n: int) -> None:
         while self._buffered < n and not self._eof:

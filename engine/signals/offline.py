@@ -2,6 +2,12 @@
 can look ahead (librosa onset detection and beat tracking, constant-Q chroma, HPSS), and
 every value is sampled at exactly the video's frame times t_k = k / fps.
 
+The whole file is known but never held: :func:`file_features` reads it a block at a
+time, in three passes, and every block is analysed with enough of its neighbours that
+the features come out as from the whole signal (to float rounding). What is kept for the
+whole file is a few values per analysis frame (flux, drum novelty, onset strength) and
+the per-video-frame results.
+
 The names are the live path's (:mod:`engine.signals.features`), so a patch behaves the
 same in ``vj run`` and ``vj render``. :class:`FrameFeed` puts frame k's values and
 events on the bus, as the live sources would.
@@ -33,7 +39,8 @@ CQT_HALO = 3.0                   # s of signal either side of a block for the co
                                  # its longest filter (C1, ~1.6 s) and the octave resamplers' tails
 ONSET_N_FFT = 2048               # librosa's onset strength: its mel spectrogram's frame ...
 ONSET_TOP_DB = 80.0              # ... and its floor, this far below the file's loudest mel bin
-TEMPO_CHUNK = 4096               # tempogram columns computed at a time
+TEMPO_CHUNK = 1024               # tempogram columns computed at a time (~50 MB of temporaries)
+MEL_CHUNK = 2048                 # onset-strength mel frames computed at a time (~16 MB of STFT)
 
 
 def offline_features(y: np.ndarray, sr: int, fps: float, n_frames: int, bands=BANDS, *,
@@ -244,11 +251,16 @@ def _analyse(signal, sr: int, fps: float, n_frames: int, bands=BANDS, *, drums=D
     halo = max(cqt_halo, (stft_halo + 1) * hop + hop, ONSET_N_FFT // 2 + oenv_hop) + hop
 
     def mel_db(win, k0, k1):
-        """The onset strength's mel spectrogram (dB, not floored) of frames [k0, k1)."""
-        seg = win.get(k0 * oenv_hop - ONSET_N_FFT // 2, (k1 - 1) * oenv_hop + ONSET_N_FFT // 2)
-        S = np.abs(librosa.feature.melspectrogram(y=seg, sr=sr, n_fft=ONSET_N_FFT, hop_length=oenv_hop,
-                                                  center=False, fmax=0.5 * sr))
-        return 10.0 * np.log10(np.maximum(1e-10, S))
+        """The onset strength's mel spectrogram (dB, not floored) of frames [k0, k1),
+        a few thousand frames at a time: its STFT is 16 times the size of the samples."""
+        parts = []
+        for c0 in range(k0, k1, MEL_CHUNK):
+            c1 = min(k1, c0 + MEL_CHUNK)
+            seg = win.get(c0 * oenv_hop - ONSET_N_FFT // 2, (c1 - 1) * oenv_hop + ONSET_N_FFT // 2)
+            S = np.abs(librosa.feature.melspectrogram(y=seg, sr=sr, n_fft=ONSET_N_FFT, hop_length=oenv_hop,
+                                                      center=False, fmax=0.5 * sr))
+            parts.append(10.0 * np.log10(np.maximum(1e-10, S)))
+        return np.concatenate(parts, axis=1)
 
     # -- pass 1: length, silence, loudest mel bin ---------------------------------------
     first = {"sound": False, "top": None}

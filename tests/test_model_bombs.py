@@ -336,3 +336,11 @@ def test_run_falls_back_from_a_corrupt_sidecar(tmp_path, env_no_display):
                   "--model", model, env=env_no_display, timeout=180)
     assert "face.json cannot be read (JSONDecodeError" in proc.stderr
     assert "falling back to the default model" in proc.stderr
+
+
+def test_a_config_that_asks_for_terabytes_is_refused_before_anything_is_allocated(tmp_path):
+    model = tmp_path / "face.safetensors"
+    model.write_bytes((ROOT / "models" / "dcgan_digiface64.safetensors").read_bytes())
+    (tmp_path / "face.json").write_text('{"z_dim": 1000000000, "mapping_kwargs": {"num_layers": 8}}')
+    with pytest.raises(ModelLoadError, match="z_dim = 1000000000 is beyond the size limit"):
+        load_generator(str(model))

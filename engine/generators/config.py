@@ -67,3 +67,28 @@ def normalize_config(config: dict | None) -> dict:
     if family:
         config["architecture"] = family
     return config
+
+
+# What a config may say before anything is allocated from it: a sidecar or models.toml that
+# says ``z_dim = 1000000000`` would otherwise have a builder (or the w_avg estimate) ask for
+# terabytes. Generous: the largest published models are far inside these.
+SIZE_LIMITS = {
+    "z_dim": 1 << 14, "w_dim": 1 << 14, "c_dim": 1 << 17, "class_embed_dim": 1 << 14, "num_classes": 1 << 17,
+    "img_resolution": 8192, "resolution": 8192, "output_dim": 8192, "img_channels": 8, "channels": 8,
+    "channel_base": 1 << 20, "channel_max": 8192, "channel_width": 8192, "ngf": 8192, "num_layers": 256,
+    "layers": 256, "n_stats": 1 << 10, "num_fp16_res": 64,
+}
+
+
+def check_sizes(config: dict, where: str = "") -> None:
+    """ValueError naming the first size in ``config`` (or its nested tables) beyond SIZE_LIMITS."""
+    for key, value in config.items():
+        if isinstance(value, dict):
+            check_sizes(value, f"{where}{key}.")
+            continue
+        limit = SIZE_LIMITS.get(key)
+        if limit is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if not 0 <= value <= limit:
+            raise ValueError(f"{where}{key} = {value!r} is beyond the size limit 0..{limit}")
+

@@ -38,7 +38,7 @@ from pathlib import Path
 import torch
 
 from engine.generators.base import Generator
-from engine.generators.config import normalize_config
+from engine.generators.config import check_sizes, normalize_config
 from engine.generators.registry import ModelEntry, Registry
 
 log = logging.getLogger(__name__)
@@ -228,8 +228,11 @@ def _complete(entry: ModelEntry, state: dict, config: dict) -> tuple[dict, dict]
     """The file's config merged with its sidecar's and the registry's, and what the
     file leaves out filled in."""
     path = entry.file
-    config = {**normalize_config(_sidecar_config(path)), **normalize_config(config)}
-    config.update({k: v for k, v in normalize_config(entry.options).items() if k not in config})
+    sources = [normalize_config(_sidecar_config(path)), normalize_config(config), normalize_config(entry.options)]
+    for source in sources:  # each on its own: a value the merge hides still says what the file is
+        check_sizes(source)
+    config = {**sources[0], **sources[1]}
+    config.update({k: v for k, v in sources[2].items() if k not in config})
     arch = entry.architecture or config.get("architecture") or _guess_architecture(state)
     if arch is None:
         raise ModelLoadError(f"{path.name}: unknown architecture; name it in models.toml or a sidecar .json")

@@ -60,8 +60,8 @@ class AudioReader:
     track. ``read(n)`` returns up to ``n`` frames (fewer only at the end), float32, mono
     ``(n,)`` or ``(n, channels)``; ``sr`` given and unlike the file's, each block is
     resampled on the way (a streaming soxr resampler, so block seams leave no trace).
-    ``frames`` is the length in frames at ``sr`` (PyAV: an estimate from the container,
-    None when it has none). ``rewind()`` starts over. Raises AudioError for a missing or
+    ``frames`` is the length in frames at ``sr`` (``exact`` when soundfile reads the file
+    at its own rate; otherwise an estimate, None when a PyAV container has none). ``rewind()`` starts over. Raises AudioError for a missing or
     undecodable file."""
 
     def __init__(self, path, sr: int | None = None, mono: bool = True):
@@ -83,6 +83,7 @@ class AudioReader:
                 raise AudioError(f"cannot decode audio file {self.path}: {sf_err}; {av_err}") from av_err
         self.sr = int(sr) if sr else self.file_sr
         self.frames = None if frames is None else int(round(frames * self.sr / self.file_sr))
+        self.exact = self._sf is not None and self.sr == self.file_sr     # ``frames`` is the count read
         self._chunk = max(256, int(READ_SECONDS * self.file_sr))
         self._resampler = None
         self._buf: list[np.ndarray] = []

@@ -129,7 +129,7 @@ class _FileSignal:
 
     def length(self) -> int:
         """Samples in the file: the container's count, or a decoding pass when it has none."""
-        if self.reader._sf is not None:
+        if self.reader.exact:
             return int(self.reader.frames)
         return sum(len(b) for b in self.blocks(1 << 20))
 

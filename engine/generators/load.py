@@ -3,11 +3,11 @@
 Formats (``read_model`` returns a state dict with official parameter names plus a config):
 
 - ``.pkl``: official NVIDIA pickles (stylegan2-ada-pytorch, stylegan3; StyleGAN2 and
-  StyleGAN3-T/R). Read by ``pickles.SafeUnpickler``, an allow-list unpickler: the class
+  StyleGAN3-T/R). Read by ``bounded_pickle.SafeUnpickler``, an allow-list unpickler: the class
   source embedded in the file is never run, and a pickle that asks for anything but
   tensor/array/container rebuild functions is refused with the name of what it asked for.
 - ``.pt`` / ``.pth`` / ``.tar`` / ``.ckpt`` / ``.bin`` torch checkpoints (``torch.save``'s zip
-  or legacy format): read by ``pickles.load_checkpoint``, the same allow-list and limits
+  or legacy format): read by ``checkpoints.load_checkpoint``, the same allow-list and limits
   as the pickles, in the place of ``torch.load`` (``argparse.Namespace`` is allowed for
   rosinality training checkpoints). rosinality stylegan2-pytorch
   (``g_ema`` + ``latent_avg``) is renamed to the official layout; DCGAN and BigGAN
@@ -148,9 +148,9 @@ def _read_safetensors(path: Path) -> tuple[dict, dict]:
 
 
 def _read_pickle(path: Path) -> tuple[dict, dict]:
-    from engine.generators import pickles
+    from engine.generators import bounded_pickle, pickles
     with open(path, "rb") as f:
-        obj = pickles.safe_load(f)
+        obj = bounded_pickle.safe_load(f)
     try:
         return pickles.official_generator(obj)
     except ValueError as e:
@@ -158,8 +158,8 @@ def _read_pickle(path: Path) -> tuple[dict, dict]:
 
 
 def _read_torch_checkpoint(path: Path) -> tuple[dict, dict]:
-    from engine.generators import pickles, rosinality
-    ckpt = pickles.load_checkpoint(path)
+    from engine.generators import checkpoints, rosinality
+    ckpt = checkpoints.load_checkpoint(path)
     if isinstance(ckpt, dict):
         for key in ("g_ema", "netG_state_dict", "state_dict", "generator"):
             if key in ckpt and isinstance(ckpt[key], dict):
@@ -218,7 +218,7 @@ def _read_file(path: Path) -> tuple[dict, dict]:
     except ModelLoadError:
         raise
     except Exception as e:  # corrupt or truncated file, refused pickle, bad header
-        from engine.generators.pickles import LimitExceeded
+        from engine.generators.bounded_pickle import LimitExceeded
         if isinstance(e, LimitExceeded):
             raise ModelLoadError(f"{path.name}: refused: {e}") from e
         raise ModelLoadError(f"{path.name}: cannot read model file ({type(e).__name__}: {e})") from e

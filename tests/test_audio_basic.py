@@ -12,7 +12,8 @@ import soundfile as sf
 
 from engine.signals import audio
 from engine.signals.audio import (BANDS, AudioError, BlockAnalyzer, FileSource, InputSource,
-                                  list_devices, load_audio, offline_features)
+                                  list_devices, load_audio)
+from engine.signals.offline import offline_features
 from engine.signals.bus import SignalBus
 
 SR = 44100

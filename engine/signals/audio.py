@@ -33,7 +33,7 @@ from engine.signals.features import (  # noqa: F401 - re-exported: the audio sta
     event_names, feature_names, vector_names)
 
 __all__ = [
-    "AudioError", "AudioReader", "FileSource", "InputSource", "list_devices", "load_audio", "offline_features",
+    "AudioError", "AudioReader", "FileSource", "InputSource", "list_devices", "load_audio",
     "DEFAULT_BLOCK", "BlockAnalyzer", "BANDS", "DRUMS", "PREFIX", "RMS", "RMS_DB", "FLUX", "ONSET",
     "HARMONIC", "PERCUSSIVE", "CHROMA", "CHROMA_BASS", "CHROMA_TREBLE", "BPM", "BEAT", "BEAT_PHASE",
     "DB_FLOOR", "UNNORMALISED", "band_names", "drum_names", "event_names", "feature_names", "vector_names",
@@ -545,10 +545,3 @@ class InputSource:
                     _publish(self.bus, t, *self.analyzer.process(block, t))
                 except Exception:  # noqa: BLE001
                     log.exception("audio: analysis failed")
-
-
-def offline_features(*args, **kwargs):
-    """See :func:`engine.signals.offline.offline_features` (imported on first use: it
-    needs librosa)."""
-    from engine.signals.offline import offline_features as f
-    return f(*args, **kwargs)

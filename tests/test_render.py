@@ -65,3 +65,12 @@ def test_render_with_unreadable_audio_fails_clearly(tmp_path):
                   check=False)
     assert proc.returncode == 2
     assert "cannot read audio" in proc.stderr
+
+
+def test_a_patch_with_a_syntax_error_is_refused_before_the_audio_is_analysed(tmp_path):
+    wav = write_wav(tmp_path / "a.wav", np.zeros(22050, np.float32), sr=22050)
+    patch = tmp_path / "typo.py"
+    patch.write_text("def frame(p, s)\n    return p.controls(z=p.seed(1))\n")
+    p = run_vj("render", "--audio", wav, "--patch", patch, "--out", tmp_path / "o.mp4", "--quiet", check=False)
+    assert p.returncode == 1 and "typo.py:1: SyntaxError" in p.stderr, p.stderr[-2000:]
+    assert "analysing" not in p.stderr and not (tmp_path / "o.mp4").exists()

@@ -17,6 +17,14 @@ def main(args) -> int:
     from engine.signals import audio, offline
 
     terminate_gracefully()
+    patch = resolve_patch(args.patch)
+    try:  # a typo found now, not after analysing an hour of audio
+        compile(patch.read_text(), str(patch), "exec")
+    except (SyntaxError, ValueError, OSError, UnicodeDecodeError) as e:
+        where = f"{patch.name}:{e.lineno}" if isinstance(e, SyntaxError) and e.lineno else patch.name
+        log.error("the patch does not load, nothing to render: %s: %s: %s", where, type(e).__name__,
+                  getattr(e, "msg", None) or e)
+        return 1
     log.info("analysing %s at %g fps", args.audio, args.fps)
     try:
         # read a block at a time: a long file is never in memory whole
@@ -25,7 +33,7 @@ def main(args) -> int:
         log.error("cannot read audio %s: %s", args.audio, e)
         return 2
     log.info("analysed %s (%.2f s, %d Hz) for %d frames at %g fps", args.audio, duration, sr, n_frames, args.fps)
-    opts = Options(patch=resolve_patch(args.patch), model=args.model, size=args.size, fps=args.fps, bpm=args.bpm,
+    opts = Options(patch=patch, model=args.model, size=args.size, fps=args.fps, bpm=args.bpm,
                    device=args.device, precision=args.precision, live=False, record=Path(args.out),
                    record_audio=args.audio, follow_audio_tempo=args.follow_audio_tempo, overwrite=args.overwrite)
     session = open_session(opts)

@@ -24,6 +24,7 @@ fast as the machine allows.
 """
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from dataclasses import dataclass, field
@@ -114,6 +115,11 @@ class Engine:
     def run_live(self, frames: int | None = None, should_stop: Callable[[], bool] | None = None,
                  status_every: float = 5.0) -> FrameStats:
         period = 1.0 / self.fps
+        # everything built so far lives for the whole show: frozen out of the cyclic collector,
+        # a full collection mid-show walks only what came since (over all of it: 50-70 ms, a
+        # visible stall, measured on the built-in model)
+        gc.collect()
+        gc.freeze()
         if hasattr(self.clock, "restart"):
             self.clock.restart()
         next_t = time.monotonic()

@@ -111,10 +111,12 @@ def soak(minutes: float, size: str = "160x90", fps: float = 30.0, seed: int = 1,
     gaps = [g for _, g in timed]
     period = 1.0 / fps
     causes: Counter = Counter()  # each long gap, by the fault that began last within 6 s before it
+    long_gaps = []
     for at, g in timed:
         if g > 2 * period:
-            recent = [k for t, k in inj.timeline if at - 6.0 <= t <= at]
-            causes[recent[-1] if recent else "none"] += 1
+            recent = [(round(at - t, 2), k) for t, k in inj.timeline if at - 6.0 <= t <= at]
+            causes[recent[-1][1] if recent else "none"] += 1
+            long_gaps.append({"at_s": round(at - t0, 2), "gap_s": round(g, 3), "faults_before": recent[-3:]})
     hangs = sum(inj.counts[k] for k in HANGS)
     after_1min = [r for t, r in rss if t >= 60] or [r for _, r in rss]
     announced = inj.takes_announced()
@@ -126,7 +128,7 @@ def soak(minutes: float, size: str = "160x90", fps: float = 30.0, seed: int = 1,
         "size": size, "fps": fps, "engine_alive_at_end": alive, "engine_exit_code": code,
         "frames": monitor.frames, "longest_gap_s": round(max(gaps, default=0.0), 3),
         "gaps_over_2_periods": sum(g > 2 * period for g in gaps), "hangs_injected": hangs,
-        "long_gaps_by_last_fault": dict(causes.most_common()),
+        "long_gaps_by_last_fault": dict(causes.most_common()), "long_gaps": long_gaps,
         "rss_start_mb": round(rss[0][1], 1) if rss else None,
         "rss_after_1min_mb": round(after_1min[0], 1) if after_1min else None,
         "rss_end_mb": round(rss[-1][1], 1) if rss else None,

@@ -19,6 +19,7 @@ import logging
 import sys
 
 from engine.limits import BPM, CUTOFF, FPS, FRAMES, MONITOR, PORT, PSI, RATE, SEED, SOAK_MINUTES, block_size, parse_size
+from engine.memory import limit_malloc_arenas
 from engine.session import DEFAULT_SIZE, ControlOptions
 
 
@@ -117,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "does what a bad night does; report frame gaps, memory and what survived")
     b.add_argument("--soak-dir", metavar="DIR", help="--soak: work folder (default: a new temporary one)")
     b.add_argument("--soak-seed", type=SEED, default=1, help="--soak: seed of the fault schedule")
+    b.add_argument("--soak-faults", metavar="KIND[,KIND]", help="--soak: only these faults (default: all of them)")
     b
 
     m = sub.add_parser("models", help="list the registry; describe, convert or sample a model")
@@ -150,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    limit_malloc_arenas()  # before the threads start: a long show's memory stays flat
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     if args.command == "models" and args.action != "list" and not args.file:

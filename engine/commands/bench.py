@@ -14,7 +14,14 @@ log = logging.getLogger("vj")
 def main(args) -> int:
     if args.soak:
         from engine.soak.run import main as soak
+        kinds = [k.strip() for k in args.soak_faults.split(",") if k.strip()] if args.soak_faults else None
+        from engine.soak.faults import WEIGHTS
+        if kinds and set(kinds) - set(WEIGHTS):
+            log.error("--soak-faults: no such fault: %s (known: %s)", ", ".join(sorted(set(kinds) - set(WEIGHTS))),
+                      ", ".join(WEIGHTS))
+            return 2
         return soak(args.soak, json_path=args.json, seed=args.soak_seed, workdir=args.soak_dir, model=args.model,
+                    kinds=kinds,
                     size=f"{args.size[0]}x{args.size[1]}" if args.size != DEFAULT_SIZE else "160x90")
     from engine.render.bench import run_bench, run_generator_bench
     try:

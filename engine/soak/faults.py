@@ -72,8 +72,13 @@ def garbage(rng: random.Random) -> list[bytes]:
 
 
 class Injector:
-    def __init__(self, patch: Path, osc_port: int, mappings: Path, log_path: Path, seed: int = 1):
+    def __init__(self, patch: Path, osc_port: int, mappings: Path, log_path: Path, seed: int = 1,
+                 kinds: list[str] | None = None):
         self.patch, self.mappings, self.log_path = patch, mappings, log_path
+        unknown = set(kinds or ()) - set(WEIGHTS)
+        if unknown:
+            raise ValueError(f"no such fault: {', '.join(sorted(unknown))} (known: {', '.join(WEIGHTS)})")
+        self.weights = {k: w for k, w in WEIGHTS.items() if not kinds or k in kinds}
         self.rng = random.Random(seed)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.dest = ("127.0.0.1", osc_port)
@@ -104,10 +109,10 @@ class Injector:
         self.save(GOOD.format(n=self.saves))
 
     def step(self) -> str:
-        kinds = list(WEIGHTS)
-        kind = self.rng.choices(kinds, weights=[WEIGHTS[k] for k in kinds])[0]
-        if kind == "midi_port" and self.midi_unavailable:
-            kind = "osc_garbage"
+        kinds = list(self.weights)
+        kind = self.rng.choices(kinds, weights=[self.weights[k] for k in kinds])[0]
+        if kind == "midi_port" and self.midi_unavailable and len(kinds) > 1:
+            kind = self.rng.choice([k for k in kinds if k != "midi_port"])
         self.timeline.append((time.monotonic(), kind))
         getattr(self, kind if kind in dir(self) else "patch_fault")(kind)
         self.counts[kind] += 1

@@ -53,7 +53,7 @@ def _decodes(path: Path) -> int:
 
 
 def soak(minutes: float, size: str = "160x90", fps: float = 30.0, seed: int = 1, workdir: str | None = None,
-         model: str | None = None) -> dict:
+         model: str | None = None, kinds: list[str] | None = None) -> dict:
     work = Path(workdir or tempfile.mkdtemp(prefix="vj-soak-"))
     work.mkdir(parents=True, exist_ok=True)
     patch, setfile, mappings = work / "live.py", work / "soak.toml", work / "soak.mappings.toml"
@@ -72,7 +72,7 @@ def soak(minutes: float, size: str = "160x90", fps: float = 30.0, seed: int = 1,
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     with open(log_path, "w") as logf:
         engine = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env)
-    inj = Injector(patch, osc_port, mappings, log_path, seed=seed)
+    inj = Injector(patch, osc_port, mappings, log_path, seed=seed, kinds=kinds)
     rss: list[tuple[float, float]] = []
     try:
         deadline = time.monotonic() + 120
@@ -138,6 +138,7 @@ def soak(minutes: float, size: str = "160x90", fps: float = 30.0, seed: int = 1,
         "takes_recorded": len(announced), "lost_takes": [str(p) for p in announced if p not in survived_takes],
         "midi": inj.midi_unavailable and f"skipped: {inj.midi_unavailable}" or "virtual ports opened and closed",
         "engine_log_kb": round(log_path.stat().st_size / 1024, 1), "workdir": str(work),
+        "rss_mb_every_2s": [(round(t, 1), round(r, 1)) for t, r in rss],
     }
     growth = (report["rss_end_mb"] or 0) - (report["rss_after_1min_mb"] or 0)
     report["rss_growth_after_1min_mb"] = round(growth, 1)

@@ -24,6 +24,13 @@ def run_vj(*args, timeout=240, check=True, **kw) -> subprocess.CompletedProcess:
     return proc
 
 
+def save_patch(path, text) -> None:
+    """As editors do: a whole new file renamed over the old one, so a watcher never sees half of it."""
+    tmp = Path(path).with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
 def read_video(path) -> tuple[list[np.ndarray], dict]:
     """All frames as uint8 RGB arrays, plus stream facts."""
     import av

@@ -5,7 +5,7 @@ import time
 
 import numpy as np
 
-from conftest import ROOT, read_video, vj_cmd
+from conftest import ROOT, read_video, save_patch, vj_cmd
 
 GOOD = """
 def setup(p):
@@ -27,15 +27,9 @@ def frame(p, s):
 """
 
 
-def _write(path, text):
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)  # as editors do: the watcher never sees half a file
-
-
 def test_syntax_error_while_running_then_fix(tmp_path, env_no_display):
     patch = tmp_path / "live.py"
-    _write(patch, GOOD)
+    save_patch(patch, GOOD)
     out = tmp_path / "live.mp4"
     frames_total = 330  # 11 s at 30 fps
     p = subprocess.Popen(vj_cmd("run", patch, "--headless", "--frames", frames_total, "--record", out,
@@ -46,10 +40,10 @@ def test_syntax_error_while_running_then_fix(tmp_path, env_no_display):
         while time.monotonic() < deadline and not (out.exists() and out.stat().st_size > 2000):
             time.sleep(0.1)
         time.sleep(1.5)
-        _write(patch, BROKEN)
+        save_patch(patch, BROKEN)
         time.sleep(3.0)
         t_fix = time.monotonic()
-        _write(patch, FIXED_BLACK)
+        save_patch(patch, FIXED_BLACK)
         _, err = p.communicate(timeout=120)
     finally:
         p.kill()

@@ -473,17 +473,13 @@ class Engine:
 
     def move_until(self, address, cond, timeout=30.0):
         """Move a control (a real UDP datagram) every 50 ms until ``cond``."""
-        deadline, v = time.monotonic() + timeout, 0.0
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            v = (v + 0.05) % 1.0
-            self.client.send_message(address, v)
-            try:
-                if cond():
-                    return True
-            except (OSError, ValueError, tomllib.TOMLDecodeError):
-                pass
-            time.sleep(0.05)
-        return False
+        value = [0.0]
+
+        def moved():
+            value[0] = (value[0] + 0.05) % 1.0
+            self.client.send_message(address, value[0])
+            return cond()
+        return self.wait(moved, timeout)
 
     def stop(self, sig=signal.SIGINT):
         if self.proc.poll() is None:

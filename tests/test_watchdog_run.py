@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from conftest import ROOT, frame_motion, read_video, vj_cmd
+from conftest import ROOT, frame_motion, read_video, save_patch, vj_cmd
 
 FPS = 30
 
@@ -44,15 +44,9 @@ def frame(p, s):
 """
 
 
-def _write(path, text):
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def test_hangs_while_running(tmp_path, env_no_display):
     patch = tmp_path / "live.py"
-    _write(patch, MOVING)
+    save_patch(patch, MOVING)
     out = tmp_path / "live.mp4"
     # moving -> loop in frame -> black (fixed) -> sleep in frame -> moving (fixed) -> loop in setup -> black
     plan = [(LOOP_IN_FRAME, 2.0), (BLACK, 2.0), (SLEEP_IN_FRAME, 2.0), (MOVING, 2.0), (LOOP_IN_SETUP, 3.0),
@@ -67,7 +61,7 @@ def test_hangs_while_running(tmp_path, env_no_display):
             time.sleep(0.05)
         time.sleep(1.0)
         for text, wait in plan:
-            _write(patch, text)
+            save_patch(patch, text)
             time.sleep(wait)
         _, err = p.communicate(timeout=120)
     finally:

@@ -8,20 +8,11 @@ import time
 import numpy as np
 
 from conftest import ROOT, frame_motion, read_video, save_patch, vj_cmd
+from test_hot_reload import FIXED_BLACK as BLACK
+from test_hot_reload import GOOD as MOVING  # a loop over three seeds: every frame moves
 
 FPS = 30
 
-MOVING = """
-def setup(p):
-    p.keys = p.seeds([1, 2, 3])
-
-def frame(p, s):
-    return p.controls(z=p.loop(p.keys, seconds=2))
-"""
-BLACK = """
-def frame(p, s):
-    return p.controls(z=p.seed(5), brightness=-1.0)
-"""
 LOOP_IN_FRAME = """
 def frame(p, s):
     while True:

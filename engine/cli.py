@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"output WxH (default {DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]}{from_set})")
         p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
         p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16"])
+        p.add_argument("--display-path", default="auto", choices=["auto", "pbo", "cuda-gl", "pinned"],
+                       help="how the generator's image reaches OpenGL: auto (CUDA-GL interop on a GPU, "
+                            "else a pixel-buffer upload), pbo, cuda-gl, pinned (CUDA: pinned host buffer)")
 
     r = sub.add_parser("run", help="run live (window, or --headless)")
     r.add_argument("patch", nargs="?", metavar="PATCH_OR_SET",
@@ -89,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--monitor", type=MONITOR, default=0, help="window on this monitor (`vj devices`)")
     r.add_argument("--fullscreen", action="store_true")
     r.add_argument("--no-vsync", action="store_true")
+    r.add_argument("--no-pipeline", action="store_true",
+                   help="the serial frame: generate, then shade, then present (for comparison and debugging)")
     add_control_arguments(r)
     r
 
@@ -103,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--follow-audio-tempo", action="store_true",
                    help="the clock (s.bpm, s.beat) follows the tempo and beats found in the audio")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
+    d.add_argument("--no-pipeline", action="store_true", help="the serial frame (same pixels, slower)")
     d
 
     b = sub.add_parser("bench", help="frames per second of the whole loop and of the generator")

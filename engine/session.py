@@ -67,6 +67,8 @@ class Options:
     bpm: float = 120.0
     device: str | None = "auto"
     precision: str = "auto"
+    display_path: str = "auto"           # engine/render/frame_source.py: auto, pbo, cuda-gl, pinned
+    pipeline: bool = True                # generate frame N+1 while frame N is shaded (render/loop.py)
     live: bool = True                    # the wall clock (vj run) or a virtual clock (vj render, bench)
     window: dict | None = None           # Window options (monitor, fullscreen, vsync); None: headless
     ctx: Any = None                      # render into this OpenGL context (not owned) instead

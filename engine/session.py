@@ -61,7 +61,7 @@ class AudioOptions:
 class Options:
     patch: Path = paths.PATCHES / "drift.py"
     setlist: Any = None                  # engine.show.sets.SetList
-    model: str | None = None
+    model: Any = None                    # a registry name, a model file, or a built Generator
     size: tuple[int, int] = DEFAULT_SIZE
     fps: float = 30.0
     bpm: float = 120.0
@@ -81,10 +81,14 @@ class Options:
     audio: AudioOptions | None = None
 
 
-def load_model(spec: str | None):
-    """The model ``spec`` (a registry name or a file), or the registry's default when it
-    cannot load, so the show goes on; SessionError if not even the default loads."""
+def load_model(spec):
+    """The model ``spec`` (a registry name or a file, or a Generator already built, from a
+    script or a test), or the registry's default when it cannot load, so the show goes on;
+    SessionError if not even the default loads."""
+    from engine.generators.base import Generator
     from engine.generators.load import ModelLoadError, load_generator
+    if isinstance(spec, Generator):
+        return spec
     try:
         return load_generator(spec)
     except ModelLoadError as e:
@@ -198,9 +202,12 @@ class Session:
                                    scenes=[sc.name for sc in o.setlist.scenes] if o.setlist else None)
         self.dispatcher = Dispatcher(self.bus, status=self.publisher.get)
         self.params.command = self.dispatcher.control
-        self.recording = RecordStage(self.chain.read, o.size, o.fps, recorder=self._open_recorder(),
+        from engine.render.readback import PixelReadback
+        readback = PixelReadback(self.ctx, o.size)
+        self.own("read-back buffers", readback.release)
+        self.recording = RecordStage(readback, o.size, o.fps, recorder=self._open_recorder(),
                                      record_dir=o.control.record_dir if o.control else "recordings",
-                                     report=self.patches.report)
+                                     report=self.patches.report, live=o.live)
         self.own("recordings", self.recording.close)
         if o.control is not None:
             self._open_control(o.control)
@@ -212,19 +219,26 @@ class Session:
             from engine.show.sets import SetStage
             self.setlist = o.setlist
             stages.append(SetStage(o.setlist, self.patches, self.dispatcher.dispatch))
-        stages += [PatchStage(self.patches), GenerateStage(self.runner, self.patches.report, self.patches.clear_error),
-                   ShadeStage(self.chain), self.recording, self.publisher]
+        from engine.render.frame_source import open_frame_source
+        self.frame_source, self.display_note = open_frame_source(self.ctx, self.runner.device, o.display_path)
+        self.own("frame source", self.frame_source.release)
+        self.generate = GenerateStage(self.runner, self.patches.report, self.patches.clear_error,
+                                      channels=self.frame_source.channels)
+        self.own("generator worker", self.generate.close)
+        stages += [PatchStage(self.patches), self.generate, ShadeStage(self.chain, self.frame_source),
+                   self.recording, self.publisher]
         from engine.render.hud import StatusBoard
         self.board = StatusBoard(self.stats, self.patches, self.runner.info.name, o.size, o.fps, setlist=o.setlist,
                                  params=self.params, dispatcher=self.dispatcher, recording=self.recording,
                                  osc_in=self.osc_in, oscquery=self.oscquery, midi=self.midi,
-                                 mappings=self.mappings)
+                                 mappings=self.mappings, generate=self.generate,
+                                 display=f"{'pipelined' if o.pipeline else 'serial'}, {self.frame_source.name}")
         if self.window is not None:
             from engine.render.display import WindowStage
             from engine.render.hud import HudText
             stages.append(WindowStage(self.window, self.dispatcher.dispatch, HudText(), self.board.hud_lines))
         self.engine = Engine(self.clock, self.bus, stages, fps=o.fps, stats=self.stats, report=self.patches.report,
-                             status_line=self.board.status_line)
+                             status_line=self.board.status_line, pipeline=o.pipeline, live=o.live)
         watchers = [self.board.report_problems]
         if self.mappings is not None:
             watchers.append(self.mappings.check)

@@ -29,10 +29,17 @@ def main(args) -> int:
             result = run_generator_bench(load_model(args.model), device=args.device, frames=args.frames or 100,
                                          compile=args.compile)
         else:
-            opts = Options(patch=resolve_patch(args.patch), model=args.model, size=args.size, fps=30.0,
-                           device=args.device, precision=args.precision, live=False)
-            with Session(opts) as session:
-                result = run_bench(session, frames=args.frames or 200)
+            import tempfile
+            from engine.session import ControlOptions
+            with tempfile.TemporaryDirectory(prefix="vj-bench-") as tmp:
+                # OSC in on a free port: the latency figures follow real datagrams
+                control = ControlOptions(osc_port=0, oscquery_port=None, midi=None,
+                                         mappings=Path(tmp) / "bench.mappings.toml", record_dir=Path(tmp))
+                opts = Options(patch=resolve_patch(args.patch), model=args.model, size=args.size, fps=30.0,
+                               device=args.device, precision=args.precision, live=False,
+                               display_path=args.display_path, control=control)
+                with Session(opts) as session:
+                    result = run_bench(session, frames=args.frames or 200)
     except SessionError as e:
         log.error("%s", e)
         return 2

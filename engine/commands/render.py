@@ -35,6 +35,7 @@ def main(args) -> int:
     log.info("analysed %s (%.2f s, %d Hz) for %d frames at %g fps", args.audio, duration, sr, n_frames, args.fps)
     opts = Options(patch=patch, model=args.model, size=args.size, fps=args.fps, bpm=args.bpm,
                    device=args.device, precision=args.precision, live=False, record=Path(args.out),
+                   display_path=args.display_path, pipeline=not args.no_pipeline,
                    record_audio=args.audio, follow_audio_tempo=args.follow_audio_tempo, overwrite=args.overwrite)
     session = open_session(opts)
     if session is None:

@@ -48,6 +48,7 @@ def options(args) -> Options:
     return Options(
         patch=resolve_patch(args.patch), setlist=setlist, model=args.model, size=args.size or DEFAULT_SIZE,
         fps=fps, bpm=float(args.bpm or 120.0), device=args.device, precision=args.precision, live=True,
+        display_path=args.display_path, pipeline=not args.no_pipeline,
         window=window, watch=True, record=Path(args.record) if args.record else None, overwrite=args.overwrite,
         # a live file soundtrack starts with the frames, so it goes into the recording too
         record_audio=args.audio if args.audio and not args.loop_audio else None,

@@ -29,7 +29,9 @@ interpreter exits without close(), the (non-daemon) writer notices the main
 thread is gone and finishes the file itself rather than hanging the exit.
 
 Frames are encoded on a background thread fed by a bounded queue: ``write``
-blocks when the encoder falls behind (back-pressure rather than silent loss).
+blocks when the encoder falls behind (back-pressure: ``vj render`` loses nothing), or,
+with ``wait=False`` (a live show), drops the frame and counts it rather than slowing the
+show; a dropped frame leaves a gap on the timeline, so the video keeps real time.
 An optional audio file is encoded to AAC alongside, kept just ahead of the
 video packets so every fragment holds both and a cut-off file stays in sync.
 At close the soundtrack ends with the video (the last frame's end time), not
@@ -163,6 +165,7 @@ class Recorder:
         self.width, self.height = int(width), int(height)
         self.fps = Fraction(fps).limit_denominator(1001)
         self.frames_written = 0
+        self.dropped = 0                # frames write(wait=False) could not queue
         self._time_base = 1 / self.fps
         self._last_index = -1
         self._video_end = Fraction(0)   # s: the end of the last frame handed to the encoder
@@ -205,7 +208,12 @@ class Recorder:
 
     # -- caller side -------------------------------------------------------
 
-    def write(self, rgb, index: int | None = None) -> None:
+    def write(self, rgb, index: int | None = None, *, wait: bool = True, owned: bool = False) -> bool:
+        """Queue one frame for the encoder. ``wait=False`` (a live show): if the encoder is
+        behind and the queue is full, the frame is dropped and counted (``dropped``) instead
+        of holding up the caller; returns whether it was queued. ``owned``: the caller will
+        not touch ``rgb`` again (a fresh read-back), so it is not copied here: the encoder
+        thread makes it contiguous (flip, alpha) in its one copy."""
         self._raise_pending()
         if self._closed:
             raise RecorderError(f"write() on closed recorder {self.path}")
@@ -214,17 +222,23 @@ class Recorder:
         elif index <= self._last_index:
             log.warning("recorder %s: frame index %d is not after %d; frame ignored",
                         self.path.name, index, self._last_index)
-            return
+            return False
         rgb = np.asarray(rgb)
         if rgb.shape != (self.height, self.width, 3) or rgb.dtype != np.uint8:
             raise ValueError(f"expected uint8 ({self.height}, {self.width}, 3), "
                              f"got {rgb.dtype} {rgb.shape}")
-        # Always copy: the caller may reuse its buffer while the frame waits in
-        # the queue, and the copy also makes strided views contiguous.
-        pad = ((0, self.height % 2), (0, self.width % 2), (0, 0))
-        frame = np.pad(rgb, pad, mode="edge") if any(p[1] for p in pad) else rgb.copy()
-        self._put((int(index), frame))
+        # Copy what the caller may reuse while it waits in the queue.
+        frame = rgb if owned else rgb.copy()
+        if wait:
+            self._put((int(index), frame))
+        else:
+            try:
+                self._queue.put_nowait((int(index), frame))
+            except queue.Full:
+                self.dropped += 1
+                return False
         self._last_index = int(index)
+        return True
 
     def close(self) -> None:
         """Drain the queue, flush the encoder and finish the file.  Idempotent."""
@@ -266,6 +280,8 @@ class Recorder:
         try:
             while (item := self._next()) is not _STOP:
                 index, rgb = item
+                pad = ((0, self.height % 2), (0, self.width % 2), (0, 0))
+                rgb = np.pad(rgb, pad, mode="edge") if any(p[1] for p in pad) else np.ascontiguousarray(rgb)
                 frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
                 frame = frame.reformat(format="yuv420p", dst_colorspace="ITU709",
                                        dst_color_range="MPEG")

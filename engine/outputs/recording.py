@@ -1,5 +1,11 @@
 """The recording stage of a frame: ``--record`` / ``vj render --out``, and takes started over OSC.
 
+Nothing here waits for the GPU or the encoder on the render thread. Each frame's output is
+copied into a pixel buffer and taken a frame later (``render/readback.py``), and handed to
+the recorder's encoder thread. Live, a full encoder queue drops the frame and counts it (the
+HUD and the closing log say how many); ``vj render`` (``live=False``) waits instead, so an
+offline render keeps every frame.
+
 A recorder given at start (``recorder``) records every frame on the clock's timeline (frame
 k at k/fps, so dropped frames leave gaps and the video keeps real time). ``record.start``
 events (``/vj/record/start [name]``) open a take in ``record_dir`` (a name that exists gets a
@@ -23,10 +29,11 @@ log = logging.getLogger("vj")
 class RecordStage:
     name = "record"
 
-    def __init__(self, read_pixels, size: tuple[int, int], fps: float, recorder: Recorder | None = None,
-                 record_dir="recordings", report=None):
-        self.read_pixels = read_pixels        # () -> uint8 RGB of the finished frame
+    def __init__(self, readback, size: tuple[int, int], fps: float, recorder: Recorder | None = None,
+                 record_dir="recordings", report=None, live: bool = True):
+        self.readback = readback              # render/readback.py PixelReadback: push(texture, tag), drain()
         self.size, self.fps = size, float(fps)
+        self.live = live
         self.recorder = recorder
         self.record_dir = Path(record_dir)
         self.take: Recorder | None = None
@@ -46,30 +53,53 @@ class RecordStage:
     def recording(self) -> bool:
         return self.recorder is not None or self.take is not None
 
+    @property
+    def dropped(self) -> int:
+        """Frames the encoders could not keep up with, in the recordings now open."""
+        return sum(r.dropped for r in (self.recorder, self.take) if r is not None)
+
     def run(self, frame) -> None:
         ev = frame.snap.events
         for e in ev.get("record.start", ()):
             self._start(e.value)
         if ev.get("record.stop"):
             if self.take is not None:
+                self._write_pending()
                 self._close_take()
             else:
                 self._say("record stop: not recording from OSC")
         if self.recording and frame.texture is not None:
-            rgb = self.read_pixels()
             index = max(self._last_index + 1, int(round(frame.snap.time * self.fps)))
+            targets = []
             if self.recorder is not None:
-                self.recorder = self._write(self.recorder, rgb, index)
+                targets.append((self.recorder, index))
             if self.take is not None:
                 if self._take_base is None:
                     self._take_base = index
-                self.take = self._write(self.take, rgb, index - self._take_base)
+                targets.append((self.take, index - self._take_base))
+            self._deliver(self.readback.push(frame.texture, targets))
             self._last_index = index
+        elif not self.recording:
+            self._write_pending()
         frame.status["recording"] = 1.0 if self.recording else 0.0
+
+    def _deliver(self, done) -> None:
+        """The frame read back a tick ago goes to the recordings it was taken for (still open)."""
+        if done is None:
+            return
+        rgb, targets = done
+        for rec, index in targets:
+            if rec is self.recorder:
+                self.recorder = self._write(rec, rgb, index)
+            elif rec is self.take:
+                self.take = self._write(rec, rgb, index)
+
+    def _write_pending(self) -> None:
+        self._deliver(self.readback.drain())
 
     def _write(self, rec: Recorder, rgb, index: int) -> Recorder | None:
         try:
-            rec.write(rgb, index)
+            rec.write(rgb, index, wait=not self.live, owned=True)
             return rec
         except RecorderError as e:
             self._report(f"recording stopped: {e}")
@@ -101,7 +131,7 @@ class RecordStage:
         def close():
             try:
                 rec.close()
-                log.info("recording closed: %s (%d frames)", path, rec.frames_written)
+                log.info("recording closed: %s (%s)", path, _count(rec))
             except Exception as e:  # noqa: BLE001
                 log.error("recording %s: %s", path, e)
         if wait:
@@ -113,6 +143,7 @@ class RecordStage:
 
     def close(self) -> None:
         """Finish every recording (the Session calls this on the way out)."""
+        self._write_pending()
         if self.take is not None:
             self._close_take(wait=True)
         for t in self._closing:
@@ -120,4 +151,9 @@ class RecordStage:
         if self.recorder is not None:
             rec, self.recorder = self.recorder, None
             rec.close()
-            log.info("recording closed: %s (%d frames)", rec.path, rec.frames_written)
+            log.info("recording closed: %s (%s)", rec.path, _count(rec))
+
+
+def _count(rec: Recorder) -> str:
+    dropped = f", {rec.dropped} dropped: the encoder could not keep up" if rec.dropped else ""
+    return f"{rec.frames_written} frames{dropped}"

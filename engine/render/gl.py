@@ -29,3 +29,46 @@ def headless_context() -> moderngl.Context:
 def describe(ctx: moderngl.Context) -> str:
     info = ctx.info
     return f"{info.get('GL_RENDERER', '?')} / OpenGL {info.get('GL_VERSION', '?')}"
+
+
+def _finish_without_gil():
+    """glFinish through ctypes, which lets go of Python's GIL while it waits; moderngl's own
+    ``finish`` (and every moderngl call) holds it, so while a software renderer draws, a
+    generator on another thread could not run a line of Python. None if no GL library is
+    found (the caller falls back to ``ctx.finish``)."""
+    import ctypes
+    for name in ("libOpenGL.so.0", "libGL.so.1", "libGL.so"):
+        try:
+            fn = ctypes.CDLL(name).glFinish
+        except (OSError, AttributeError):
+            continue
+        fn.restype, fn.argtypes = None, []
+        return fn
+    return None
+
+
+class GLWait:
+    """Waits until the current context's commands are done, without holding the GIL.
+
+    It acts on the context current on the calling thread (GLVND dispatches by the current
+    context), which is the render thread's: the only thread that touches OpenGL."""
+
+    def __init__(self, ctx: moderngl.Context):
+        self.ctx = ctx
+        self._fn = _finish_without_gil()
+
+    @property
+    def releases_gil(self) -> bool:
+        return self._fn is not None
+
+    def __call__(self) -> None:
+        if self._fn is not None:
+            self._fn()
+        else:
+            self.ctx.finish()
+
+
+def is_software(ctx: moderngl.Context) -> bool:
+    """A renderer that draws on the CPU (Mesa llvmpipe, softpipe, swrast)."""
+    renderer = str(ctx.info.get("GL_RENDERER", "")).lower()
+    return any(s in renderer for s in ("llvmpipe", "softpipe", "swrast"))

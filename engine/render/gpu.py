@@ -189,11 +189,19 @@ class GeneratorRunner:
         return self._synthesis(ws, noise=mode, noise_strength=strength, transform=transform).float()
 
     @torch.inference_mode()
-    def image(self, ws: torch.Tensor, noise="const", noise_strength=None, transform=None) -> np.ndarray:
-        """The first frame of ``ws`` as uint8 RGB [H, W, 3], top row first."""
+    def frame(self, ws: torch.Tensor, noise="const", noise_strength=None, transform=None,
+              channels: int = 3) -> torch.Tensor:
+        """The first frame of ``ws`` as a uint8 tensor [H, W, channels] on the device, top row
+        first (4 channels: RGB and an opaque alpha, what CUDA-GL interop can take)."""
         img = self.images(ws[:1], noise, noise_strength, transform)[0]
-        img = (img.clamp(-1, 1) + 1).mul_(127.5).round_().to(torch.uint8)
-        return img.permute(1, 2, 0).contiguous().cpu().numpy()
+        img = (img.clamp(-1, 1) + 1).mul_(127.5).round_().to(torch.uint8).permute(1, 2, 0)
+        if channels == 4:
+            img = torch.cat([img, torch.full_like(img[..., :1], 255)], dim=2)
+        return img.contiguous()
+
+    def image(self, ws: torch.Tensor, noise="const", noise_strength=None, transform=None) -> np.ndarray:
+        """The first frame of ``ws`` as uint8 RGB [H, W, 3] in host memory, top row first."""
+        return self.frame(ws, noise, noise_strength, transform).cpu().numpy()
 
 
 def share_cores_with_gl(gl_renderer: str, device: torch.device) -> None:

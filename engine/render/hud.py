@@ -35,12 +35,12 @@ class HudText:
 
 
 def hud_lines(stats, patch_name: str, error: str | None, model: str, size, fps_target: float,
-              note: str | None = None) -> list[str]:
+              note: str | None = None, display: str = "") -> list[str]:
     latency = f"  input {stats.latency_ms:4.0f} ms" if stats.latency_ms is not None else ""
     lines = [
         f"{stats.fps:5.1f} fps (target {fps_target:g})  frame {stats.frame_ms:5.1f} ms  "
         f"gen {stats.gen_ms:5.1f} ms  dropped {stats.dropped}{latency}",
-        f"patch {patch_name}   model {model}   {size[0]}x{size[1]}",
+        f"patch {patch_name}   model {model}   {size[0]}x{size[1]}" + (f"   {display}" if display else ""),
     ]
     if note:
         lines.append(note[:120])
@@ -62,8 +62,11 @@ class StatusBoard:
     NEWS_S = 5.0
 
     def __init__(self, stats, patches, model: str, size, fps: float, setlist=None, params=None, dispatcher=None,
-                 recording=None, osc_in=None, oscquery=None, midi=None, mappings=None):
+                 recording=None, osc_in=None, oscquery=None, midi=None, mappings=None, display: str = "",
+                 generate=None):
         self.stats, self.patches, self.model, self.size, self.fps = stats, patches, model, size, fps
+        self.display = display    # the frame's path: pipelined or serial, and how the image reaches OpenGL
+        self.generate = generate  # its ``late`` count: frames shown with an older image
         self.setlist, self.params, self.dispatcher, self.recording = setlist, params, dispatcher, recording
         self.osc_in, self.oscquery, self.midi = osc_in, oscquery, midi
         self.mappings = mappings  # its load and save problems are news on the HUD
@@ -101,8 +104,19 @@ class StatusBoard:
         if self.setlist is not None:
             sl = self.setlist
             label = f"{label}  (scene {sl.index + 1}/{len(sl.scenes)} {sl.scene.name})"
-        return hud_lines(self.stats, label, p.last_error, self.model, self.size, self.fps, note) + \
-            self.control_lines(now)
+        return hud_lines(self.stats, label, p.last_error, self.model, self.size, self.fps, note,
+                         self.display_line()) + self.control_lines(now)
+
+    def display_line(self) -> str:
+        """``pipelined, pbo`` and what deserves a look: generator late, recording frames dropped."""
+        parts = [self.display] if self.display else []
+        late = getattr(self.generate, "late", 0)
+        if late:
+            parts.append(f"generator late {late}")
+        dropped = getattr(self.recording, "dropped", 0)
+        if dropped:
+            parts.append(f"rec dropped {dropped}")
+        return ", ".join(parts)
 
     def control_lines(self, now: float | None = None) -> list[str]:
         """Inputs (marked red for five seconds after new bad packets), learn, and news."""
@@ -134,6 +148,9 @@ class StatusBoard:
     def status_line(self) -> str:
         p = self.patches
         parts = [f"patch {p.name}"]
+        shown = self.display_line()
+        if shown:
+            parts.append(shown)
         if p.last_error:
             parts.append(f"last error: {p.last_error}")
         if self.osc_in is not None:

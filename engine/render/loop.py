@@ -9,18 +9,32 @@ adds its own part. The order for ``vj run``:
 2. parameters and mappings (``patching/stage.py``): ``param.*`` events, learn, bindings;
 3. set list (``show/sets.py``): cues and timed scenes switch the patch;
 4. patch (``patching/stage.py``): the user's ``frame(p, s)`` -> ``frame.controls``;
-5. generator (``render/stages.py``): controls -> ``frame.image`` (uint8 RGB);
-6. shader chain (``render/stages.py``): image -> ``frame.texture``;
+5. generator (``render/stages.py``): controls -> ``frame.image`` (uint8, on its device);
+6. shader chain (``render/stages.py``): image -> frame source -> ``frame.texture``;
 7. recording (``outputs/recording.py``): ``--record`` and ``/vj/record/*``;
 8. publish (``control/publish.py``): the status for OSC out and OSCQuery;
 9. window (``render/display.py``): present, keys, HUD.
+
+**Pipelined** (the default): the stages before the generator are the front, those after
+it the back. Each tick collects frame N-1's image from the generator's worker, runs the
+front of frame N (its snapshot is taken then: the freshest controls the worker can start
+on), hands the worker frame N's controls, and runs the back of frame N-1 while the worker
+generates N. What reaches the screen is one frame older than the newest controls;
+every frame still gets its own image, settings and clock, in order, so ``vj render`` gives
+the same pixels either way. **Serial** (``pipeline=False``, ``--no-pipeline``): every stage
+of a frame in one tick, on the render thread.
+
+Each frame is stamped (``Frame.stamps``, ``time.monotonic``): ``input``, the capture time of
+the newest input in its snapshot; ``gen_start`` and ``gen_end``; ``ready``, when its back
+stages are done (shown, headless: ready to show). ``FrameStats`` keeps the latest figures.
 
 ``vj render`` and ``vj bench`` use the same list without the stages they do not need. A
 stage that raises is reported once per distinct message and the frame goes on: nothing a
 stage does stops the loop. ``Engine.run_live`` paces frames to the wall clock at the target
 fps and, when a frame comes too late, skips the frames it missed (counted as dropped)
-instead of falling behind. ``Engine.run_offline`` renders every frame of a virtual clock as
-fast as the machine allows.
+instead of falling behind; a generator slower than the frame rate leaves the last image on
+screen until its next one is ready (counted as late). ``Engine.run_offline`` renders every
+frame of a virtual clock as fast as the machine allows.
 """
 from __future__ import annotations
 
@@ -40,7 +54,8 @@ class FrameStats:
     frame_ms: float = 0.0
     gen_ms: float = 0.0
     dropped: int = 0
-    latency_ms: float | None = None
+    latency_ms: float | None = None          # input captured -> frame shown (ready, headless)
+    input_to_frame_ms: float | None = None   # input captured -> its image generated
     _last: float | None = field(default=None, repr=False)
 
     def tick(self, now: float, frame_ms: float, gen_ms: float) -> None:
@@ -65,6 +80,9 @@ class Frame:
     texture: Any = None             # the shader chain's output texture
     gen_ms: float = 0.0
     quit: bool = False              # a stage asks the loop to stop (the window was closed)
+    stamps: dict = field(default_factory=dict)   # monotonic times: input, gen_start, gen_end, ready
+    gen_job: Any = None             # the generator worker's job for this frame (pipelined)
+    image_ready: Any = None         # a CUDA event the image is ready after (pipelined on CUDA)
 
     @property
     def dt(self) -> float:
@@ -73,24 +91,37 @@ class Frame:
 
 class Engine:
     def __init__(self, clock, bus, stages: Sequence, fps: float = 30.0, stats: FrameStats | None = None,
-                 report: Callable[[str], None] | None = None, status_line: Callable[[], str] | None = None):
+                 report: Callable[[str], None] | None = None, status_line: Callable[[], str] | None = None,
+                 pipeline: bool = False, live: bool = True):
         self.clock = clock
         self.bus = bus
         self.stages = tuple(stages)
+        gen = [i for i, st in enumerate(self.stages) if hasattr(st, "submit")]
+        self._split = gen[0] if gen else None
         self.fps = float(fps)
         self.stats = stats if stats is not None else FrameStats()
         self._report = report or (lambda msg: log.error("%s", msg))
         self._status_line = status_line
         self._stage_errors: dict[str, str] = {}
         self._latency_of: float | None = None
+        # live, a late generator costs one frame period of waiting, then the last image is
+        # shown again; offline every frame waits for its own image
+        self._gen_wait = (1.0 / self.fps) if live else None
+        self.pipeline = bool(pipeline) and self._split is not None
+        self._pending: Frame | None = None
         self.last: Frame | None = None
 
-    # one frame
-    def render_frame(self) -> Frame:
-        t0 = time.perf_counter()
-        self.clock.tick()
-        f = Frame(self.bus.snapshot(**self.clock.fields()), self.fps)
-        for stage in self.stages:
+    @property
+    def path(self) -> str:
+        return "pipelined" if self.pipeline else "serial"
+
+    def set_pipeline(self, on: bool) -> None:
+        """Switch between the pipelined and the serial frame (the frame in flight is finished first)."""
+        self.flush()
+        self.pipeline = bool(on) and self._split is not None
+
+    def _run(self, f: Frame, stages) -> None:
+        for stage in stages:
             try:
                 stage.run(f)
             except Exception as e:  # noqa: BLE001 - a failing stage never stops the frames
@@ -100,12 +131,67 @@ class Engine:
                     self._report(msg)
             else:
                 self._stage_errors.pop(stage.name, None)
+
+    def _call(self, stage, method: str, f: Frame, *args) -> None:
+        try:
+            getattr(stage, method)(f, *args)
+        except Exception as e:  # noqa: BLE001
+            msg = f"{stage.name}: {type(e).__name__}: {e}"
+            if self._stage_errors.get(stage.name) != msg:
+                self._stage_errors[stage.name] = msg
+                self._report(msg)
+
+    # one frame
+    def render_frame(self) -> Frame | None:
+        """One tick. Returns the frame finished in it: this tick's own (serial), or the one
+        before it (pipelined; None on the first tick)."""
+        t0 = time.perf_counter()
+        if not self.pipeline:
+            f = self._begin()
+            self._run(f, self.stages)
+            return self._done(f, t0)
+        split = self._split
+        prev, gen = self._pending, self.stages[split]
+        if prev is not None:
+            # the image first, the snapshot after: the controls handed to the worker are as
+            # fresh as they can be when it starts on them
+            self._call(gen, "collect", prev, self._gen_wait)
+        f = self._begin()
+        self._run(f, self.stages[:split])
+        self._call(gen, "submit", f)
+        self._pending = f
+        if prev is None:
+            return None
+        self._run(prev, self.stages[split + 1:])
+        return self._done(prev, t0)
+
+    def _begin(self) -> Frame:
+        self.clock.tick()
+        f = Frame(self.bus.snapshot(**self.clock.fields()), self.fps)
+        f.stamps["input"] = f.snap.newest_input
+        return f
+
+    def flush(self) -> Frame | None:
+        """Finish the frame in flight, if any (the end of an offline render)."""
+        f, self._pending = self._pending, None
+        if f is None:
+            return None
+        t0 = time.perf_counter()
+        split = self._split
+        self._call(self.stages[split], "collect", f, None)
+        self._run(f, self.stages[split + 1:])
+        return self._done(f, t0)
+
+    def _done(self, f: Frame, t0: float) -> Frame:
         done = time.perf_counter()
-        newest = f.snap.newest_input
+        ready = f.stamps["ready"] = time.monotonic()
+        newest = f.stamps.get("input")
         if newest is not None and newest != self._latency_of:
-            # input captured -> frame on screen (or ready, headless); measured on the frame that
-            # first used that input, so a sparse input (an OSC fader at rest) does not read as lag
-            self.stats.latency_ms = (time.monotonic() - newest) * 1000
+            # measured on the frame that first used that input, so a sparse input (an OSC
+            # fader at rest) does not read as lag
+            self.stats.latency_ms = (ready - newest) * 1000
+            if "gen_end" in f.stamps:
+                self.stats.input_to_frame_ms = (f.stamps["gen_end"] - newest) * 1000
             self._latency_of = newest
         self.stats.tick(done, (done - t0) * 1000, f.gen_ms)
         self.last = f
@@ -136,8 +222,10 @@ class Engine:
                 self.stats.dropped += missed
                 next_t += missed * period
             f = self.render_frame()
-            rendered += 1
             next_t += period
+            if f is None:
+                continue
+            rendered += 1
             if f.quit:
                 break
             now = time.monotonic()
@@ -152,9 +240,10 @@ class Engine:
         for k in range(n_frames):
             if before_frame:
                 before_frame(k)
-            self.render_frame()
-            if progress is not None:
+            if self.render_frame() is not None and progress is not None:
                 progress.update(1)
+        if self.flush() is not None and progress is not None:
+            progress.update(1)
         return self.stats
 
     def _log_status(self) -> None:

@@ -7,6 +7,7 @@ of ``engine/commands/``, a thin layer over a Session (``engine/session.py``).
     vj models [list | info FILE]                         the model registry, one model
     vj models convert IN OUT.safetensors                 a safe, fast-loading copy of a model
     vj models sample FILE --z Z.npy --out OUT.npy        raw images for given latents
+    vj models random ARCH --out FILE.safetensors         random weights, official layout: benchmarks
     vj analyze FILE --out features.csv [--offline]       what the engine hears (CSV, --plot PNG)
     vj devices                                           audio devices and monitors
     vj doctor                                            what works on this machine
@@ -127,9 +128,16 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--soak-faults", metavar="KIND[,KIND]", help="--soak: only these faults (default: all of them)")
     b
 
-    m = sub.add_parser("models", help="list the registry; describe, convert or sample a model")
-    m.add_argument("action", nargs="?", default="list", choices=["list", "info", "convert", "sample"])
-    m.add_argument("file", nargs="?", help="registry name or model file")
+    from engine.generators.random_models import MAX_CHANNEL_DIVISOR, arch_help  # stdlib only: no torch at parse time
+    from engine.limits import Number
+    m = sub.add_parser("models", help="list the registry; describe, convert or sample a model; make a random one",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="vj models random ARCH --out FILE.safetensors [--resolution N] [--preset NAME] "
+                              "[--seed S] [--overwrite]\n"
+                              "writes a generator with RANDOM weights (not a trained model) in the official "
+                              "layout,\nfor real-size benchmarks without downloads. ARCH:\n" + arch_help())
+    m.add_argument("action", nargs="?", default="list", choices=["list", "info", "convert", "sample", "random"])
+    m.add_argument("file", nargs="?", help="registry name or model file (random: the ARCH)")
     m.add_argument("dest", nargs="?", help="convert: the OUT.safetensors to write")
     m.add_argument("--z", help="sample: latents [N, z_dim] (.npy)")
     m.add_argument("--ws", help="sample: per-layer styles [N, num_ws, w_dim] (.npy), instead of --z")
@@ -137,10 +145,17 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--psi", type=PSI, default=1.0, help="sample: truncation (default 1)")
     m.add_argument("--cutoff", type=CUTOFF, help="sample: truncate only the first N layers")
     m.add_argument("--noise", default="const", choices=["const", "random", "none"])
-    m.add_argument("--seed", type=SEED, help="sample: seed for --noise random")
+    m.add_argument("--seed", type=SEED, help="sample: seed for --noise random; random: seed of the weights (default 0)")
     m.add_argument("--precision", default="fp32", choices=["fp32", "fp16"])
     m.add_argument("--device", default="cpu")
-    m.add_argument("--out", help="sample: where to write the NCHW float32 images (.npy)")
+    m.add_argument("--out", help="sample: where to write the NCHW float32 images (.npy); random: the .safetensors")
+    m.add_argument("--resolution", type=Number(1, 8192, integer=True), metavar="N",
+                   help="random: image size (default: the ARCH's, see below)")
+    m.add_argument("--preset", metavar="NAME", help="random: stylegan2 f; stylegan3 t or r")
+    m.add_argument("--channel-divisor", type=Number(1, MAX_CHANNEL_DIVISOR, integer=True), default=1, metavar="N",
+                   help="random: divide the channel widths by N (a power of two): a small stand-in with the "
+                        "same layer names, for tests; not a real-size benchmark")
+    m.add_argument("--overwrite", action="store_true", help="random: --out may replace an existing file")
     m
 
     a = sub.add_parser("analyze", help="what the engine hears in an audio file: features as CSV and a plot")

@@ -1,4 +1,5 @@
-"""``vj models [list | info | convert | sample]``: the registry, and one model."""
+"""``vj models [list | info | convert | sample | random]``: the registry, one model, and
+random-weight models for benchmarks."""
 from __future__ import annotations
 
 import sys
@@ -12,6 +13,8 @@ def main(args) -> int:
         return main_info(args.file)
     if args.action in ("convert", "sample"):
         return models_tool(args)
+    if args.action == "random":
+        return random_model(args)
     print(f"registry: {reg.path}")
     for name, e in reg.entries.items():
         mark = "*" if name == reg.default else " "
@@ -47,4 +50,38 @@ def models_tool(args) -> int:
     except (ModelLoadError, ValueError) as e:
         print(f"vj: {e}", file=sys.stderr)
         return 1
+    return 0
+
+
+def random_model(args) -> int:
+    """``vj models random ARCH --out FILE.safetensors [--resolution N] [--preset NAME]
+    [--channel-divisor N] [--seed S] [--overwrite]``: arguments are checked before anything
+    is made (exit 2, nothing written); the file is written atomically."""
+    import time
+
+    from engine.generators import random_models
+    if args.dest:
+        print(f"vj: models random writes to --out FILE.safetensors, not to a second name ({args.dest})",
+              file=sys.stderr)
+        return 2
+    try:
+        plan = random_models.plan(args.file, resolution=args.resolution, preset=args.preset,
+                                  channel_divisor=args.channel_divisor)
+        out = random_models.check_out(args.out, args.overwrite)
+    except random_models.RandomModelError as e:
+        print(f"vj: {e}", file=sys.stderr)
+        return 2
+    seed = 0 if args.seed is None else args.seed
+    start = time.perf_counter()
+    try:
+        made = random_models.write(plan, out, seed=seed, overwrite=args.overwrite)
+    except random_models.RandomModelError as e:  # the file appeared while the weights were drawn
+        print(f"vj: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"vj: cannot write {out}: {e.strerror or e}", file=sys.stderr)
+        return 1
+    print(f"wrote {out}: {plan.describe()}, {made['parameters']:,} parameters, {made['bytes'] / 1e6:.1f} MB, "
+          f"seed {seed}, in {time.perf_counter() - start:.1f} s")
+    print(f"  RANDOM weights, not a trained model: for benchmarks (vj bench --model {out})")
     return 0

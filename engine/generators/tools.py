@@ -2,7 +2,8 @@
 
 - ``convert IN OUT.safetensors``: any supported file -> safetensors with the config in
   the metadata (``engine.config``): safe and fast to load, no pickle involved.
-- ``info FILE``: architecture, resolution, z/w dims, num_ws, classes, parameter count.
+- ``info FILE``: architecture, resolution, z/w dims, num_ws, classes, parameter count, and
+  a ``weights`` line when they are random (``vj models random``, config ``random_weights``).
 - ``sample FILE --z Z.npy ...``: raw NCHW float32 images for given latents, for parity
   checks and scripting.
 """
@@ -17,6 +18,7 @@ import torch
 
 from engine.generators.load import (CONFIG_KEY, ModelLoadError, build_generator, builder, load_generator,
                                     read_model, resolve_entry)
+from engine.generators.random_models import RANDOM_KEY
 from engine.generators.registry import Registry
 
 
@@ -59,6 +61,10 @@ def describe(spec: str, registry: Registry | None = None) -> dict:
     info["tensors"] = sum(int(v.numel()) for v in state.values() if torch.is_tensor(v))
     if config.get("w_avg_estimated"):
         info["note"] = "the file has no average w; it is estimated at load time"
+    if config.get(RANDOM_KEY):
+        made = config.get("random") if isinstance(config.get("random"), dict) else {}
+        info["random_weights"] = True
+        info["channel_divisor"] = made.get("channel_divisor", 1)
     return info
 
 
@@ -67,6 +73,10 @@ def format_info(info: dict) -> str:
     lines = [("name", info["name"]), ("architecture", info["architecture"])]
     if info.get("synthesis_architecture"):
         lines[-1] = ("architecture", f"{info['architecture']} ({info['synthesis_architecture']})")
+    if info.get("random_weights"):
+        narrow = info.get("channel_divisor", 1)
+        narrow = f"; channels / {narrow}, not the real size" if isinstance(narrow, int) and narrow > 1 else ""
+        lines.append(("weights", f"RANDOM, not a trained model (vj models random): for benchmarks only{narrow}"))
     lines += [("resolution", f"{res}x{res}" if res else "?"), ("z_dim", info.get("z_dim")),
               ("w_dim", info.get("w_dim")), ("num_ws", info.get("num_ws")), ("classes", info.get("classes"))]
     if "conv_clamp" in info:

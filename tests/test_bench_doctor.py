@@ -14,6 +14,13 @@ def test_bench_prints_table_and_writes_json(tmp_path, env_no_display):
     assert result["precision"] == "fp32" and result["device"].startswith("cpu")
     assert result["loop_fps"] > 0 and result["generator_fps"] > 0
     assert "whole loop" in proc.stdout and "vs generator" in proc.stdout and result["device"] in proc.stdout
+    # serial and pipelined side by side, with latency followed from real OSC datagrams
+    for key in ("loop_fps_serial", "frame_ms_p50", "frame_ms_p99", "input_to_frame_ms_p50", "input_to_frame_ms_p99",
+                "display_path", "machine", "gen_ms", "latency_bound_ms"):
+        assert key in result, key
+    assert result["display_path"] == "pbo" and result["loop_fps_serial"] > 0
+    assert result["latency_samples"] > 0 and 0 < result["input_to_frame_ms_p50"] <= result["input_to_frame_ms_p99"]
+    assert "pipelined / serial" in proc.stdout and "display   pbo" in proc.stdout
 
 
 def test_doctor(env_no_display):

@@ -177,7 +177,9 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     if args.command == "models" and args.action != "list" and not args.file:
-        print(f"vj: models {args.action} needs a FILE or registry name", file=sys.stderr)
+        what = "an ARCH (stylegan2, stylegan3, biggan-deep, dcgan)" if args.action == "random" else \
+            "a FILE or registry name"
+        print(f"vj: models {args.action} needs {what}", file=sys.stderr)
         return 2
     module = importlib.import_module(f"engine.commands.{args.command}")
     return module.main(args) or 0

@@ -88,6 +88,14 @@ def test_a_random_file_runs_through_the_command_line(tmp_path):
     assert img.shape == (1, 3, res, res) and np.isfinite(img).all() and img.std() > 1e-3
 
 
+def test_a_random_file_plays_live_and_says_it_is_random(tmp_path):
+    """`vj run --model FILE`: the show runs on it, and the log names it as random weights."""
+    out, _, _ = make(tmp_path, "stylegan3-t")
+    proc = run_vj("run", "--headless", "--frames", "5", "--size", "64x64", "--no-osc", "--no-midi",
+                  "--model", out)
+    assert "(random weights)" in proc.stderr and "frame 5" in proc.stderr
+
+
 # ---------------------------------------------------------------- the real sizes, nothing allocated
 def test_stylegan2_config_f_has_the_official_parameter_count():
     # stylegan2-ada-pytorch's summary of the FFHQ 1024 G (mapping included): 30,370,060

@@ -289,7 +289,11 @@ def build_generator(entry: ModelEntry, state: dict, config: dict) -> Generator:
 def load_generator(spec: str | None = None, registry: Registry | None = None) -> Generator:
     """A generator on the CPU in fp32, from a registry name, a path, or the default."""
     entry = resolve_entry(spec, registry)
-    g = build_generator(entry, *read_model(entry))
+    state, config = read_model(entry)
+    g = build_generator(entry, state, config)
     g.info.extra["file"] = str(entry.file)
     g.info.extra["licence"] = entry.licence
+    if config.get("random_weights"):  # vj models random: say so wherever the model is named
+        g.info.extra["random_weights"] = True
+        g.info.name = f"{g.info.name} (random weights)"
     return g

@@ -226,6 +226,7 @@ class CudaGlSource:
     (``interop_unavailable`` says whether it is)."""
 
     name = "cuda-gl"
+    channels = 4       # what the generator hands over: RGBA (interop takes no 3-channel format)
 
     def __init__(self, ctx: moderngl.Context, device: torch.device | str | None = None,
                  runtime: CudaRuntime | None = None):
@@ -311,6 +312,7 @@ class PinnedSource:
     UNMEASURED on CUDA (see the module docstring)."""
 
     name = "pinned"
+    channels = 4
 
     def __init__(self, ctx: moderngl.Context, device: torch.device | str | None = None):
         self.ctx = ctx

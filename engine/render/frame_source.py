@@ -87,8 +87,8 @@ def open_frame_source(ctx: moderngl.Context, device, path: str = "auto"):
         note = cuda_gl.interop_unavailable(device, ctx)
         if note is None:
             try:
-                return cuda_gl.CudaGlSource(ctx), None
+                return cuda_gl.CudaGlSource(ctx, device), None
             except Exception as e:  # noqa: BLE001 - the pinned path still shows the frames
                 note = f"CUDA-GL interop failed: {type(e).__name__}: {e}"
         log.warning("display path: %s; using the pinned-buffer upload", note)
-    return cuda_gl.PinnedSource(ctx), note
+    return cuda_gl.PinnedSource(ctx, device), note

@@ -80,8 +80,10 @@ class GenerateStage:
         elif job is not None and job.error != self._error:
             self._report(job.error)
             self._error = job.error
-        if self._image is None:
-            self._image = np.zeros((self.runner.info.resolution,) * 2 + (self.channels,), np.uint8)
+        if self._image is None:  # black (opaque), where the frame sources expect it: on the device
+            import torch
+            r = self.runner.info.resolution
+            self._image = torch.zeros((r, r, self.channels), dtype=torch.uint8, device=self.runner.device)
             if self.channels == 4:
                 self._image[..., 3] = 255
         frame.image, frame.image_ready = self._image, self._ready

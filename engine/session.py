@@ -239,12 +239,28 @@ class Session:
             stages.append(WindowStage(self.window, self.dispatcher.dispatch, HudText(), self.board.hud_lines))
         self.engine = Engine(self.clock, self.bus, stages, fps=o.fps, stats=self.stats, report=self.patches.report,
                              status_line=self.board.status_line, pipeline=o.pipeline, live=o.live)
+        self._warm_up()
         watchers = [self.board.report_problems]
         if self.mappings is not None:
             watchers.append(self.mappings.check)
         housekeeping = _Every(0.5, watchers)
         housekeeping.start()
         self.own("housekeeping", housekeeping.stop)
+
+    def _warm_up(self) -> None:
+        """One image through the generator, the frame source and the chain before the clock
+        starts: the renderer compiles its shader variants and torch sets up its kernels now,
+        not in the first frames of the show (where they cost a dropped frame now and then)."""
+        import numpy as np
+        try:
+            runner = self.runner
+            image = runner.frame(runner.styles(z=np.zeros(runner.info.z_dim, np.float32)),
+                                 channels=self.frame_source.channels)
+            self.chain.show(self.frame_source.upload(image))
+            self.chain.render(None)
+            self.chain.finish()
+        except Exception as e:  # noqa: BLE001 - the frames will say what is wrong, once
+            log.debug("warm-up: %s: %s", type(e).__name__, e)
 
     def _open_gl(self):
         from engine.render.gl import GLError, headless_context
@@ -265,6 +281,7 @@ class Session:
 
     def _open_recorder(self):
         from engine.outputs.recorder import Recorder, RecorderError
+        from engine.outputs.recording import recorder_options
         o = self.options
         if o.record is None:
             return None
@@ -272,13 +289,14 @@ class Session:
         if path != Path(o.record):
             log.warning("%s exists (--overwrite replaces it); recording to %s", o.record, path)
         try:
+            how = recorder_options(o.size, o.fps, o.live)
             try:
-                return Recorder(path, *o.size, o.fps, audio=o.record_audio)
+                return Recorder(path, *o.size, o.fps, audio=o.record_audio, **how)
             except RecorderError as e:
                 if o.record_audio is None:
                     raise
                 log.error("recording without sound: %s", e)
-                return Recorder(path, *o.size, o.fps)
+                return Recorder(path, *o.size, o.fps, **how)
         except RecorderError as e:
             raise SessionError(f"cannot record: {e}") from e
 

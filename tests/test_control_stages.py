@@ -116,6 +116,7 @@ def test_control_lines_on_the_hud(tmp_path):
                              control=ControlOptions(osc_port=0, oscquery_port=None, midi=None,
                                                     mappings=tmp_path / "m.toml"))) as s:
             s.engine.render_frame()
+            s.engine.flush()  # the frame is finished (published): its parameter is known
             s.osc_in.stats["messages"] += 12
             s.osc_in.stats["malformed"] += 2
             s.dispatcher.dispatch("/vj/learn", ("x",))

@@ -46,6 +46,7 @@ import logging
 import pathlib
 import queue
 import threading
+import time
 from fractions import Fraction
 
 import av
@@ -202,7 +203,14 @@ class Recorder:
         except (OSError, av.FFmpegError, ValueError) as e:
             self._abort()
             raise RecorderError(f"cannot open recording {self.path}: {e}") from e
-        self._queue: queue.Queue = queue.Queue(maxsize=max(1, queue_frames))
+        # A C-level queue and two counters instead of queue.Queue: the caller (the render
+        # thread, where Ctrl-C lands) then never holds a Python lock that a KeyboardInterrupt
+        # could leave locked for ever, which used to hang close() now and then (CPython's
+        # with-statement is not signal-safe).
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._capacity = max(1, queue_frames)
+        self._queued = 0      # frames put (caller side only)
+        self._taken = 0       # frames taken (writer side only)
         self._thread = threading.Thread(target=self._run, name=f"Recorder[{self.path.name}]")
         self._thread.start()
 
@@ -230,13 +238,12 @@ class Recorder:
         # Copy what the caller may reuse while it waits in the queue.
         frame = rgb if owned else rgb.copy()
         if wait:
-            self._put((int(index), frame))
-        else:
-            try:
-                self._queue.put_nowait((int(index), frame))
-            except queue.Full:
-                self.dropped += 1
-                return False
+            self._wait_for_room()
+        elif self._queued - self._taken >= self._capacity:
+            self.dropped += 1
+            return False
+        self._queued += 1
+        self._queue.put((int(index), frame))
         self._last_index = int(index)
         return True
 
@@ -245,10 +252,7 @@ class Recorder:
         if self._closed:
             return
         self._closed = True
-        try:
-            self._put(_STOP)
-        except RecorderError:
-            pass  # the thread already died; its error is raised below
+        self._queue.put(_STOP)  # unbounded: the stop never waits for room
         self._thread.join()
         self._raise_pending()
 
@@ -258,16 +262,13 @@ class Recorder:
     def __exit__(self, *exc):
         self.close()
 
-    def _put(self, item):
+    def _wait_for_room(self):
         # Poll rather than block forever: the writer may die while we wait.
-        while True:
-            try:
-                self._queue.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                self._raise_pending()
-                if not self._thread.is_alive():
-                    raise RecorderError(f"recorder thread for {self.path} is gone")
+        while self._queued - self._taken >= self._capacity:
+            self._raise_pending()
+            if not self._thread.is_alive():
+                raise RecorderError(f"recorder thread for {self.path} is gone")
+            time.sleep(0.002)
 
     def _raise_pending(self):
         err, self._error = self._error, None
@@ -279,6 +280,7 @@ class Recorder:
     def _run(self):
         try:
             while (item := self._next()) is not _STOP:
+                self._taken += 1
                 index, rgb = item
                 pad = ((0, self.height % 2), (0, self.width % 2), (0, 0))
                 rgb = np.pad(rgb, pad, mode="edge") if any(p[1] for p in pad) else np.ascontiguousarray(rgb)

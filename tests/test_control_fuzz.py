@@ -51,7 +51,8 @@ def test_every_bad_value_over_udp_and_websocket_is_counted_and_frames_keep_comin
     sl = SetList(tmp_path / "show.toml")
     session = Session(Options(patch=sl.scene.patch, setlist=sl, size=(48, 32), fps=30.0, live=True,
                               control=ControlOptions(osc_port=0, oscquery_port=free_port(socket.SOCK_STREAM),
-                                                     midi=None, mappings=tmp_path / "m.toml")))
+                                                     midi=None, mappings=tmp_path / "m.toml",
+                                                     record_dir=tmp_path / "takes")))
     with session:
         engine, d = session.engine, session.dispatcher
         engine.run_live(frames=5)

@@ -35,6 +35,7 @@ class GenerateStage:
     one is taken when it arrives: the frames keep their rate whatever the generator does."""
 
     name = "generator"
+    FIRST_IMAGE_WAIT = 10.0   # s: how long the first frame waits for its image, live
 
     def __init__(self, runner, report, clear, channels: int = 3):
         self.runner = runner
@@ -47,6 +48,7 @@ class GenerateStage:
         self._busy: _Job | None = None    # the job the worker has, until collected
         self._worker: threading.Thread | None = None
         self._stream = None
+        self._gen_ms = 0.0
         self.late = 0                      # frames shown with an older image: the generator was late
 
     # --- the work itself (either thread)
@@ -88,8 +90,9 @@ class GenerateStage:
                 self._image[..., 3] = 255
         frame.image, frame.image_ready = self._image, self._ready
         if job is not None:
-            frame.gen_ms = (job.end - job.start) * 1000
+            self._gen_ms = (job.end - job.start) * 1000
             frame.stamps["gen_start"], frame.stamps["gen_end"] = job.start, job.end
+        frame.gen_ms = self._gen_ms  # a late frame shows the last image: and says what it cost
 
     # --- the serial frame
     def run(self, frame) -> None:
@@ -114,6 +117,10 @@ class GenerateStage:
         takes, as offline rendering must), else the newest there is."""
         job = getattr(frame, "gen_job", None)
         busy = self._busy
+        if self._image is None and timeout is not None:
+            # nothing to show yet: the show's first image is worth a wait (a model of several
+            # hundred ms a frame would otherwise open on black frames), within reason
+            timeout = max(timeout, self.FIRST_IMAGE_WAIT)
         if job is not None and job.done.wait(timeout):
             self._busy = None
             self._take(frame, job)

@@ -1,7 +1,7 @@
 """vj: the command line. This module only parses and dispatches: each command is a module
 of ``engine/commands/``, a thin layer over a Session (``engine/session.py``).
 
-    vj run [PATCH] [--headless] [--record OUT.mp4] ...   live, paced to the wall clock
+    vj run [PATCH] [--headless] [--record OUT.mp4] ...   live, paced to the wall clock (--hands leap ...)
     vj render --audio FILE --patch PATCH --out OUT.mp4   offline, frame-exact with the audio
     vj bench                                             frames per second, whole loop and generator
     vj models [list | info FILE]                         the model registry, one model
@@ -22,6 +22,16 @@ import sys
 from engine.limits import BPM, CUTOFF, FPS, FRAMES, MONITOR, PORT, PSI, RATE, SEED, SOAK_MINUTES, block_size, parse_size
 from engine.memory import limit_malloc_arenas
 from engine.session import DEFAULT_SIZE, ControlOptions
+
+
+def hand_source(spec: str) -> str:
+    """``--hands``: checked here, at the edge (engine/signals/hand_sources.py)."""
+    from engine.signals.hand_sources import parse
+    try:
+        parse(spec)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return spec
 
 
 def setup_logging(verbose: bool) -> None:
@@ -93,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--monitor", type=MONITOR, default=0, help="window on this monitor (`vj devices`)")
     r.add_argument("--fullscreen", action="store_true")
     r.add_argument("--no-vsync", action="store_true")
+    r.add_argument("--hands", action="append", default=[], type=hand_source, metavar="SOURCE",
+                   help="hand tracking: leap[:URL] (Leap WebSocket v6), osc[:PORT[:PRESET]] (presets vj, "
+                        "touchdesigner, mediapipe; port 9002), replay:FILE (a --record-hands file); repeatable")
+    r.add_argument("--record-hands", metavar="FILE", help="also record the hand frames to FILE (replay:FILE plays it)")
     r.add_argument("--no-pipeline", action="store_true",
                    help="the serial frame: generate, then shade, then present (for comparison and debugging)")
     add_control_arguments(r)
@@ -120,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--compile", action="store_true", help="--generator-only: also time torch.compile")
     b.add_argument("--patch", help="patch for the whole-loop figure (default patches/drift.py)")
     b.add_argument("--json", help="also write the figures to this JSON file")
+    b.add_argument("--hands", action="append", default=[], type=hand_source, metavar="SOURCE",
+                   help="also measure hand-to-frame latency from this hand source (e.g. replay:FILE)")
     b.add_argument("--soak", type=SOAK_MINUTES, metavar="MINUTES",
                    help="instead: run the engine headless for MINUTES while a fault injector in another process "
                         "does what a bad night does; report frame gaps, memory and what survived")

@@ -79,6 +79,8 @@ class Options:
     follow_audio_tempo: bool = False
     control: ControlOptions | None = None
     audio: AudioOptions | None = None
+    hands: list[str] = field(default_factory=list)   # hand sources (signals/hand_sources.py): leap, osc, replay:FILE
+    record_hands: Path | None = None     # also write every hand frame here (a replay file)
 
 
 def load_model(spec):
@@ -130,6 +132,7 @@ class Session:
         self.osc_in = self.oscquery = self.osc_out = self.midi = self.mappings = None
         self.window = self.setlist = None
         self.audio_sources: list = []
+        self.hands = None                # control/hands.py HandsStage, with --hands
         try:
             self._build()
         except BaseException:
@@ -213,8 +216,12 @@ class Session:
             self._open_control(o.control)
         if o.audio is not None:
             self._open_audio(o.audio)
+        if o.hands:
+            self._open_hands(o.hands, o.record_hands)
         from engine.control.clock_sync import ClockSync
         stages: list = [ClockSync(self.clock, o.follow_audio_tempo), ParamsStage(self.params)]
+        if self.hands is not None:
+            stages.append(self.hands)
         if o.setlist is not None:
             from engine.show.sets import SetStage
             self.setlist = o.setlist
@@ -231,14 +238,15 @@ class Session:
         self.board = StatusBoard(self.stats, self.patches, self.runner.info.name, o.size, o.fps, setlist=o.setlist,
                                  params=self.params, dispatcher=self.dispatcher, recording=self.recording,
                                  osc_in=self.osc_in, oscquery=self.oscquery, midi=self.midi,
-                                 mappings=self.mappings, generate=self.generate,
+                                 mappings=self.mappings, generate=self.generate, hands=self.hands,
                                  display=f"{'pipelined' if o.pipeline else 'serial'}, {self.frame_source.name}")
         if self.window is not None:
             from engine.render.display import WindowStage
             from engine.render.hud import HudText
             stages.append(WindowStage(self.window, self.dispatcher.dispatch, HudText(), self.board.hud_lines))
         self.engine = Engine(self.clock, self.bus, stages, fps=o.fps, stats=self.stats, report=self.patches.report,
-                             status_line=self.board.status_line, pipeline=o.pipeline, live=o.live)
+                             status_line=self.board.status_line, pipeline=o.pipeline, live=o.live,
+                             latency_of={"hands": "hands.count"} if self.hands is not None else None)
         self._warm_up()
         watchers = [self.board.report_problems]
         if self.mappings is not None:
@@ -353,6 +361,35 @@ class Session:
                      " (bundles)" if c.osc_out_bundle else "")
         except ValueError as e:
             log.error("OSC out not started: %s", e)
+
+    def _open_hands(self, specs: list[str], record: Path | None) -> None:
+        """The hand tracker and each source; a source that cannot start is reported and the
+        show goes on with the others (a Leap client keeps retrying on its own)."""
+        from engine.control.hands import HandsStage, HandTee
+        from engine.signals.hand_sources import open_source
+        from engine.signals.hands import HandTracker
+        tracker = HandTracker(self.bus)
+        recorder = None
+        if record is not None:
+            from engine.signals.hand_record import HandRecorder
+            try:
+                recorder = HandRecorder(record)
+                self.own("hand recording", recorder.close)
+                log.info("recording hands to %s", recorder.path)
+            except OSError as e:
+                log.error("hand recording %s not started: %s", record, e)
+        tee = HandTee(tracker, recorder)
+        sources = []
+        for spec in specs:
+            try:
+                src = open_source(spec, tee)
+            except Exception as e:  # noqa: BLE001 - a bad file or a busy port: the rest still run
+                log.error("hands %s not started: %s: %s", spec, type(e).__name__, e)
+                continue
+            sources.append(src)
+            self.own(f"hands {spec}", src.stop)
+            log.info("hands from %s", spec)
+        self.hands = HandsStage(tracker, sources)
 
     def _open_audio(self, a: AudioOptions) -> None:
         """Any failure is reported and the show runs on silence."""

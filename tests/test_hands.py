@@ -14,7 +14,7 @@ from engine.signals.bus import SignalBus
 from engine.signals.hand_record import (HandFileError, HandRecorder, HandReplay, read_hand_file)
 from engine.signals.hands import HandFrameError, HandTracker, OneEuro, check_frame
 
-SAMPLE = Path(__file__).parent / "data" / "hands_sample.vjhands.gz"
+SAMPLE = Path(__file__).resolve().parent.parent / "patches" / "hands_sample.vjhands.gz"
 FPS = 100
 
 

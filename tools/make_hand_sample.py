@@ -1,4 +1,4 @@
-"""Write tests/data/hands_sample.vjhands.gz: a SYNTHETIC hand recording (no real sensor data).
+"""Write patches/hands_sample.vjhands.gz: a SYNTHETIC hand recording (no real sensor data).
 
 About 12 s at 60 frames/s: no hand for 0.5 s; one right hand enters from the right, rests still
 for ~3 s, moves in a slow figure-eight for ~4 s (grabbing, then pinching, on the way), rests
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))   # this checkout's engine, wherever the installed one points
 
 from engine.signals.hand_record import HandRecorder  # noqa: E402
-OUT = ROOT / "tests" / "data" / "hands_sample.vjhands.gz"
+OUT = ROOT / "patches" / "hands_sample.vjhands.gz"
 FPS = 60
 DURATION = 12.0
 REST = np.array([40.0, 190.0, 10.0])      # where the hand rests, mm

@@ -37,7 +37,7 @@ def main(args) -> int:
                                          mappings=Path(tmp) / "bench.mappings.toml", record_dir=Path(tmp))
                 opts = Options(patch=resolve_patch(args.patch), model=args.model, size=args.size, fps=30.0,
                                device=args.device, precision=args.precision, live=False,
-                               display_path=args.display_path, control=control)
+                               display_path=args.display_path, control=control, hands=list(args.hands))
                 with Session(opts) as session:
                     result = run_bench(session, frames=args.frames or 200)
     except SessionError as e:

@@ -229,6 +229,13 @@ TABLE: tuple[Entry, ...] = (
           ((Arg("f", "f", 0.0, 1.0),),), _latent("position"), _status("latent_position"), learn=True),
     Entry("/vj/audio/{name}", "an audio feature (levels, bands, onsets, drums, tempo ...)", "r",
           read=lambda st, k: st.get("audio", {}).get(k), names=lambda st: sorted(st.get("audio", {}))),
+    Entry("/vj/hands/{name}", "a hand signal (--hands): right.palm.x, left.grab, count ...", "r",
+          read=lambda st, k: st.get("hands", {}).get(k), names=lambda st: sorted(st.get("hands", {}))),
+    Entry("/vj/hands/filter/min_cutoff", "hand smoothing: One Euro min cutoff in Hz (lower: steadier, laggier)",
+          "rw", ((Arg("f", "hz", 0.001, 100.0),),), _event("hands.filter.min_cutoff"),
+          _status("hands_min_cutoff", 1.0)),
+    Entry("/vj/hands/filter/beta", "hand smoothing: One Euro beta (higher: less lag on fast moves)", "rw",
+          ((Arg("f", "beta", 0.0, 10.0),),), _event("hands.filter.beta"), _status("hands_beta", 0.007)),
 )
 
 _EXACT = {e.address: e for e in TABLE if not e.pattern}

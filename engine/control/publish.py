@@ -41,13 +41,16 @@ class Publisher:
         st.setdefault("tempo", float(snap.bpm))
         self._last_beat = whole
         st["params"] = dict(self.params.published) if self.params is not None else {}
-        audio = {}
+        audio, hands = {}, {}
         for name, v in snap.values.items():
             if name.startswith("audio.") and isinstance(v, float) and math.isfinite(v):
                 audio[name[6:]] = v
+            elif name.startswith("hands.") and isinstance(v, float) and math.isfinite(v):
+                hands[name[6:]] = v
             elif name.startswith("latent.") and isinstance(v, float):
                 st["latent_" + name[7:]] = v
         st["audio"] = audio
+        st["hands"] = hands
         self.status = st
         if self.osc_out is not None:
             self.osc_out.publish(readable(st, for_out=True))

@@ -74,8 +74,8 @@ def _loop_run(engine, frames: int, warmup: int = 10) -> dict:
     done = 0
     while done < warmup:
         done += engine.render_frame() is not None
-    frame_ms, gen_ms, to_frame, to_ready = [], [], [], []
-    last_input = None
+    frame_ms, gen_ms, to_frame, to_ready, hands_frame, hands_ready = [], [], [], [], [], []
+    last_input = last_hand = None
     t0 = time.perf_counter()
     t_prev = t0
     n = 0
@@ -94,20 +94,29 @@ def _loop_run(engine, frames: int, warmup: int = 10) -> dict:
             if "gen_end" in st:
                 to_frame.append((st["gen_end"] - st["input"]) * 1000)
             to_ready.append((st["ready"] - st["input"]) * 1000)
+        if st.get("hands") is not None and st["hands"] != last_hand:  # --hands: hand to frame
+            last_hand = st["hands"]
+            if "gen_end" in st:
+                hands_frame.append((st["gen_end"] - st["hands"]) * 1000)
+            hands_ready.append((st["ready"] - st["hands"]) * 1000)
     return {"seconds": time.perf_counter() - t0, "frames": frames, "frame_ms": frame_ms, "gen_ms": gen_ms,
-            "to_frame": to_frame, "to_ready": to_ready}
+            "to_frame": to_frame, "to_ready": to_ready, "hands_frame": hands_frame, "hands_ready": hands_ready}
 
 
 def _loop_figures(runs: list[dict]) -> dict:
     seconds = sum(r["seconds"] for r in runs)
     frames = sum(r["frames"] for r in runs)
-    cat = {k: [x for r in runs for x in r[k]] for k in ("frame_ms", "gen_ms", "to_frame", "to_ready")}
+    cat = {k: [x for r in runs for x in r[k]]
+           for k in ("frame_ms", "gen_ms", "to_frame", "to_ready", "hands_frame", "hands_ready")}
     return {"fps": round(frames / seconds, 1), "frame_ms_p50": _pct(cat["frame_ms"], 50),
             "frame_ms_p99": _pct(cat["frame_ms"], 99), "gen_ms": _pct(cat["gen_ms"], 50),
             "gen_ms_p99": _pct(cat["gen_ms"], 99),
             "input_to_frame_ms_p50": _pct(cat["to_frame"], 50), "input_to_frame_ms_p99": _pct(cat["to_frame"], 99),
             "input_to_ready_ms_p50": _pct(cat["to_ready"], 50), "input_to_ready_ms_p99": _pct(cat["to_ready"], 99),
-            "latency_samples": len(cat["to_frame"])}
+            "latency_samples": len(cat["to_frame"]),
+            "hands_to_frame_ms_p50": _pct(cat["hands_frame"], 50), "hands_to_frame_ms_p99": _pct(cat["hands_frame"], 99),
+            "hands_to_ready_ms_p50": _pct(cat["hands_ready"], 50), "hands_to_ready_ms_p99": _pct(cat["hands_ready"], 99),
+            "hand_samples": len(cat["hands_ready"])}
 
 
 def run_bench(session, frames: int = 200) -> dict:
@@ -179,7 +188,9 @@ def run_bench(session, frames: int = 200) -> dict:
         "loop_vs_generator": round(piped["fps"] / generator_fps, 3),
     }
     for key in ("frame_ms_p50", "frame_ms_p99", "gen_ms", "gen_ms_p99", "input_to_frame_ms_p50",
-                "input_to_frame_ms_p99", "input_to_ready_ms_p50", "input_to_ready_ms_p99", "latency_samples"):
+                "input_to_frame_ms_p99", "input_to_ready_ms_p50", "input_to_ready_ms_p99", "latency_samples",
+                "hands_to_frame_ms_p50", "hands_to_frame_ms_p99", "hands_to_ready_ms_p50", "hands_to_ready_ms_p99",
+                "hand_samples"):
         result[key] = piped[key]
         result[key + "_serial"] = serial[key]
     # the latency goal: input -> frame ready within one frame period plus the generator's time (p99 each)
@@ -210,6 +221,11 @@ def run_bench(session, frames: int = 200) -> dict:
               f"{'<=' if ok else '>'} frame p99 + generator p99 = {bound:.2f} ms ({piped['latency_samples']} inputs)")
     else:
         print("  latency: no OSC input (the session has no OSC in)")
+    if piped["hand_samples"]:
+        for label, r in (("serial", serial), ("pipelined", piped)):
+            print(f"  hands {label:10s} hand->frame p50 {_ms(r['hands_to_frame_ms_p50'])} p99 "
+                  f"{_ms(r['hands_to_frame_ms_p99'])} ms, hand->shown p50 {_ms(r['hands_to_ready_ms_p50'])} p99 "
+                  f"{_ms(r['hands_to_ready_ms_p99'])} ms ({r['hand_samples']} hand frames)")
     return result
 
 

@@ -63,10 +63,11 @@ class StatusBoard:
 
     def __init__(self, stats, patches, model: str, size, fps: float, setlist=None, params=None, dispatcher=None,
                  recording=None, osc_in=None, oscquery=None, midi=None, mappings=None, display: str = "",
-                 generate=None):
+                 generate=None, hands=None):
         self.stats, self.patches, self.model, self.size, self.fps = stats, patches, model, size, fps
         self.display = display    # the frame's path: pipelined or serial, and how the image reaches OpenGL
         self.generate = generate  # its ``late`` count: frames shown with an older image
+        self.hands = hands        # control/hands.py HandsStage: the tracker's and the sources' counts
         self.setlist, self.params, self.dispatcher, self.recording = setlist, params, dispatcher, recording
         self.osc_in, self.oscquery, self.midi = osc_in, oscquery, midi
         self.mappings = mappings  # its load and save problems are news on the HUD
@@ -128,6 +129,8 @@ class StatusBoard:
             parts.append(f"oscquery :{self.oscquery.port} {self.oscquery.summary()}")
         if self.midi is not None:
             parts.append(self.midi.summary())
+        if self.hands is not None:
+            parts.append(self.hands_summary())
         for key, latest in (("params", self.params.messages[-1:] if self.params else []),
                             ("midi", self.midi.events[-1:] if self.midi is not None else []),
                             ("record", [m for _, m in self.recording.messages[-1:]] if self.recording else []),
@@ -145,6 +148,12 @@ class StatusBoard:
         notes = [m for m in recent if not m.startswith("osc: ")]
         return lines + [n[:110] for n in notes[-2:]]
 
+    def hands_summary(self) -> str:
+        """``hands 2 visible, 721 hand frames, hand to frame 41 ms``."""
+        lat = self.stats.latency_by.get("hands")
+        more = f", hand to frame {lat:.0f} ms" if lat is not None else ""
+        return f"hands {self.hands.summary()}{more}"
+
     def status_line(self) -> str:
         p = self.patches
         parts = [f"patch {p.name}"]
@@ -157,4 +166,6 @@ class StatusBoard:
             parts.append(f"osc {self.input_summary()}")
         if self.midi is not None:
             parts.append(self.midi.summary())
+        if self.hands is not None:
+            parts.append(self.hands_summary())
         return ", ".join(parts)

@@ -56,6 +56,7 @@ class FrameStats:
     dropped: int = 0
     latency_ms: float | None = None          # input captured -> frame shown (ready, headless)
     input_to_frame_ms: float | None = None   # input captured -> its image generated
+    latency_by: dict = field(default_factory=dict)   # per input group ("hands"): input captured -> shown, ms
     _last: float | None = field(default=None, repr=False)
 
     def tick(self, now: float, frame_ms: float, gen_ms: float) -> None:
@@ -92,7 +93,7 @@ class Frame:
 class Engine:
     def __init__(self, clock, bus, stages: Sequence, fps: float = 30.0, stats: FrameStats | None = None,
                  report: Callable[[str], None] | None = None, status_line: Callable[[], str] | None = None,
-                 pipeline: bool = False, live: bool = True):
+                 pipeline: bool = False, live: bool = True, latency_of: dict[str, str] | None = None):
         self.clock = clock
         self.bus = bus
         self.stages = tuple(stages)
@@ -104,6 +105,10 @@ class Engine:
         self._status_line = status_line
         self._stage_errors: dict[str, str] = {}
         self._latency_of: float | None = None
+        # inputs whose own latency is followed too: {name: a channel each of its messages sets}
+        # (hands: hands.count), stamped as stamps[name]; "hand to frame" on the HUD and in the bench
+        self._latency_of_inputs = dict(latency_of or {})
+        self._seen_inputs: dict[str, float] = {}
         # live, a late generator costs one frame period of waiting, then the last image is
         # shown again; offline every frame waits for its own image
         self._gen_wait = (1.0 / self.fps) if live else None
@@ -169,6 +174,8 @@ class Engine:
         self.clock.tick()
         f = Frame(self.bus.snapshot(**self.clock.fields()), self.fps)
         f.stamps["input"] = f.snap.newest_input
+        for name, channel in self._latency_of_inputs.items():
+            f.stamps[name] = f.snap.times.get(channel)
         return f
 
     def flush(self) -> Frame | None:
@@ -193,6 +200,11 @@ class Engine:
             if "gen_end" in f.stamps:
                 self.stats.input_to_frame_ms = (f.stamps["gen_end"] - newest) * 1000
             self._latency_of = newest
+        for name in self._latency_of_inputs:
+            t = f.stamps.get(name)
+            if t is not None and t != self._seen_inputs.get(name):
+                self._seen_inputs[name] = t
+                self.stats.latency_by[name] = (ready - t) * 1000
         self.stats.tick(done, (done - t0) * 1000, f.gen_ms)
         self.last = f
         return f

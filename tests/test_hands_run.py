@@ -1,0 +1,66 @@
+"""Hands through the whole engine (issue 11): `vj run --hands`, the recorded sample driving the
+Xoromancy patch, hand recordings, the hand settings in the control namespace, latency on the HUD."""
+import socket
+import time
+
+import numpy as np
+import pytest
+from pythonosc.udp_client import SimpleUDPClient
+
+from conftest import ROOT, frame_motion, read_video, run_vj
+from engine.signals.hand_record import read_hand_file
+
+SAMPLE = ROOT / "patches" / "hands_sample.vjhands.gz"
+
+
+def test_xoromancy_follows_the_recorded_hand(tmp_path):
+    """The sample: a right hand rests (1-4 s), draws a figure-eight (4.2-7.8 s), rests again."""
+    out = tmp_path / "hands.mp4"
+    proc = run_vj("run", "patches/xoromancy.py", "--hands", f"replay:{SAMPLE}", "--headless", "--record", out,
+                  "--frames", "240", "--size", "96x64", "--no-osc", "--no-midi", timeout=120)
+    frames, _ = read_video(out)
+    assert len(frames) == 240
+    motion = frame_motion(frames)            # motion[k]: frame k -> k+1, at 30 fps
+    rest, moving = motion[36:84].mean(), motion[135:195].mean()   # 1.2-2.8 s and 4.5-6.5 s
+    assert moving > 2 * rest, (rest, moving)
+    assert "hand to frame" in proc.stderr and "hand frames" in proc.stderr
+
+
+def test_a_hand_recording_replays_what_was_recorded(tmp_path):
+    rec = tmp_path / "take.vjhands.gz"
+    run_vj("run", "--hands", f"replay:{SAMPLE}", "--record-hands", rec, "--headless", "--frames", "60",
+           "--size", "64x64", "--no-osc", "--no-midi")
+    got, original = read_hand_file(rec), read_hand_file(SAMPLE)
+    assert len(got) > 60   # two seconds of a 60 fps recording (the idle start has no hands)
+    # the same frames, in the same order (re-stamped to the new recording's clock)
+    palms = [tuple(f["hands"][0]["palm"]) for f in got.frames if f["hands"]]
+    ref = [tuple(f["hands"][0]["palm"]) for f in original.frames if f["hands"]]
+    assert palms and palms == ref[:len(palms)]
+    # a second recording never replaces the first
+    run_vj("run", "--hands", f"replay:{SAMPLE}", "--record-hands", rec, "--headless", "--frames", "5",
+           "--size", "64x64", "--no-osc", "--no-midi")
+    assert (tmp_path / "take-2.vjhands.gz").exists() or any(p.name != rec.name for p in tmp_path.glob("take*"))
+
+
+@pytest.mark.parametrize("spec, words", [("bogus", "a hand source is"), ("replay:/no/such.gz", "no such file"),
+                                         ("osc:99999", "port"), ("leap:http://x", "ws://")])
+def test_a_bad_hand_source_is_refused_at_the_command_line(spec, words):
+    proc = run_vj("run", "--hands", spec, "--headless", "--frames", "1", check=False, timeout=60)
+    assert proc.returncode == 2 and words in proc.stderr
+
+
+def test_hand_settings_are_in_the_namespace_and_latency_on_the_hud(tmp_path):
+    from engine.session import ControlOptions, Options, Session
+    with Session(Options(size=(48, 32), fps=30.0, live=True, hands=[f"replay:{SAMPLE}"],
+                         control=ControlOptions(osc_port=0, oscquery_port=None, midi=None,
+                                                mappings=tmp_path / "m.toml"))) as s:
+        tracker = s.hands.tracker
+        SimpleUDPClient("127.0.0.1", s.osc_in.port).send_message("/vj/hands/filter/beta", 0.5)
+        SimpleUDPClient("127.0.0.1", s.osc_in.port).send_message("/vj/hands/filter/min_cutoff", 9999.0)  # refused
+        s.engine.run_live(frames=45)
+        assert tracker.beta == 0.5 and tracker.min_cutoff == 1.0
+        st = s.publisher.status
+        assert st["hands_beta"] == 0.5 and "right.palm.x" in st["hands"] and 0 <= st["hands"]["right.palm.x"] <= 1
+        line = " ".join(s.board.control_lines())
+        assert "hand frames" in line and "hand to frame" in line
+        assert s.stats.latency_by["hands"] < 500

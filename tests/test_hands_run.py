@@ -14,15 +14,17 @@ SAMPLE = ROOT / "patches" / "hands_sample.vjhands.gz"
 
 
 def test_xoromancy_follows_the_recorded_hand(tmp_path):
-    """The sample: a right hand rests (1-4 s), draws a figure-eight (4.2-7.8 s), rests again."""
+    """The sample: a right hand enters, rests (1-4 s), draws a figure-eight (4.2-7.8 s), rests
+    again (7.8-11 s). The replay starts with the first frame. (Measured: 0.64, 1.50, 0.09.)"""
     out = tmp_path / "hands.mp4"
     proc = run_vj("run", "patches/xoromancy.py", "--hands", f"replay:{SAMPLE}", "--headless", "--record", out,
-                  "--frames", "240", "--size", "96x64", "--no-osc", "--no-midi", timeout=120)
+                  "--frames", "330", "--size", "96x64", "--no-osc", "--no-midi", timeout=120)
     frames, _ = read_video(out)
-    assert len(frames) == 240
+    assert len(frames) == 330
     motion = frame_motion(frames)            # motion[k]: frame k -> k+1, at 30 fps
-    rest, moving = motion[36:84].mean(), motion[135:195].mean()   # 1.2-2.8 s and 4.5-6.5 s
-    assert moving > 2 * rest, (rest, moving)
+    # the first rest still fades in from the idle drift; the second is the hand alone
+    rest1, moving, rest2 = motion[36:84].mean(), motion[135:195].mean(), motion[255:315].mean()
+    assert moving > 1.5 * rest1 and moving > 4 * rest2, (rest1, moving, rest2)
     assert "hand to frame" in proc.stderr and "hand frames" in proc.stderr
 
 

@@ -66,3 +66,73 @@ def test_hand_settings_are_in_the_namespace_and_latency_on_the_hud(tmp_path):
         line = " ".join(s.board.control_lines())
         assert "hand frames" in line and "hand to frame" in line
         assert s.stats.latency_by["hands"] < 500
+
+
+def test_a_hostile_leap_stream_never_stops_the_frames():
+    """Invalid JSON, wrong shapes, NaN, absurd values, then a flood of frames, from a local
+    Leap WebSocket server while the show runs: counted, dropped, and the frames keep their pace."""
+    import threading
+    from test_leap import LeapServer, _free_port, _v6_frame
+
+    from engine.session import Options, Session
+    port = _free_port()
+    server = LeapServer(port).start()
+    try:
+        with Session(Options(size=(48, 32), fps=30.0, live=True,
+                             hands=[f"leap:ws://127.0.0.1:{port}/v6.json"])) as s:
+            deadline = time.monotonic() + 5
+            while not server.conns and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert server.conns, "the Leap client did not connect"
+
+            def attack():
+                server.send("{not json")
+                server.send([1, 2, 3])
+                bad = _v6_frame(ts=1_000)
+                bad["hands"][0]["palmPosition"] = [float("nan"), 1.0, 2.0]
+                server.send(json_text(bad))
+                huge = _v6_frame(ts=2_000)
+                huge["hands"][0]["palmPosition"] = [1e9, 0.0, 0.0]
+                server.send(huge)
+                server.send({"hands": "many"})
+                for k in range(3000):  # a flood: faster than any sensor
+                    server.send(_v6_frame(ts=10_000 + 1_000 * k))
+
+            t = threading.Thread(target=attack, daemon=True)
+            t.start()
+            t0 = time.monotonic()
+            s.engine.run_live(frames=60)
+            took = time.monotonic() - t0
+            t.join(30)
+            assert took < 4.0, took                       # 60 frames at 30 fps: about 2 s
+            leap = s.hands.sources[0].stats
+            tracker = s.hands.tracker.stats
+            assert leap["bad_json"] >= 2 and leap["bad_frames"] >= 1
+            assert tracker["rejected"] >= 1                # the absurd palm
+            assert tracker["frames"] > 100
+            assert s.stats.dropped <= 3
+    finally:
+        server.stop()
+
+
+def json_text(obj) -> str:
+    import json
+    return json.dumps(obj)  # NaN goes out as the bare token NaN, as a broken sender would write it
+
+
+def test_osc_hands_reach_the_patch_signals():
+    """`--hands osc:PORT`: a hand sent as one OSC bundle in the `vj` scheme over real UDP."""
+    from test_hand_osc import _bundle, _msg
+
+    from engine.session import Options, Session
+    with Session(Options(size=(48, 32), fps=30.0, live=True, hands=["osc:0"])) as s:
+        port = s.hands.sources[0].port
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            for k in range(10):
+                sock.sendto(_bundle([_msg("/hands/right/palm", 60.0, 250.0, 0.0), _msg("/hands/right/grab", 0.8)]).dgram,
+                            ("127.0.0.1", port))
+                time.sleep(0.01)
+        s.engine.run_live(frames=5)
+        st = s.publisher.status["hands"]
+        assert st["right.visible"] == 1.0 and st["right.grab"] == pytest.approx(0.8, abs=1e-3)
+        assert st["right.palm.x"] > 0.6 and st["right.palm.y"] > 0.6   # right of and above the box centre

@@ -34,6 +34,14 @@ def hand_source(spec: str) -> str:
     return spec
 
 
+def hands_box(text: str) -> dict:
+    from engine.signals.hand_sources import parse_box
+    try:
+        return parse_box(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="vj: %(message)s", stream=sys.stderr, force=True)
@@ -107,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="hand tracking: leap[:URL] (Leap WebSocket v6), osc[:PORT[:PRESET]] (presets vj, "
                         "touchdesigner, mediapipe; port 9002), replay:FILE (a --record-hands file); repeatable")
     r.add_argument("--record-hands", metavar="FILE", help="also record the hand frames to FILE (replay:FILE plays it)")
+    r.add_argument("--hands-box", type=hands_box, metavar="CX,CY,CZ,W,H,D",
+                   help="the interaction box in mm that palm positions are normalised in, over the sensor's "
+                        "(default: the sensor's, else 0,200,0,235,235,147)")
     r.add_argument("--no-pipeline", action="store_true",
                    help="the serial frame: generate, then shade, then present (for comparison and debugging)")
     add_control_arguments(r)

@@ -81,6 +81,7 @@ class Options:
     audio: AudioOptions | None = None
     hands: list[str] = field(default_factory=list)   # hand sources (signals/hand_sources.py): leap, osc, replay:FILE
     record_hands: Path | None = None     # also write every hand frame here (a replay file)
+    hands_box: dict | None = None        # {"center": [..3], "size": [..3]} mm; None: the sensor's or the default
 
 
 def load_model(spec):
@@ -217,7 +218,7 @@ class Session:
         if o.audio is not None:
             self._open_audio(o.audio)
         if o.hands:
-            self._open_hands(o.hands, o.record_hands)
+            self._open_hands(o.hands, o.record_hands, o.hands_box)
         from engine.control.clock_sync import ClockSync
         stages: list = [ClockSync(self.clock, o.follow_audio_tempo), ParamsStage(self.params)]
         if self.hands is not None:
@@ -362,13 +363,13 @@ class Session:
         except ValueError as e:
             log.error("OSC out not started: %s", e)
 
-    def _open_hands(self, specs: list[str], record: Path | None) -> None:
+    def _open_hands(self, specs: list[str], record: Path | None, box: dict | None = None) -> None:
         """The hand tracker and each source; a source that cannot start is reported and the
         show goes on with the others (a Leap client keeps retrying on its own)."""
         from engine.control.hands import HandsStage, HandTee
         from engine.signals.hand_sources import open_source
         from engine.signals.hands import HandTracker
-        tracker = HandTracker(self.bus)
+        tracker = HandTracker(self.bus, box=box)
         recorder = None
         if record is not None:
             from engine.signals.hand_record import HandRecorder

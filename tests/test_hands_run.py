@@ -136,3 +136,19 @@ def test_osc_hands_reach_the_patch_signals():
         st = s.publisher.status["hands"]
         assert st["right.visible"] == 1.0 and st["right.grab"] == pytest.approx(0.8, abs=1e-3)
         assert st["right.palm.x"] > 0.6 and st["right.palm.y"] > 0.6   # right of and above the box centre
+
+
+def test_a_chosen_interaction_box_wins_over_the_sensors():
+    from engine.signals.bus import SignalBus
+    from engine.signals.hand_sources import parse_box
+    from engine.signals.hands import HandTracker
+    frame = {"t": 1.0, "hands": [{"id": 1, "type": "right", "palm": [50.0, 300.0, 0.0]}],
+             "box": {"center": [0, 200, 0], "size": [235, 235, 147]}}
+    bus = SignalBus()
+    HandTracker(bus, box=parse_box("0,250,0,100,100,100")).push(frame)
+    assert bus.peek("hands.right.palm.x") == pytest.approx(1.0) and bus.peek("hands.right.palm.y") == pytest.approx(1.0)
+    for bad in ("1,2,3", "0,0,0,0,100,100", "nan,0,0,1,1,1", "a,b,c,d,e,f"):
+        with pytest.raises(ValueError):
+            parse_box(bad)
+    proc = run_vj("run", "--hands-box", "1,2,3", "--headless", "--frames", "1", check=False, timeout=60)
+    assert proc.returncode == 2 and "six" in proc.stderr

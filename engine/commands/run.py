@@ -53,7 +53,8 @@ def options(args) -> Options:
         # a live file soundtrack starts with the frames, so it goes into the recording too
         record_audio=args.audio if args.audio and not args.loop_audio else None,
         follow_audio_tempo=args.follow_audio_tempo, control=control, audio=audio,
-        hands=list(args.hands), record_hands=Path(args.record_hands) if args.record_hands else None)
+        hands=list(args.hands), record_hands=Path(args.record_hands) if args.record_hands else None,
+        hands_box=args.hands_box)
 
 
 def main(args) -> int:

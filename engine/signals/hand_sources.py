@@ -41,6 +41,21 @@ def parse(spec: str) -> tuple[str, str | None]:
     return kind, arg or None
 
 
+def parse_box(text: str) -> dict:
+    """``--hands-box CX,CY,CZ,W,H,D`` (mm): the interaction box hand positions are normalised
+    in, or ValueError."""
+    import math
+    try:
+        v = [float(x) for x in str(text).split(",")]
+    except ValueError:
+        raise ValueError(f"{text!r}: six numbers in mm, CX,CY,CZ,W,H,D") from None
+    if len(v) != 6 or not all(math.isfinite(x) for x in v):
+        raise ValueError(f"{text!r}: six finite numbers in mm, CX,CY,CZ,W,H,D")
+    if any(abs(x) > 2000 for x in v[:3]) or not all(1 <= x <= 4000 for x in v[3:]):
+        raise ValueError(f"{text!r}: the centre within 2 m of the sensor, each size 1..4000 mm")
+    return {"center": v[:3], "size": v[3:]}
+
+
 def open_source(spec: str, sink):
     """The source for ``spec``, feeding ``sink`` (``HandTracker.push`` or a tee); it has
     ``start()``, ``stop()`` and ``stats``. Live sources are started (a busy port fails here); a

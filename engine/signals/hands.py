@@ -19,7 +19,8 @@ renormalised) or raises :class:`HandFrameError` with a short ``reason``.
 :class:`HandTracker` turns cleaned frames into one :meth:`SignalBus.publish` per frame. Per
 side (``left``/``right``), with ``S`` = ``hands.left`` or ``hands.right``:
 
-- ``S.palm.x|y|z``   palm position normalised 0..1 within the interaction box (clamped)
+- ``S.palm.x|y|z``   palm position normalised 0..1 within the interaction box (clamped; a box given
+  to the tracker (``--hands-box``) wins over the frame's, which wins over the default)
 - ``S.palm_mm``      palm position, mm (3-vector)
 - ``S.velocity``     palm velocity, mm/s (3-vector; the filter's derivative if the source gave none)
 - ``S.pitch|roll|yaw`` radians, Leap's definitions, in (-pi, pi]
@@ -308,6 +309,7 @@ class HandTracker:
     def __init__(self, bus, box=None, min_cutoff: float = 1.0, beta: float = 0.007,
                  hold: float = 0.3, ease: float = 0.7, rest=None, d_cutoff: float = 1.0):
         self.bus = bus
+        self._box_given = box is not None  # a box the performer chose wins over the sensor's
         box = _box(dict(box)) if box is not None else _box({k: list(v) for k, v in DEFAULT_BOX.items()})
         self.box = box
         self._min_cutoff, self._beta, self._d_cutoff = float(min_cutoff), float(beta), float(d_cutoff)
@@ -501,7 +503,7 @@ class HandTracker:
                 "time_visible": float(hand["time_visible"] or 0.0)}
 
     def _box_now(self) -> dict:
-        return self._frame_box or self.box
+        return self.box if self._box_given else (self._frame_box or self.box)
 
     def _rest_values(self, held) -> dict:
         box = self._box_now()

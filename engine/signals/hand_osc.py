@@ -84,24 +84,20 @@ from __future__ import annotations
 import logging
 import math
 import re
-import socket
 import struct
-import threading
 import time
 from collections import Counter
 
 from pythonosc.osc_message import OscMessage
 
 from engine.signals.hands import HandFrameError, check_frame
+from engine.signals.udp import MAX_DATAGRAM, UdpReceiver
 
 log = logging.getLogger("vj.hands.osc")
 
-MAX_DATAGRAM = 65536
 MAX_BUNDLE_DEPTH = 8
 MAX_ADDRESS = 256
 PRESETS = ("vj", "touchdesigner", "mediapipe")
-SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)
-_WINDOW = 0.002
 _KNOWN_TAGS = b"ihfdsbrmtTFNI[]"
 _now = time.monotonic
 SIDES = ("left", "right")
@@ -377,8 +373,8 @@ _PRESET_CLASSES = {"vj": _Vj, "touchdesigner": _TouchDesigner, "mediapipe": _Med
 
 
 # --------------------------------------------------------------------------- the receiver
-class HandOscIn:
-    """The UDP receiver thread; see the module docstring. ``allow``: sender IPs accepted (None =
+class HandOscIn(UdpReceiver):
+    """The UDP receiver thread (``udp.py``); see the module docstring. ``allow``: sender IPs accepted (None =
     any). ``port`` 0 binds an ephemeral port (``self.port`` is the real one after ``start``)."""
 
     def __init__(self, sink, port: int = 9002, bind: str = "127.0.0.1", preset: str = "vj",
@@ -392,113 +388,34 @@ class HandOscIn:
             self._deliver = sink
         else:
             raise TypeError("sink needs a push(frame, source) method or must be callable")
+        super().__init__(port, bind, allow, duty)
         self.sink, self.preset_name, self.source = sink, preset, source
-        self.port, self.bind = int(port), bind
-        self.allow = set(allow) if allow else None
-        self.duty = float(duty)
-        self.stats = Stats()
-        self.cpu_time = 0.0   # the receiver thread's CPU seconds so far
-        self.crashed: str | None = None
+        self._stats = Stats()
         self._preset = _PRESET_CLASSES[preset]()
-        self._sock: socket.socket | None = None
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
-        self._ovfl = False
+
+    thread_name = "hands-osc"
 
     def summary(self) -> str:
         return f"hands OSC ({self.preset_name}) on {self.bind}:{self.port}: {self.stats.summary()}"
 
-    # --- lifecycle
-    def start(self) -> "HandOscIn":
-        """Bind now (a port in use is an error here) and start the thread."""
-        family = socket.AF_INET6 if ":" in self.bind else socket.AF_INET
-        s = socket.socket(family, socket.SOCK_DGRAM)
-        try:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        except OSError:
-            pass
-        try:
-            s.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
-            self._ovfl = True
-        except OSError:
-            self._ovfl = False
-        try:
-            s.bind((self.bind, self.port))
-        except OSError:
-            s.close()
-            raise
-        self.port = s.getsockname()[1]
-        s.settimeout(0.1)
-        self._sock = s
-        self._thread = threading.Thread(target=self._run, name=f"hands-osc:{self.port}", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 1.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            try:  # wake the receiver now
-                host = "127.0.0.1" if self.bind in ("0.0.0.0", "") else ("::1" if self.bind == "::" else self.bind)
-                with socket.socket(self._sock.family, socket.SOCK_DGRAM) as w:
-                    w.sendto(b"", (host, self.port))
-            except OSError:
-                pass
-            self._thread.join(timeout)
-        if self._sock is not None:
-            self._sock.close()
-
     @property
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+    def stats(self) -> Stats:
+        return self._stats
 
-    def _run(self) -> None:
-        try:
-            self._loop()
-        except Exception as e:  # noqa: BLE001 - reported, never raised into the engine
-            self.crashed = f"{type(e).__name__}: {e}"
-            log.error("hand OSC receiver stopped: %s", self.crashed)
+    # a loose frame (no bundle, no /hands/end) closes when its window has passed
+    def _timeout(self) -> float:
+        preset = self._preset
+        if preset.window and preset.seen:
+            return max(0.0005, preset.start + preset.window - _now())
+        return 0.1
 
-    def _loop(self) -> None:
-        sock, stats, allow, preset = self._sock, self.stats, self.allow, self._preset
-        anc = socket.CMSG_SPACE(4) if self._ovfl else 0
-        perf, cpu = time.perf_counter, time.thread_time
-        window, cpu0, budget = perf(), cpu(), self.duty * _WINDOW
-        while not self._stop.is_set():
-            deadline = preset.start + preset.window if preset.window and preset.seen else None
-            sock.settimeout(0.1 if deadline is None else max(0.0005, deadline - _now()))
-            try:
-                if anc:
-                    data, cmsgs, _flags, addr = sock.recvmsg(MAX_DATAGRAM + 1, anc)
-                    for level, kind, payload in cmsgs:
-                        if level == socket.SOL_SOCKET and kind == SO_RXQ_OVFL and len(payload) >= 4:
-                            stats["kernel_drops"] = struct.unpack("=I", payload[:4])[0]
-                else:
-                    data, addr = sock.recvfrom(MAX_DATAGRAM + 1)
-            except (TimeoutError, socket.timeout):
-                if deadline is not None and _now() >= deadline:
-                    self._finish()
-                continue
-            except OSError:
-                if self._stop.is_set():
-                    return
-                stats["socket_errors"] += 1
-                time.sleep(0.01)
-                continue
-            if self._stop.is_set():
-                return
-            if allow is not None and addr[0] not in allow:
-                stats["refused"] += 1
-            else:
-                self.datagram(data, _now())
-            t1 = perf()
-            c = cpu()
-            self.cpu_time = c
-            if t1 - window >= _WINDOW:
-                window, cpu0 = t1, c
-            elif c - cpu0 > budget:
-                stats["throttled"] += 1
-                time.sleep(max(0.0, window + _WINDOW - t1))
-                window, cpu0 = perf(), cpu()
+    def _idle(self) -> None:
+        preset = self._preset
+        if preset.window and preset.seen and _now() >= preset.start + preset.window:
+            self._finish()
+
+    def _datagram(self, data: bytes, t: float) -> None:
+        self.datagram(data, t)
 
     # --- datagrams (also usable without the thread, e.g. from another transport)
     def datagram(self, data: bytes, t: float | None = None) -> None:

@@ -23,22 +23,19 @@ from __future__ import annotations
 
 import logging
 import math
-import socket
 import struct
-import threading
 import time
 from collections import Counter, OrderedDict
 
 import numpy as np
 from pythonosc.osc_message import OscMessage
 
+from engine.signals.udp import MAX_DATAGRAM, UdpReceiver
+
 log = logging.getLogger("vj.osc")
 
-MAX_DATAGRAM = 65536
 MAX_BUNDLE_DEPTH = 8
 MAX_ADDRESS = 256
-SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)  # Linux
-_WINDOW = 0.002  # short windows: the render thread never waits long for the GIL
 _KNOWN_TAGS = b"ihfdsbrmtTFNI[]"  # what python-osc parses, plus Impulse
 _F32_MAX = 3.4028234e38
 _now = time.monotonic
@@ -182,103 +179,19 @@ class OscHandler:
         self.control(address, args, t, source)
 
 
-class OscIn:
-    """The UDP receiver thread. ``allow``: sender IP addresses accepted (None = any)."""
+class OscIn(UdpReceiver):
+    """The UDP receiver thread (``udp.py``). ``allow``: sender IP addresses accepted (None = any)."""
+
+    thread_name = "osc-in"
 
     def __init__(self, bus, port: int = 9000, bind: str = "127.0.0.1", allow=None,
                  max_channels: int = 2048, duty: float = 0.2, control=None):
+        super().__init__(port, bind, allow, duty)
         self.handler = OscHandler(bus, max_channels, control)
-        self.port, self.bind = int(port), bind
-        self.allow = set(allow) if allow else None
-        self.duty = float(duty)
-        self._sock: socket.socket | None = None
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
-        self._ovfl = False
-        self.crashed: str | None = None
 
     @property
     def stats(self) -> Stats:
         return self.handler.stats
 
-    def start(self) -> "OscIn":
-        """Bind now (so a port in use is a clear error at start) and start the thread."""
-        family = socket.AF_INET6 if ":" in self.bind else socket.AF_INET
-        s = socket.socket(family, socket.SOCK_DGRAM)
-        try:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        except OSError:
-            pass
-        try:
-            s.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
-            self._ovfl = True
-        except OSError:
-            self._ovfl = False
-        try:
-            s.bind((self.bind, self.port))
-        except OSError:
-            s.close()
-            raise
-        self.port = s.getsockname()[1]
-        s.settimeout(0.1)
-        self._sock = s
-        self._thread = threading.Thread(target=self._run, name=f"osc-in:{self.port}", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            try:  # wake the receiver now rather than at its next 0.1 s timeout
-                host = "127.0.0.1" if self.bind in ("0.0.0.0", "") else ("::1" if self.bind == "::" else self.bind)
-                with socket.socket(self._sock.family, socket.SOCK_DGRAM) as s:
-                    s.sendto(b"", (host, self.port))
-            except OSError:
-                pass
-            self._thread.join(timeout=2)
-        if self._sock:
-            self._sock.close()
-
-    def _run(self) -> None:
-        try:
-            self._loop()
-        except Exception as e:  # noqa: BLE001 - reported, never raised into the engine
-            self.crashed = f"{type(e).__name__}: {e}"
-            log.error("OSC receiver stopped: %s", self.crashed)
-
-    def _loop(self) -> None:
-        sock, handler, stats, allow = self._sock, self.handler, self.handler.stats, self.allow
-        anc = socket.CMSG_SPACE(4) if self._ovfl else 0
-        perf, cpu = time.perf_counter, time.thread_time  # thread CPU time: receiving, parsing, writing
-        window, cpu0, budget = perf(), cpu(), self.duty * _WINDOW
-        while not self._stop.is_set():
-            try:
-                if anc:
-                    data, cmsgs, _flags, addr = sock.recvmsg(MAX_DATAGRAM + 1, anc)
-                    for level, kind, payload in cmsgs:
-                        if level == socket.SOL_SOCKET and kind == SO_RXQ_OVFL and len(payload) >= 4:
-                            stats["kernel_drops"] = struct.unpack("=I", payload[:4])[0]
-                else:
-                    data, addr = sock.recvfrom(MAX_DATAGRAM + 1)
-            except (TimeoutError, socket.timeout):
-                continue
-            except OSError:
-                if self._stop.is_set():
-                    return
-                stats["socket_errors"] += 1
-                time.sleep(0.01)
-                continue
-            if self._stop.is_set():
-                return
-            if allow is not None and addr[0] not in allow:
-                stats["refused"] += 1
-            else:
-                handler.datagram(data, _now())
-            t1 = perf()
-            if t1 - window >= _WINDOW:
-                window, cpu0 = t1, cpu()
-            elif cpu() - cpu0 > budget:
-                # used this window's share: let the render thread run, the kernel buffers or drops
-                stats["throttled"] += 1
-                time.sleep(max(0.0, window + _WINDOW - t1))
-                window, cpu0 = perf(), cpu()
+    def _datagram(self, data: bytes, t: float) -> None:
+        self.handler.datagram(data, t)

@@ -84,21 +84,16 @@ from __future__ import annotations
 import logging
 import math
 import re
-import struct
 import time
 from collections import Counter
 
-from pythonosc.osc_message import OscMessage
-
 from engine.signals.hands import HandFrameError, check_frame
+from engine.signals.osc import MAX_BUNDLE_DEPTH, bundle_parts, decode_message
 from engine.signals.udp import MAX_DATAGRAM, UdpReceiver
 
 log = logging.getLogger("vj.hands.osc")
 
-MAX_BUNDLE_DEPTH = 8
-MAX_ADDRESS = 256
 PRESETS = ("vj", "touchdesigner", "mediapipe")
-_KNOWN_TAGS = b"ihfdsbrmtTFNI[]"
 _now = time.monotonic
 SIDES = ("left", "right")
 
@@ -444,46 +439,24 @@ class HandOscIn(UdpReceiver):
         if depth >= MAX_BUNDLE_DEPTH or len(data) < 16 or len(data) % 4:
             st["malformed"] += 1
             return
-        i, n = 16, len(data)
-        while i < n:
-            if i + 4 > n:
-                st["malformed"] += 1
-                return
-            size = struct.unpack_from(">i", data, i)[0]
-            i += 4
-            if size <= 0 or size % 4 or i + size > n:
-                st["malformed"] += 1
-                return
-            part = data[i:i + size]
-            i += size
+        parts, malformed = bundle_parts(data)
+        for part in parts:
             if part[:8] == b"#bundle\0":
                 self._bundle(part, t, depth + 1)
             elif part[:1] == b"/":
                 self._message(part, t, True)
             else:
                 st["malformed"] += 1
+        if malformed:
+            st["malformed"] += 1
 
     def _message(self, data: bytes, t: float, in_bundle: bool) -> None:
         st, preset = self.stats, self._preset
-        end = data.find(b"\0")
-        start = (end + 4) & ~3
-        if end < 0 or start > len(data) or end > MAX_ADDRESS:
+        decoded = decode_message(data)
+        if decoded is None:
             st["malformed"] += 1
             return
-        if start < len(data):
-            tag_end = data.find(b"\0", start)
-            tags = data[start:tag_end]
-            if tag_end < 0 or tags[:1] != b"," or tags.translate(None, _KNOWN_TAGS) != b",":
-                st["malformed"] += 1
-                return
-            if b"I" in tags:
-                data = data[:start] + tags.replace(b"I", b"N") + data[tag_end:]
-        try:
-            msg = OscMessage(data)
-            address, args = msg.address, msg.params
-        except Exception:  # noqa: BLE001 - ParseError, struct.error, UnicodeDecodeError...
-            st["malformed"] += 1
-            return
+        address, args = decoded
         st["messages"] += 1
         if address == "/hands/end":
             if preset.start is None:

@@ -66,6 +66,44 @@ def _number(v):
     return None
 
 
+def bundle_parts(data: bytes) -> tuple[list[bytes], bool]:
+    """The elements of one bundle (``#bundle\\0``, an 8-byte timetag, ignored on purpose, then
+    size-prefixed elements) and whether it was malformed after them (a bad size ends it)."""
+    parts, i, n = [], 16, len(data)
+    while i < n:
+        if i + 4 > n:
+            return parts, True
+        size = struct.unpack_from(">i", data, i)[0]
+        i += 4
+        if size <= 0 or size % 4 or i + size > n:
+            return parts, True
+        parts.append(data[i:i + size])
+        i += size
+    return parts, False
+
+
+def decode_message(data: bytes) -> tuple[str, list] | None:
+    """``(address, args)`` of one OSC message, or None if it is malformed. The type tags are
+    checked before python-osc sees them: it logs (root logger) on every tag it does not know,
+    which a flood would turn into a torrent; Impulse (I) is read as Nil."""
+    end = data.find(b"\0")
+    start = (end + 4) & ~3
+    if end < 0 or start > len(data) or end > MAX_ADDRESS:
+        return None
+    if start < len(data):
+        tag_end = data.find(b"\0", start)
+        tags = data[start:tag_end]
+        if tag_end < 0 or tags[:1] != b"," or tags.translate(None, _KNOWN_TAGS) != b",":
+            return None
+        if b"I" in tags:
+            data = data[:start] + tags.replace(b"I", b"N") + data[tag_end:]
+    try:
+        msg = OscMessage(data)
+        return msg.address, msg.params
+    except Exception:  # noqa: BLE001 - python-osc raises ParseError, struct.error, UnicodeDecodeError...
+        return None
+
+
 class OscHandler:
     """Datagram -> bus. Shared by the UDP receiver and the OSCQuery WebSocket (binary frames)."""
 
@@ -97,48 +135,24 @@ class OscHandler:
             st["malformed"] += 1
             return
         st["bundles"] += 1
-        i, n = 16, len(data)  # "#bundle\0" + 8-byte timetag, ignored on purpose
-        while i < n:
-            if i + 4 > n:
-                st["malformed"] += 1
-                return
-            size = struct.unpack_from(">i", data, i)[0]
-            i += 4
-            if size <= 0 or size % 4 or i + size > n:
-                st["malformed"] += 1
-                return
-            part = data[i:i + size]
-            i += size
+        parts, malformed = bundle_parts(data)
+        for part in parts:
             if part[:8] == b"#bundle\0":
                 self._bundle(part, t, depth + 1, source)
             elif part[:1] == b"/":
                 self._message(part, t, source)
             else:
                 st["malformed"] += 1
+        if malformed:
+            st["malformed"] += 1
 
     def _message(self, data: bytes, t: float, source: str) -> None:
         st = self.stats
-        # check the type tags before python-osc sees them: it logs (root logger) on every tag it
-        # does not know, which a flood would turn into a torrent; Impulse (I) is read as Nil
-        end = data.find(b"\0")
-        start = (end + 4) & ~3
-        if end < 0 or start > len(data):
+        decoded = decode_message(data)
+        if decoded is None:
             st["malformed"] += 1
             return
-        if start < len(data):
-            tag_end = data.find(b"\0", start)
-            tags = data[start:tag_end]
-            if tag_end < 0 or tags[:1] != b"," or tags.translate(None, _KNOWN_TAGS) != b",":
-                st["malformed"] += 1
-                return
-            if b"I" in tags:
-                data = data[:start] + tags.replace(b"I", b"N") + data[tag_end:]
-        try:
-            msg = OscMessage(data)
-            address, args = msg.address, msg.params
-        except Exception:  # noqa: BLE001 - python-osc raises ParseError, struct.error, UnicodeDecodeError...
-            st["malformed"] += 1
-            return
+        address, args = decoded
         if not address.startswith("/") or len(address) > MAX_ADDRESS or not address.isprintable() \
                 or " " in address:
             st["malformed"] += 1

@@ -130,6 +130,23 @@ class _Lines:
     def __init__(self, path, max_bytes: int, stats: Counter):
         self.path, self.max_bytes, self.stats = Path(path), max_bytes, stats
 
+    def _read(self, gz, size: int, total: int) -> bytes | None:
+        """The next line (at most ``size`` bytes), or None at the end: a missing trailer (a recorder
+        that crashed) is ``truncated``, damage after a good start ``corrupt``."""
+        try:
+            line = gz.readline(size)
+        except EOFError:
+            self.stats["truncated"] += 1
+            return None
+        except (gzip.BadGzipFile, zlib.error, OSError) as e:
+            if total == 0:
+                raise HandFileError(f"not a gzip hand file ({e})") from None
+            self.stats["corrupt"] += 1
+            return None
+        if total + len(line) > self.max_bytes:
+            raise HandFileError(f"over {self.max_bytes} bytes decompressed")
+        return line
+
     def __iter__(self):
         total = 0
         try:
@@ -138,35 +155,18 @@ class _Lines:
             raise HandFileError(f"cannot open {self.path}: {e.strerror}") from None
         with raw, gzip.GzipFile(fileobj=raw, mode="rb") as gz:
             while True:
-                try:
-                    line = gz.readline(MAX_LINE + 1)
-                except EOFError:            # no gzip trailer: written by a recorder that crashed
-                    self.stats["truncated"] += 1
-                    return
-                except (gzip.BadGzipFile, zlib.error, OSError) as e:
-                    if total == 0:
-                        raise HandFileError(f"not a gzip hand file ({e})") from None
-                    self.stats["corrupt"] += 1
-                    return
+                line = self._read(gz, MAX_LINE + 1, total)
                 if not line:
                     return
                 total += len(line)
-                if total > self.max_bytes:
-                    raise HandFileError(f"over {self.max_bytes} bytes decompressed")
                 if len(line) > MAX_LINE:
                     # skip the rest of this line without holding it
                     self.stats["long_lines"] += 1
                     while not line.endswith(b"\n"):
-                        try:
-                            line = gz.readline(_CHUNK)
-                        except (EOFError, gzip.BadGzipFile, zlib.error, OSError):
-                            self.stats["truncated"] += 1
-                            return
+                        line = self._read(gz, _CHUNK, total)
                         if not line:
                             return
                         total += len(line)
-                        if total > self.max_bytes:
-                            raise HandFileError(f"over {self.max_bytes} bytes decompressed")
                     yield None
                     continue
                 if not line.endswith(b"\n"):

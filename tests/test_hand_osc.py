@@ -19,20 +19,12 @@ from engine.signals.hand_osc import HandOscIn, landmarks_to_hand
 from engine.signals.hand_record import read_hand_file
 from engine.signals.hands import HandTracker
 from engine.signals.leap import LeapSource
-from test_leap import LeapServer, _free_port  # tests/ is on sys.path (rootdir conftest)
+from conftest import free_port, wait_for
+from test_leap import LeapServer  # tests/ is on sys.path (rootdir conftest)
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = next((p for p in (ROOT / "tests/data/hands_sample.vjhands.gz",
                            ROOT / "patches/hands_sample.vjhands.gz") if p.exists()), None)
-
-
-def _wait(cond, timeout=3.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.005)
-    return cond()
 
 
 def _msg(address, *args):
@@ -84,7 +76,7 @@ def test_vj_preset_bundle_and_loose_messages(rig):
         _msg("/hands/right/tips", *[float(i) for i in range(15)]),
         _msg("/hands/right/extended", 1, 0, 1, 1, 0), _msg("/hands/right/time_visible", 2.5),
         _msg("/hands/box", 0.0, 200.0, 0.0, 600.0, 600.0, 400.0)]))
-    assert _wait(lambda: tracker.stats["frames"] == 1)
+    assert wait_for(lambda: tracker.stats["frames"] == 1)
     p = bus.peek
     assert p("hands.right.palm.x") == pytest.approx(0.5) and p("hands.right.palm.y") == pytest.approx(0.5)
     assert p("hands.right.grab") == pytest.approx(0.25) and p("hands.right.pinch") == pytest.approx(0.75)
@@ -98,7 +90,7 @@ def test_vj_preset_bundle_and_loose_messages(rig):
     time.sleep(0.05)
     assert tracker.stats["frames"] == 1          # not before /hands/end
     client.send_message("/hands/end", [])
-    assert _wait(lambda: tracker.stats["frames"] == 2)
+    assert wait_for(lambda: tracker.stats["frames"] == 2)
     # over MAX_JUMP from the right hand's last palm, so not taken as the right hand moving;
     # the box sent with the previous frame stays
     assert p("hands.left.palm.x") == pytest.approx(-210 / 600 + 0.5)
@@ -115,7 +107,7 @@ def test_touchdesigner_preset(rig):
         ("tx", 50.0), ("ty", 250.0), ("tz", -30.0), ("rx", pitch), ("ry", yaw), ("rz", roll),
         ("grabstrength", 0.5), ("pinchstrength", 0.25), ("vx", 10.0), ("vy", 0.0), ("vz", 0.0))]
         + [_msg("/sequence_id", 7.0)]))
-    assert _wait(lambda: tracker.stats["frames"] == 1)
+    assert wait_for(lambda: tracker.stats["frames"] == 1)
     p = bus.peek
     assert p("hands.right.palm.x") == pytest.approx(50 / 235 + 0.5, abs=1e-6)
     assert p("hands.right.palm.y") == pytest.approx(50 / 235 + 0.5, abs=1e-6)
@@ -128,7 +120,7 @@ def test_touchdesigner_preset(rig):
     # no bundle: one message per channel (an OSC Out CHOP), grouped by the 4 ms window
     for k, v in (("tx", -250.0), ("ty", 150.0), ("tz", 0.0), ("grabstrength", 1.0)):
         client.send_message(f"/l:{k}", v)
-    assert _wait(lambda: tracker.stats["frames"] == 2)
+    assert wait_for(lambda: tracker.stats["frames"] == 2)
     assert p("hands.left.visible") == 1.0 and p("hands.right.visible") == 0.0
     assert p("hands.left.palm.x") == 0.0   # clamped; far enough from the right hand's last palm
     assert p("hands.left.palm.y") == pytest.approx(-50 / 235 + 0.5, abs=1e-6)
@@ -138,11 +130,11 @@ def test_touchdesigner_preset(rig):
         client.send_message("/hand0:tx", 100.0 + i)
         client.send_message("/hand0:ty", 200.0)
         client.send_message("/hand0:tz", 0.0)
-    assert _wait(lambda: tracker.stats["frames"] == 5)
+    assert wait_for(lambda: tracker.stats["frames"] == 5)
     assert p("hands.right.visible") == 1.0   # type None, x > 0: the right side
     client.send(_bundle([_msg("/hands", 0.0), _msg("/hand0:tx", 1.0), _msg("/hand0:ty", 200.0),
                          _msg("/hand0:tz", 0.0)]))
-    assert _wait(lambda: tracker.stats["frames"] == 6)
+    assert wait_for(lambda: tracker.stats["frames"] == 6)
     assert p("hands.count") == 0.0 and p("hands.right.visible") == 0.0
     assert rx.stats["bad"] == 0, rx.summary()
 
@@ -161,7 +153,7 @@ def test_mediapipe_preset(rig):
     rx, tracker, bus, client = rig("mediapipe")
     lm = _open_hand()
     client.send_message("/hands/right/landmarks", lm)
-    assert _wait(lambda: tracker.stats["frames"] == 1)
+    assert wait_for(lambda: tracker.stats["frames"] == 1)
     p = bus.peek
     palm_x = sum(lm[3 * i] for i in (0, 5, 9, 13, 17)) / 5
     palm_y = sum(lm[3 * i + 1] for i in (0, 5, 9, 13, 17)) / 5
@@ -187,11 +179,11 @@ def test_mediapipe_preset(rig):
     p = bus.peek
     client.send(_bundle([_msg("/hands/left/landmarks", *_open_hand(0.7)),
                          _msg("/hands/right/landmarks", *_open_hand(0.3))]))
-    assert _wait(lambda: tracker.stats["frames"] == 1)
+    assert wait_for(lambda: tracker.stats["frames"] == 1)
     assert p("hands.count") == 2.0 and p("hands.left.visible") == 1.0
     assert p("hands.left.palm.x") < 0.5 < p("hands.right.palm.x")
     client.send_message("/landmarks", _open_hand(0.4))
-    assert _wait(lambda: tracker.stats["frames"] == 2)
+    assert wait_for(lambda: tracker.stats["frames"] == 2)
     assert p("hands.count") == 1.0 and p("hands.right.visible") == 1.0
     assert p("hands.left.visible") == 0.0
     assert rx.stats.problems() == 0, rx.summary()
@@ -281,20 +273,20 @@ def test_same_motion_same_signals():
             for f in frames:
                 s.sendto(_vj_bundle(f).dgram, ("127.0.0.1", rx.port))
                 time.sleep(0.0005)
-        assert _wait(lambda: len(via_osc.rows) == n, 5), rx.summary()
+        assert wait_for(lambda: len(via_osc.rows) == n, 5), rx.summary()
     finally:
         rx.stop()
     assert rx.stats.problems() == 0, rx.summary()
 
     via_leap = _Recorded(times)
-    server = LeapServer(_free_port()).start()
+    server = LeapServer(free_port()).start()
     src = LeapSource(via_leap, url=f"ws://127.0.0.1:{server.port}/v6.json", silence=5.0)
     try:
         src.start()
-        assert _wait(lambda: src.connected and server.conns and len(server.received) >= 2)
+        assert wait_for(lambda: src.connected and server.conns and len(server.received) >= 2)
         for i, f in enumerate(frames):
             server.send(_leap_json(f, i))
-        assert _wait(lambda: len(via_leap.rows) == n, 5), src.summary()
+        assert wait_for(lambda: len(via_leap.rows) == n, 5), src.summary()
     finally:
         src.stop()
         server.stop()
@@ -338,7 +330,7 @@ def test_garbage_is_counted_never_raises(rig):
         except OSError:   # the 70 kB one may be refused by the kernel: fine
             pass
     sock.sendto(good, dest)
-    assert _wait(lambda: tracker.stats["frames"] == 1), rx.summary()
+    assert wait_for(lambda: tracker.stats["frames"] == 1), rx.summary()
     st = rx.stats
     assert st["bad.nonfinite"] == 2 and st["bad.type"] == 1 and st["bad.args"] == 2
     assert st["bad.range"] == 1 and st["bad.missing"] == 1

@@ -3,11 +3,10 @@ Xoromancy patch, hand recordings, the hand settings in the control namespace, la
 import socket
 import time
 
-import numpy as np
 import pytest
 from pythonosc.udp_client import SimpleUDPClient
 
-from conftest import ROOT, frame_motion, read_video, run_vj
+from conftest import ROOT, free_port, frame_motion, read_video, run_vj
 from engine.signals.hand_record import read_hand_file
 
 SAMPLE = ROOT / "patches" / "hands_sample.vjhands.gz"
@@ -72,10 +71,10 @@ def test_a_hostile_leap_stream_never_stops_the_frames():
     """Invalid JSON, wrong shapes, NaN, absurd values, then a flood of frames, from a local
     Leap WebSocket server while the show runs: counted, dropped, and the frames keep their pace."""
     import threading
-    from test_leap import LeapServer, _free_port, _v6_frame
+    from test_leap import LeapServer, _v6_frame
 
     from engine.session import Options, Session
-    port = _free_port()
+    port = free_port()
     server = LeapServer(port).start()
     try:
         with Session(Options(size=(48, 32), fps=30.0, live=True,

@@ -3,30 +3,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 import time
 
 import pytest
 
+from conftest import free_port, wait_for
 from engine.signals.leap import LeapSource, parse_frame
 
 FINGERS = ["thumb", "index", "middle", "ring", "pinky"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(cond, timeout=3.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.01)
-    return cond()
 
 
 class LeapServer:
@@ -190,7 +175,7 @@ def rig():
     made = []
 
     def make(port=None, start_server=True, **kw):
-        port = port or _free_port()
+        port = port or free_port()
         got = []
         kw.setdefault("reconnect", (0.05, 0.2))
         kw.setdefault("silence", 2.0)
@@ -209,7 +194,7 @@ def rig():
 def test_client_end_to_end(rig):
     client, server, got, _ = rig()
     assert client.start() is client
-    assert _wait(lambda: len(server.received) >= 2)
+    assert wait_for(lambda: len(server.received) >= 2)
     assert server.received[:2] == [(0, {"background": True}), (0, {"enableGestures": False})]
     assert client.connected and client.version == 6
     assert [t.name for t in threading.enumerate()].count("leap-ws") >= 1
@@ -225,7 +210,7 @@ def test_client_end_to_end(rig):
     server.send(bad)
     server.send(_v6_frame(ts=1_500_000))  # 0.5 s before the last good one: stale
     server.send(_shim_frame(ts=4_000_000))
-    assert _wait(lambda: len(got) == 3 and client.stats["stale"] == 1)
+    assert wait_for(lambda: len(got) == 3 and client.stats["stale"] == 1)
     v6, shim, shim2 = got
     assert t0 <= v6["t"] <= shim["t"] <= time.monotonic()
     assert v6["leap_us"] == 1_000_000 and v6["box"]["size"] == [235.2, 235.2, 147.9]
@@ -237,16 +222,16 @@ def test_client_end_to_end(rig):
 
     # an oversized message: websockets closes with 1009; the client counts it and reconnects
     server.send('{"hands": [], "pad": "' + "x" * (1 << 20) + '"}')
-    assert _wait(lambda: len(server.conns) == 2 and client.connected)
-    assert _wait(lambda: (1, {"background": True}) in server.received)
+    assert wait_for(lambda: len(server.conns) == 2 and client.connected)
+    assert wait_for(lambda: (1, {"background": True}) in server.received)
     server.send(_shim_frame(ts=10))  # a new connection: the clock reference starts afresh
-    assert _wait(lambda: len(got) == 4)
+    assert wait_for(lambda: len(got) == 4)
 
     # the server closes the connection: reconnect and frames again
     server.close_conn()
-    assert _wait(lambda: len(server.conns) == 3 and client.connected)
+    assert wait_for(lambda: len(server.conns) == 3 and client.connected)
     server.send(_v6_frame(ts=20))
-    assert _wait(lambda: len(got) == 5)
+    assert wait_for(lambda: len(got) == 5)
     assert got[-1]["hands"][0]["id"] == 42
 
     st = client.stats
@@ -266,27 +251,27 @@ def test_client_end_to_end(rig):
 def test_silent_server_is_reconnected(rig):
     client, server, got, _ = rig(silence=0.4)
     client.start()
-    assert _wait(lambda: client.connected)
+    assert wait_for(lambda: client.connected)
     server.send(_v6_frame())
-    assert _wait(lambda: len(got) == 1)
+    assert wait_for(lambda: len(got) == 1)
     # nothing more: after 0.4 s the client drops the connection and connects again
-    assert _wait(lambda: len(server.conns) >= 2, timeout=3)
+    assert wait_for(lambda: len(server.conns) >= 2, timeout=3)
     assert client.stats["silent"] >= 1
-    assert _wait(lambda: client.connected)
+    assert wait_for(lambda: client.connected)
     server.send(_v6_frame(ts=1))  # a new connection: not stale
-    assert _wait(lambda: len(got) == 2)
+    assert wait_for(lambda: len(got) == 2)
 
 
 def test_server_appears_later(rig):
     client, _, got, port = rig(start_server=False)
     client.start()
-    assert _wait(lambda: client.stats["failures"] >= 3)
+    assert wait_for(lambda: client.stats["failures"] >= 3)
     assert not client.connected and client._thread.is_alive()
     server = LeapServer(port).start()
     try:
-        assert _wait(lambda: client.connected, timeout=3)
+        assert wait_for(lambda: client.connected, timeout=3)
         server.send(_shim_frame())
-        assert _wait(lambda: len(got) == 1)
+        assert wait_for(lambda: len(got) == 1)
     finally:
         t = time.monotonic()
         client.stop()
@@ -297,7 +282,7 @@ def test_server_appears_later(rig):
 def test_stop_while_retrying_is_prompt(rig):
     client, _, _, _ = rig(start_server=False, reconnect=(5.0, 5.0))
     client.start()
-    assert _wait(lambda: client.stats["failures"] >= 1)
+    assert wait_for(lambda: client.stats["failures"] >= 1)
     t = time.monotonic()
     client.stop()  # in the middle of a 2.5..5 s backoff sleep
     assert time.monotonic() - t < 1.0
@@ -305,7 +290,7 @@ def test_stop_while_retrying_is_prompt(rig):
 
 
 def test_sink_errors_do_not_kill_the_thread(rig):
-    port = _free_port()
+    port = free_port()
     server = LeapServer(port).start()
     calls = []
 
@@ -316,12 +301,12 @@ def test_sink_errors_do_not_kill_the_thread(rig):
 
     client = LeapSource(sink, url=f"ws://127.0.0.1:{port}/v6.json", reconnect=(0.05, 0.2)).start()
     try:
-        assert _wait(lambda: client.connected)
+        assert wait_for(lambda: client.connected)
         server.send(_v6_frame(ts=1))
         server.send(_v6_frame(ts=2))
         server.send(_v6_frame(ts=5_000_000))
         server.send(_v6_frame(ts=7))  # 5 s back: the service restarted its clock, kept
-        assert _wait(lambda: len(calls) == 4)
+        assert wait_for(lambda: len(calls) == 4)
         assert client.stats["sink_errors"] == 1 and client.stats["frames"] == 3
         assert client.stats["clock_resets"] == 1 and calls[-1]["leap_us"] == 7
     finally:

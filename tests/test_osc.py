@@ -12,19 +12,11 @@ from pythonosc import osc_bundle_builder, osc_message_builder, udp_client
 from pythonosc.osc_bundle import OscBundle
 from pythonosc.osc_message import OscMessage
 
+from conftest import wait_for
 from engine.control.dispatch import Dispatcher
 from engine.outputs.osc_out import OscOut, encode_bundle, encode_message, parse_destination
 from engine.signals.bus import SignalBus
 from engine.signals.osc import OscHandler, OscIn
-
-
-def wait_for(cond, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.01)
-    return cond()
 
 
 SPEED = {"value": 1.0, "norm": 0.5, "lo": 0.0, "hi": 2.0, "default": 1.0, "description": ""}

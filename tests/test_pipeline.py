@@ -155,3 +155,27 @@ def test_recorder_drops_and_counts_when_the_encoder_is_behind(tmp_path):
     # a dropped frame leaves a gap: the file keeps real time
     kept = [k for k, q in enumerate(queued) if q]
     assert np.allclose(info["times"], np.array(kept) / 30, atol=1e-3)
+
+
+class FlakyGenerator(CounterGenerator):
+    """Raises on frames 3, 4 and 5, as a model that hits device trouble now and then."""
+
+    def synthesis(self, ws, noise="const", transform=None, **kwargs):
+        if 3 <= int(round(float(ws[0, 0, 0]))) <= 5:
+            raise RuntimeError("device fell over")
+        return super().synthesis(ws, noise, transform, **kwargs)
+
+
+def test_a_raising_generator_on_its_thread_never_stops_the_frames(tmp_path):
+    save_patch(tmp_path / "count.py", COUNTER_PATCH)
+    out = tmp_path / "flaky.mp4"
+    with Session(Options(patch=tmp_path / "count.py", model=FlakyGenerator(), size=(64, 64), fps=30.0,
+                         live=True, record=out)) as s:
+        reports = []
+        s.generate._report = reports.append  # what the HUD and the log would be told
+        s.engine.run_live(frames=15)
+    counters = [counter_of(f) for f in read_video(out)[0]]
+    assert len(counters) == 15
+    # frames 3-5 show frame 2's image again; before and after, each frame its own
+    assert counters[:3] == [0, 1, 2] and counters[3:6] == [2, 2, 2] and counters[6:] == list(range(6, 15))
+    assert sum("device fell over" in r for r in reports) == 1  # said once, not per frame

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from pathlib import Path
 
 import moderngl
@@ -27,8 +28,20 @@ import numpy as np
 
 from engine import paths
 from engine.render.gl import GLWait, is_software
+from engine.reporting import Once
 
 log = logging.getLogger(__name__)
+vj_log = logging.getLogger("vj")
+
+MAX_SHADER_BYTES = 256 * 1024
+WATCH_INTERVAL = 0.25  # seconds between stat() rounds of the chain's shader files
+PASSES = {  # program name -> (fragment shader, vertex shader)
+    "upscale": ("upscale.frag", "fullscreen.vert"),
+    "blit": ("blit.frag", "blit.vert"),
+    "kaleido": ("kaleido.frag", "fullscreen.vert"),
+    "feedback": ("feedback.frag", "fullscreen.vert"),
+    "colour": ("colour.frag", "fullscreen.vert"),
+}
 
 POST_DEFAULTS = {
     "fit": 0.0,             # 0 = whole image with black bars, 1 = fill the canvas, cropping
@@ -50,15 +63,50 @@ class ShaderError(Exception):
     pass
 
 
+def read_shader(path: Path) -> str:
+    """A shader file's text; ShaderError naming the file if it is missing, unreadable,
+    not UTF-8 or over MAX_SHADER_BYTES."""
+    name = f"shaders/{path.name}"
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ShaderError(f"{name} is missing") from None
+    except OSError as e:
+        raise ShaderError(f"{name} cannot be read: {e.strerror or e}") from None
+    if len(data) > MAX_SHADER_BYTES:
+        raise ShaderError(f"{name} is {len(data)} bytes, over the {MAX_SHADER_BYTES} byte limit")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ShaderError(f"{name} is not UTF-8 text (byte {e.start})") from None
+
+
+def _glsl_error(e: moderngl.Error, frag: str, vert: str) -> str:
+    """One line naming the file at fault and the driver's first error line."""
+    text = str(e)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if "vertex_shader" in lines and "fragment_shader" not in lines:
+        where = f"shaders/{vert} does not compile"
+    elif "fragment_shader" in lines and "vertex_shader" not in lines:
+        where = f"shaders/{frag} does not compile"
+    elif text.startswith("GLSL Linker failed"):
+        where = f"shaders/{vert} + shaders/{frag} do not link"
+    else:
+        where = f"shaders/{vert} + shaders/{frag} do not compile"
+    detail = next((ln for ln in lines if "error" in ln.lower() and not ln.startswith("GLSL ")),
+                  next((ln for ln in lines if set(ln) - set("=")), text.strip()))
+    return f"{where}: {detail}"
+
+
 def load_program(ctx: moderngl.Context, frag: str, shader_dir: Path | None = None,
                  vert: str = "fullscreen.vert") -> moderngl.Program:
     d = Path(shader_dir or paths.SHADERS)
-    vert_src = (d / vert).read_text()
-    frag_src = (d / frag).read_text()
+    vert_src = read_shader(d / vert)
+    frag_src = read_shader(d / frag)
     try:
         return ctx.program(vertex_shader=vert_src, fragment_shader=frag_src)
     except moderngl.Error as e:
-        raise ShaderError(f"shaders/{frag} does not compile:\n{e}") from e
+        raise ShaderError(_glsl_error(e, frag, vert)) from e
 
 
 def _set(prog: moderngl.Program, **uniforms) -> None:
@@ -68,12 +116,25 @@ def _set(prog: moderngl.Program, **uniforms) -> None:
 
 
 class ShaderChain:
-    def __init__(self, ctx: moderngl.Context, size: tuple[int, int], shader_dir: Path | None = None):
+    """``watch`` (on by default): shader files edited on disk are recompiled from ``render``
+    and swapped in; one that fails keeps the last good program and is reported once per
+    message through ``report(message)`` (else logged at ERROR on "vj")."""
+
+    def __init__(self, ctx: moderngl.Context, size: tuple[int, int], shader_dir: Path | None = None,
+                 report=None, watch: bool = True):
         self.ctx = ctx
         self.size = tuple(size)
-        self.programs = {name: load_program(ctx, f"{name}.frag", shader_dir,
-                                            "blit.vert" if name == "blit" else "fullscreen.vert")
-                         for name in ("upscale", "blit", "kaleido", "feedback", "colour")}
+        self.shader_dir = Path(shader_dir or paths.SHADERS)
+        self.watch = watch
+        self._report = report or (lambda msg: vj_log.error("%s", msg))
+        self._reported = Once(64)
+        self._errors: dict[str, set[str]] = {}  # program -> messages reported since it last compiled
+        files = {f for pair in PASSES.values() for f in pair}
+        # Stamped before reading, so a save landing during the first compile is seen next poll.
+        self._stamps = {f: paths.file_stamp(self.shader_dir / f) for f in files}
+        self._next_poll = time.monotonic() + WATCH_INTERVAL
+        self.programs = {name: load_program(ctx, frag, self.shader_dir, vert)
+                         for name, (frag, vert) in PASSES.items()}
         self.vaos = {name: ctx.vertex_array(prog, []) for name, prog in self.programs.items()}
         self.source: moderngl.Texture | None = None
         self._up: tuple | None = None  # (texture, framebuffer) of the pre-upscaled image
@@ -132,11 +193,54 @@ class ShaderChain:
                 log.warning("unknown post setting %r ignored (known: %s)", k, ", ".join(POST_DEFAULTS))
         return merged
 
+    def reload_changed(self) -> list[str]:
+        """Recompile the programs whose shader files changed on disk since last looked at and
+        swap in those that compile; the names of the files reloaded. Must run on the thread
+        that owns the GL context (``render`` calls it every WATCH_INTERVAL when watching)."""
+        changed = []
+        for f, old in self._stamps.items():
+            stamp = paths.file_stamp(self.shader_dir / f)
+            if stamp != old:
+                self._stamps[f] = stamp
+                changed.append(f)
+        if not changed:
+            return []
+        ok = {}
+        for name, (frag, vert) in PASSES.items():
+            if frag in changed or vert in changed:
+                ok[name] = self._recompile(name, frag, vert)
+        reloaded = [f for f in changed if all(ok[n] for n, pair in PASSES.items() if f in pair)]
+        for f in reloaded:
+            vj_log.info("shader %s reloaded", f)
+        return reloaded
+
+    def _recompile(self, name: str, frag: str, vert: str) -> bool:
+        try:
+            prog = load_program(self.ctx, frag, self.shader_dir, vert)
+        except ShaderError as e:
+            msg = f"{e} (keeping the last good version)"
+            self._errors.setdefault(name, set()).add(msg)
+            if self._reported.first(msg):
+                self._report(msg)
+            return False
+        for msg in self._errors.pop(name, ()):
+            self._reported.discard(msg)  # the same mistake made again later is news again
+        self.vaos[name].release()
+        self.programs[name].release()
+        self.programs[name] = prog
+        self.vaos[name] = self.ctx.vertex_array(prog, [])
+        return True
+
     def render(self, post: dict | None = None, dt: float = 1.0 / 30.0) -> moderngl.Texture:
         """Run the chain; returns the output texture (valid until the next render).
         ``dt`` is the frame's time step, which scales the feedback settings."""
         if self.source is None:
             raise RuntimeError("upload an image before rendering")
+        if self.watch:
+            now = time.monotonic()
+            if now >= self._next_poll:
+                self._next_poll = now + WATCH_INTERVAL
+                self.reload_changed()
         s = self.settings(post or {})
         out_size = tuple(float(x) for x in self.size)
         flip = 0

@@ -22,12 +22,11 @@ import json
 import math
 import threading
 import time
-import zlib
 from collections import Counter
-from datetime import datetime, timezone
 from pathlib import Path
 
 from engine.paths import unused_path
+from engine.signals.jsonl import GzipLines, check_header, utc_stamp
 from engine.signals.hands import HandFrameError, check_frame
 
 FORMAT = "vj-hands"
@@ -36,7 +35,6 @@ MAX_LINE = 64 * 1024
 MAX_BYTES = 256 * 1024 * 1024      # decompressed
 MAX_FRAMES = 100_000               # read_hand_file keeps them all in memory
 MAX_BAD = 10_000                   # bad lines before a file is refused as hostile
-_CHUNK = 64 * 1024
 
 
 class HandFileError(ValueError):
@@ -81,7 +79,7 @@ class HandRecorder:
         self.stats = Counter()
         head = dict(header or {})
         head.update({"format": FORMAT, "version": VERSION,
-                     "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")})
+                     "created": utc_stamp()})
         self._line(head)
 
     def _line(self, obj) -> None:
@@ -123,74 +121,14 @@ class HandRecorder:
         self.close()
 
 
-class _Lines:
-    """Lines of a gzip file, streamed: each at most MAX_LINE bytes (longer ones are skipped
-    whole and counted), decompressed total capped at max_bytes, a missing trailer tolerated."""
-
-    def __init__(self, path, max_bytes: int, stats: Counter):
-        self.path, self.max_bytes, self.stats = Path(path), max_bytes, stats
-
-    def _read(self, gz, size: int, total: int) -> bytes | None:
-        """The next line (at most ``size`` bytes), or None at the end: a missing trailer (a recorder
-        that crashed) is ``truncated``, damage after a good start ``corrupt``."""
-        try:
-            line = gz.readline(size)
-        except EOFError:
-            self.stats["truncated"] += 1
-            return None
-        except (gzip.BadGzipFile, zlib.error, OSError) as e:
-            if total == 0:
-                raise HandFileError(f"not a gzip hand file ({e})") from None
-            self.stats["corrupt"] += 1
-            return None
-        if total + len(line) > self.max_bytes:
-            raise HandFileError(f"over {self.max_bytes} bytes decompressed")
-        return line
-
-    def __iter__(self):
-        total = 0
-        try:
-            raw = open(self.path, "rb")
-        except OSError as e:
-            raise HandFileError(f"cannot open {self.path}: {e.strerror}") from None
-        with raw, gzip.GzipFile(fileobj=raw, mode="rb") as gz:
-            while True:
-                line = self._read(gz, MAX_LINE + 1, total)
-                if not line:
-                    return
-                total += len(line)
-                if len(line) > MAX_LINE:
-                    # skip the rest of this line without holding it
-                    self.stats["long_lines"] += 1
-                    while not line.endswith(b"\n"):
-                        line = self._read(gz, _CHUNK, total)
-                        if not line:
-                            return
-                        total += len(line)
-                    yield None
-                    continue
-                if not line.endswith(b"\n"):
-                    self.stats["truncated"] += 1   # the last line was cut short
-                    return
-                yield line
-
-
 def iter_hand_file(path, max_frames: int = 10 ** 7, max_bytes: int = MAX_BYTES, stats: Counter | None = None,
                    header_out: dict | None = None):
     """Stream the frames of a hand file (cleaned dicts, ``t`` relative to the first frame).
     Counts go into ``stats``; the header into ``header_out`` (a dict to fill). Raises
     :class:`HandFileError` for a bad header or a file over the limits."""
     stats = Counter() if stats is None else stats
-    lines = iter(_Lines(path, max_bytes, stats))
-    first = next(lines, None)
-    try:
-        head = json.loads(first) if first else None
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        head = None
-    if not isinstance(head, dict) or head.get("format") != FORMAT:
-        raise HandFileError("not a vj-hands file (bad header)")
-    if head.get("version") != VERSION or isinstance(head.get("version"), bool):
-        raise HandFileError(f"unsupported vj-hands version {str(head.get('version'))[:20]}")
+    lines = iter(GzipLines(path, max_bytes, stats, MAX_LINE, HandFileError, "hand"))
+    head = check_header(next(lines, None), FORMAT, VERSION, HandFileError)
     if header_out is not None:
         header_out.update(head)
     last_t = -math.inf

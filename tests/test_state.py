@@ -188,7 +188,7 @@ def test_writer_coalesces_and_flushes(tmp_path):
     try:
         assert threading.current_thread() is not w._thread and w._thread.name == "state writer"
         w.put(f, {"n": 0})
-        time.sleep(0.05)            # the writer is now in the first save, held at the gate
+        assert wait(lambda: w.pending() == 1 and not w._pending)  # in the first save, held at the gate
         for i in range(1, 50):
             w.put(f, {"n": i})
         w.put(g, {"n": "g"})

@@ -134,6 +134,7 @@ class Session:
         self.window = self.setlist = None
         self.audio_sources: list = []
         self.hands = None                # control/hands.py HandsStage, with --hands
+        self.scenes = self.scene_hosts = None   # show/scenes.py SetStage and its patch hosts, with a set
         try:
             self._build()
         except BaseException:
@@ -172,7 +173,6 @@ class Session:
         from engine.control.dispatch import Dispatcher
         from engine.control.publish import Publisher
         from engine.outputs.recording import RecordStage
-        from engine.patching.loader import PatchHost
         from engine.patching.params import ParamSet
         from engine.patching.stage import ParamsStage, PatchStage
         from engine.render.gl import describe
@@ -185,19 +185,25 @@ class Session:
 
         o = self.options
         self.ctx = self._open_gl()
-        self.runner = GeneratorRunner(load_model(o.model), device=o.device, precision=o.precision)
+        sl = o.setlist
+        if sl is not None:
+            self.runners = self._open_models(sl)
+            self.runner = self.runners[sl.index]
+        else:
+            self.runner = GeneratorRunner(load_model(o.model), device=o.device, precision=o.precision)
+            self.runners = [self.runner]
         share_cores_with_gl(describe(self.ctx), self.runner.device)
         self.bus = SignalBus()
         self.clock = LiveClock(bpm=o.bpm) if o.live else VirtualClock(o.fps, bpm=o.bpm)
         self.params = ParamSet()
-        # offline, a slow frame costs only time: a hang is still cut short, but later
-        self.patches = PatchHost(o.patch, self.runner.info, params=self.params,
-                                 frame_budget=None if o.live else PatchHost.OFFLINE_FRAME_BUDGET)
-        self.patches.load()
-        if o.watch:
-            self.patches.start_watching()
-        self.own("patch watcher", self.patches.stop)
-        self.chain = ShaderChain(self.ctx, o.size)
+        if sl is not None:
+            from engine.show.scenes import ShowPatches
+            self.scene_hosts = [self._open_patch(sc.patch, self.runners[i].info, sc.name)
+                                for i, sc in enumerate(sl.scenes)]
+            self.patches = ShowPatches(self.scene_hosts, sl)
+        else:
+            self.patches = self._open_patch(o.patch, self.runner.info)
+        self.chain = ShaderChain(self.ctx, o.size, report=self.patches.report)
         self.own("shader chain", self.chain.release)
         self.stats = FrameStats()
         if o.control is not None:
@@ -223,17 +229,20 @@ class Session:
         stages: list = [ClockSync(self.clock, o.follow_audio_tempo), ParamsStage(self.params)]
         if self.hands is not None:
             stages.append(self.hands)
-        if o.setlist is not None:
-            from engine.show.sets import SetStage
-            self.setlist = o.setlist
-            stages.append(SetStage(o.setlist, self.patches, self.dispatcher.dispatch))
         from engine.render.frame_source import open_frame_source
         self.frame_source, self.display_note = open_frame_source(self.ctx, self.runner.device, o.display_path)
         self.own("frame source", self.frame_source.release)
+        compositor = None
+        if sl is not None:
+            self.setlist = sl
+            self.scenes, compositor = self._set_stage(sl)
+            stages.append(self.scenes)
+        else:
+            stages.append(PatchStage(self.patches))
         self.generate = GenerateStage(self.runner, self.patches.report, self.patches.clear_error,
                                       channels=self.frame_source.channels)
         self.own("generator worker", self.generate.close)
-        stages += [PatchStage(self.patches), self.generate, ShadeStage(self.chain, self.frame_source),
+        stages += [self.generate, ShadeStage(self.chain, self.frame_source, compositor),
                    self.recording, self.publisher]
         from engine.render.hud import StatusBoard
         self.board = StatusBoard(self.stats, self.patches, self.runner.info.name, o.size, o.fps, setlist=o.setlist,
@@ -256,15 +265,71 @@ class Session:
         housekeeping.start()
         self.own("housekeeping", housekeeping.stop)
 
+    def _open_patch(self, path, info, scene: str | None = None):
+        from engine.patching.loader import PatchHost
+        o = self.options
+        # offline, a slow frame costs only time: a hang is still cut short, but later
+        host = PatchHost(path, info, params=self.params,
+                         frame_budget=None if o.live else PatchHost.OFFLINE_FRAME_BUDGET)
+        host.load()
+        if o.watch:
+            host.start_watching()
+        self.own(f"patch watcher{f' ({scene})' if scene else ''}", host.stop)
+        return host
+
+    def _open_models(self, sl) -> list:
+        """One runner per scene, each model loaded once, all before the show: a set whose models
+        cannot all be held is refused here, with the figures."""
+        from engine.render.gpu import GeneratorRunner, pick_device
+        from engine.show.models import ModelsDoNotFit, check_fit
+        o = self.options
+        specs = sl.models(o.model)
+        device = pick_device(o.device)
+        precision = o.precision if o.precision != "auto" else ("fp16" if device.type == "cuda" else "fp32")
+        generators = [load_model(spec) for spec in specs]
+        try:
+            check_fit(generators, device, precision, sl.memory_limit_mb)
+        except ModelsDoNotFit as e:
+            raise SessionError(f"set {sl.path.name}: {e}") from e
+        runners = [GeneratorRunner(g, device=o.device, precision=o.precision) for g in generators]
+        return [runners[specs.index(sc.model if sc.model is not None else o.model)] for sc in sl.scenes]
+
+    def _set_stage(self, sl):
+        """The set's stage and, when its transitions show two pictures at once, a second slot
+        (shader chain and frame source) and the compositor."""
+        from engine.render.compose import Compositor
+        from engine.render.frame_source import open_frame_source
+        from engine.render.post import ShaderChain
+        from engine.show.scenes import SetStage, Slot
+        slots = [Slot(self.chain, self.frame_source)]
+        compositor = None
+        kinds = {sl.transition.kind} | {sc.transition.kind for sc in sl.scenes if sc.transition}
+        if kinds & {"crossfade", "wipe", "morph"}:  # a morph between two models is a crossfade
+            chain = ShaderChain(self.ctx, self.options.size, report=self.patches.report)
+            self.own("second shader chain", chain.release)
+            source, _ = open_frame_source(self.ctx, self.runner.device, self.options.display_path)
+            self.own("second frame source", source.release)
+            slots.append(Slot(chain, source))
+            compositor = Compositor(self.ctx, self.options.size)
+            self.own("compositor", compositor.release)
+        stage = SetStage(sl, self.scene_hosts, self.runners, slots, self.dispatcher.dispatch,
+                         on_enter=self._enter_scene, fps=self.options.fps)
+        return stage, compositor
+
+    def _enter_scene(self, index: int, scene) -> None:
+        """On the cued frame: the scene's parameter values."""
+        if scene.params:
+            self.params.apply(scene.params)
+
     def _warm_up(self) -> None:
         """One image through the generator, the frame source and the chain before the clock
         starts: the renderer compiles its shader variants and torch sets up its kernels now,
         not in the first frames of the show (where they cost a dropped frame now and then)."""
         import numpy as np
         try:
-            runner = self.runner
-            image = runner.frame(runner.styles(z=np.zeros(runner.info.z_dim, np.float32)),
-                                 channels=self.frame_source.channels)
+            for runner in {id(r): r for r in self.runners}.values():
+                image = runner.frame(runner.styles(z=np.zeros(runner.info.z_dim, np.float32)),
+                                     channels=self.frame_source.channels)
             self.chain.show(self.frame_source.upload(image))
             self.chain.render(None)
             self.chain.finish()

@@ -9,10 +9,13 @@ import math
 import random
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from conftest import ROOT, run_vj
-from engine.show.sets import SetError, SetList, SetStage
+from engine.patching.api import Controls
+from engine.show.scenes import SetStage, Slot
+from engine.show.sets import SetError, SetList
 from engine.signals.bus import SignalBus
 
 PATCH = "def frame(p, s):\n    return p.controls(z=p.seed(1))\n"
@@ -232,13 +235,15 @@ def fuzz_set(rng: random.Random) -> str:
 def walk_the_show(sl: SetList) -> None:
     """Enter every scene the way a show does (cues, and time running out) and ask each for its
     end: the values were checked at load, so nothing here may raise."""
-    bus, switched = SignalBus(), []
-    stage = SetStage(sl, SimpleNamespace(switch=switched.append), lambda *a, **k: bus.emit("cue.next") or True)
+    bus = SignalBus()
+    hosts = [SimpleNamespace(frame=lambda snap: Controls(z=np.zeros(4, np.float32))) for _ in sl.scenes]
+    stage = SetStage(sl, hosts, [None] * len(hosts), [Slot(None, None)],
+                     lambda *a, **k: bus.emit("cue.next") or True)
     for k in range(2 * len(sl.scenes) + 2):  # each step past the longest scene the schema allows
         snap = bus.snapshot(time=k * 1e5, dt=0.1, beat=k * 1e6, bpm=120.0)
         stage.run(SimpleNamespace(snap=snap, status={}))
         assert sl.due(snap, ahead=0.1) in (True, False)
-    assert all(p.is_file() for p in switched)
+    assert all(sc.patch.is_file() for sc in sl.scenes)
 
 
 def test_fuzzed_sets_are_refused_cleanly_or_run(tmp_path):

@@ -7,7 +7,9 @@ import pytest
 
 from conftest import read_video, run_vj
 from engine.control.dispatch import Dispatcher
-from engine.show.sets import SetError, SetList, SetStage
+from engine.patching.api import Controls
+from engine.show.scenes import SetStage, Slot
+from engine.show.sets import SetError, SetList
 from engine.signals.bus import SignalBus
 
 BLACK = "def frame(p, s):\n    return p.controls(z=p.seed(1), brightness=-1.0)\n"
@@ -20,6 +22,23 @@ def make_set(tmp_path, body):
     f = tmp_path / "set.toml"
     f.write_text(body)
     return f
+
+
+class ScriptHost:
+    """A patch host that notes the frames it drew."""
+
+    def __init__(self, name, log):
+        self.name, self.log = name, log
+
+    def frame(self, snap):
+        self.log.append((snap.frame, self.name))
+        return Controls(z=np.zeros(4, np.float32))
+
+
+def set_stage(sl, dispatch, drawn=None):
+    drawn = [] if drawn is None else drawn
+    hosts = [ScriptHost(sc.patch.name, drawn) for sc in sl.scenes]
+    return SetStage(sl, hosts, [None] * len(hosts), [Slot(None, None)], dispatch), drawn
 
 
 def snap(bus, t=0.0, beat=0.0):
@@ -53,12 +72,12 @@ def test_scenes_advance_by_bars_or_seconds_through_the_dispatcher(tmp_path):
                                     '[[scene]]\npatch = "show.py"\nseconds = 5\n'))
     bus = SignalBus()
     d = Dispatcher(bus, status=lambda: {"scenes": 2})
-    switched = []
-    stage = SetStage(sl, SimpleNamespace(switch=lambda p: switched.append((k, p.name))), d.dispatch)
+    stage, drawn = set_stage(sl, d.dispatch)
     for k in range(300):  # 30 fps at 120 bpm: 2 bars = 8 beats = 120 frames; then 5 s = 150 frames
-        f = SimpleNamespace(snap=bus.snapshot(time=k / 30, dt=1 / 30 if k else 0.0, beat=k / 15, bpm=120.0),
+        f = SimpleNamespace(snap=bus.snapshot(time=k / 30, dt=1 / 30 if k else 0.0, beat=k / 15, bpm=120.0, frame=k),
                             status={})
         stage.run(f)
+    switched = [(k, name) for (k, name), (_, before) in zip(drawn[1:], drawn) if name != before]
     assert switched == [(120, "show.py"), (270, "black.py")]
     assert d.stats["accepted"] == 2
 

@@ -310,6 +310,18 @@ class ParamSet:
         self._publish()
         return p
 
+    def apply(self, values: dict) -> None:
+        """Set parameters to these values, in their own units, now (render thread): a scene's
+        on entering it, or saved ones. A name not declared yet waits for its declaration."""
+        with self._lock:
+            for name, v in values.items():
+                self._set_event((name, v, "raw"))
+        self._publish()
+
+    def targets(self) -> dict[str, float]:
+        """Every parameter's value in its own units, where it is heading (not mid-smoothing)."""
+        return {n: p.target for n, p in list(self.params.items())}
+
     def set_bindings(self, bindings: list[Binding]) -> None:
         """Replace the bindings (mappings file edited); taken over at the next frame."""
         with self._lock:

@@ -3,7 +3,8 @@
 Keys: F fullscreen on/off, H HUD on/off, Esc quit belong to the window. The others are
 commands of the engine's namespace, sent through the control plane's dispatcher like any
 controller's (source ``keys``): Space ``/vj/tap``, Right/Left (or Page Down/Up)
-``/vj/cue/next`` / ``/vj/cue/prev``, L ``/vj/learn`` (the next parameter in turn).
+``/vj/cue/next`` / ``/vj/cue/prev``, 1..9 ``/vj/cue/goto n`` (a set's scene n), L ``/vj/learn``
+(the next parameter in turn), B ``/vj/bookmark/save``.
 The canvas is drawn aspect-correct into whatever size the window has. ``WindowStage`` is
 the window's stage of a frame: present, keys, HUD."""
 from __future__ import annotations
@@ -21,9 +22,14 @@ log = logging.getLogger(__name__)
 
 
 def _keys() -> dict:
+    """key -> (address, arguments)"""
     import glfw
-    return {glfw.KEY_SPACE: "/vj/tap", glfw.KEY_RIGHT: "/vj/cue/next", glfw.KEY_PAGE_DOWN: "/vj/cue/next",
-            glfw.KEY_LEFT: "/vj/cue/prev", glfw.KEY_PAGE_UP: "/vj/cue/prev", glfw.KEY_L: "/vj/learn"}
+    keys = {glfw.KEY_SPACE: "/vj/tap", glfw.KEY_RIGHT: "/vj/cue/next", glfw.KEY_PAGE_DOWN: "/vj/cue/next",
+            glfw.KEY_LEFT: "/vj/cue/prev", glfw.KEY_PAGE_UP: "/vj/cue/prev", glfw.KEY_L: "/vj/learn",
+            glfw.KEY_B: "/vj/bookmark/save"}
+    out = {k: (a, ()) for k, a in keys.items()}
+    out.update({getattr(glfw, f"KEY_{n}"): ("/vj/cue/goto", (n,)) for n in range(1, 10)})
+    return out
 
 
 
@@ -164,7 +170,8 @@ class WindowStage:
         finally:  # the keys (Esc too) keep working whatever presenting did
             w.poll()
         while w.commands:
-            self.dispatch(w.commands.pop(0), (), None, source="keys")
+            address, args = w.commands.pop(0)
+            self.dispatch(address, args, None, source="keys")
         now = time.monotonic()
         if self.hud is not None and self.lines is not None and w.show_hud and now - self._hud_at >= 0.25:
             self._hud_at = now

@@ -76,8 +76,11 @@ class Frame:
     snap: Any                       # the bus snapshot (engine/signals/bus.py)
     fps: float                      # the target frame rate
     status: dict = field(default_factory=dict)   # for publishing: tempo, scene, recording ...
-    controls: Any = None            # the patch's Controls
-    image: Any = None               # the generator's uint8 RGB image
+    controls: Any = None            # the patch's Controls (during a transition: the incoming scene's)
+    layers: Any = None              # render/stages.py Layers: the pictures of a transition between scenes
+    mix: Any = None                 # (amount, "crossfade" | "wipe") of two layers
+    image: Any = None               # the generator's uint8 RGB image (the first layer's)
+    images: Any = None              # [(slot, image)] per layer
     texture: Any = None             # the shader chain's output texture
     gen_ms: float = 0.0
     quit: bool = False              # a stage asks the loop to stop (the window was closed)

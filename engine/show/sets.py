@@ -1,20 +1,29 @@
-"""Set lists: an ordered list of scenes (a patch each) and how to move between them.
+"""Set lists: an ordered list of scenes (a model, a patch and a look each) and how to move
+between them.
 
 ```toml
 # sets/demo.toml
 title = "demo"
 bpm = 120            # optional: starting tempo, fps, size and model for `vj run SET`
 fps = 30
+transition = { kind = "crossfade", beats = 4 }   # the way into every scene unless it says otherwise
+memory_limit = 4096  # optional, MiB: refuse the set if its models need more (a shared machine)
 
 [[scene]]
 name = "drift"
 patch = "patches/drift.py"   # relative to the set file, or to the project
+model = "digiface64"         # optional: this scene's model (default: the set's)
+params = { speed = 0.3 }     # the patch's parameters on entering the scene, in their own units
+post = { fit = 1, kaleido = 6 }   # shader settings over the patch's own
+bookmark = "sunrise"         # optional: start from this bookmark of the model
+note = 36                    # optional: the MIDI note that cues it
 bars = 16                    # optional: advance by itself after 16 bars (installations)
 
 [[scene]]
 name = "pulse"
 patch = "pulse"
 seconds = 90                 # or after a time
+transition = { kind = "wipe", seconds = 2 }      # cut, crossfade, morph (same model) or wipe
 ```
 
 The whole file is checked when it is loaded, every scene, against ``OPTIONS`` and ``SCENE``:
@@ -24,9 +33,11 @@ rest of the engine trusts the values.
 
 Cues come in as events on the signal bus (``cue.next``, ``cue.prev``, ``cue.goto`` with
 the scene's number or name), all through the control plane's dispatcher: the window's arrow
-keys, OSC, MIDI controls bound to ``/vj/cue/*``, and the set's own timeline (a scene's
-``bars``/``seconds`` running out sends ``/vj/cue/next``), so everything moves the show the
-same way. ``SetStage`` is the set's stage of a frame.
+and number keys, OSC, MIDI controls bound to ``/vj/cue/*``, and the set's own timeline (a
+scene's ``bars``/``seconds`` running out sends ``/vj/cue/next``), so everything moves the show
+the same way. A MIDI program change ``n`` goes to scene ``n + 1`` and a scene's ``note``
+cues it: those are read from the bus's MIDI events directly (the MIDI decoder has checked
+them), on the frame they arrive. ``engine/show/scenes.py`` plays the set.
 """
 from __future__ import annotations
 
@@ -34,12 +45,13 @@ import argparse
 import difflib
 import logging
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine import paths
-from engine.limits import BPM, FPS, Number, parse_size, shown
 from engine.control.namespace import MAX_STRING
+from engine.limits import BPM, FPS, NAME_RE, Number, parse_size, shown
+from engine.show.transition import KINDS, MAX_BEATS, MAX_SECONDS, TransitionSpec
 
 log = logging.getLogger("vj")
 
@@ -54,6 +66,12 @@ class Scene:
     patch: Path
     bars: int | None = None
     seconds: float | None = None
+    model: str | None = None              # None: the set's (or the command line's) model
+    params: dict = field(default_factory=dict)
+    post: dict = field(default_factory=dict)
+    bookmark: str | None = None
+    note: int | None = None
+    transition: TransitionSpec | None = None   # None: the set's
 
 
 class Text:
@@ -87,6 +105,53 @@ class Size:
         raise ValueError(f"expected {self.describe()}, got {shown(value)}")
 
 
+class Table:
+    """A table of ``name = number``: names that ``key`` accepts, numbers that ``value`` does."""
+
+    def __init__(self, key, value: Number, what: str, max_items: int = 256):
+        self.key, self.value, self.what, self.max_items = key, value, what, max_items
+
+    def describe(self) -> str:
+        return f"a table of {self.what}"
+
+    def check(self, table) -> dict:
+        if not isinstance(table, dict) or len(table) > self.max_items:
+            raise ValueError(f"expected {self.describe()} (at most {self.max_items}), got {shown(table)}")
+        out = {}
+        for k, v in table.items():
+            if not self.key(k):
+                raise ValueError(f"{shown(k)} is not one of {self.what}")
+            try:
+                out[k] = self.value.check(v)
+            except ValueError as e:
+                raise ValueError(f"{k}: {e}") from None
+        return out
+
+
+class Transition:
+    """``{ kind = "crossfade", beats = 4 }`` or ``seconds = 2``; a bare ``"cut"`` is a cut."""
+
+    def describe(self) -> str:
+        return f"{{ kind = {'|'.join(KINDS)}, beats = 0..{MAX_BEATS:g} or seconds = 0..{MAX_SECONDS:g} }}"
+
+    def check(self, value) -> TransitionSpec:
+        if value == "cut":
+            return TransitionSpec()
+        if not isinstance(value, dict) or set(value) - {"kind", "beats", "seconds"} \
+                or value.get("kind") not in KINDS or "beats" in value and "seconds" in value:
+            raise ValueError(f"expected {self.describe()}, got {shown(value)}")
+        beats = Number(0, MAX_BEATS).check(value["beats"]) if "beats" in value else None
+        seconds = Number(0, MAX_SECONDS).check(value["seconds"]) if "seconds" in value else None
+        if value["kind"] != "cut" and beats is None and seconds is None:
+            raise ValueError(f"a {value['kind']} needs beats or seconds")
+        return TransitionSpec(value["kind"], seconds=seconds, beats=beats)
+
+
+def _post_key(k) -> bool:
+    from engine.render.post import POST_DEFAULTS
+    return k in POST_DEFAULTS
+
+
 # The set's own options: those of `vj run` take the command line's checks, so a set cannot
 # ask for what --fps or --bpm would refuse.
 OPTIONS = {
@@ -95,7 +160,10 @@ OPTIONS = {
     "fps": FPS,
     "size": Size(),
     "model": Text(4096, what="a registry name or model file"),
+    "transition": Transition(),
+    "memory_limit": Number(16, 16 * 1024 * 1024),   # MiB
 }
+PARAM_VALUE = Number(-1e9, 1e9)
 # A scene's name must be reachable by `/vj/scene name` (at most MAX_STRING printable
 # characters). Timed scenes switch on the bar grid, so bars are whole; a scene shorter than
 # a tenth of a second would be a flicker, not a scene.
@@ -104,6 +172,12 @@ SCENE = {
     "patch": Text(4096, what="a patch file or name"),
     "bars": Number(1, 100_000, integer=True),
     "seconds": Number(0.1, 86_400),
+    "model": Text(4096, what="a registry name or model file"),
+    "params": Table(lambda k: isinstance(k, str) and bool(NAME_RE.match(k)), PARAM_VALUE, "parameter names"),
+    "post": Table(_post_key, Number(-1e6, 1e6), "shader settings (engine/render/post.py)"),
+    "bookmark": Text(MAX_STRING, printable=True, what="a bookmark name"),
+    "note": Number(0, 127, integer=True),
+    "transition": Transition(),
 }
 
 
@@ -151,6 +225,8 @@ class SetList:
         errors: list[str] = []
         self.options = _checked({k: v for k, v in data.items() if k != "scene"}, OPTIONS, str(self.path), errors)
         self.title = self.options.pop("title", self.path.stem)
+        self.transition: TransitionSpec = self.options.pop("transition", TransitionSpec())
+        self.memory_limit_mb: float | None = self.options.pop("memory_limit", None)
         self.scenes = self._scenes(data.get("scene", []), errors)
         if errors:
             raise SetError("\n".join(errors))
@@ -194,7 +270,6 @@ class SetList:
     def _goto(self, index: int, snapshot) -> Scene:
         self.index = index % len(self.scenes)
         self._entered_time, self._entered_beat = snapshot.time, snapshot.beat
-        log.info("scene %d/%d: %s", self.index + 1, len(self.scenes), self.scene.name)
         return self.scene
 
     def _resolve(self, target) -> int | None:
@@ -227,27 +302,19 @@ class SetList:
                 log.warning("cue.goto %r: no such scene in %s", target, self.path.name)
                 continue
             return self._goto(i, snapshot)
+        for program in snapshot.events_of("midi.program"):
+            if isinstance(program, int) and 0 <= program < len(self.scenes):
+                return self._goto(program, snapshot)
+        for i, sc in enumerate(self.scenes):
+            if sc.note is not None and snapshot.fired(f"midi.note.{sc.note}"):
+                return self._goto(i, snapshot)
         return None
 
-
-class SetStage:
-    """Cues switch the patch; a scene whose time runs out asks for the next one through the
-    dispatcher (``/vj/cue/next`` from the source ``set``), once, like any other controller. It
-    asks one frame ahead (a command reaches the next frame's snapshot), so the switch lands on
-    the first frame at or past the scene's end, on the bar grid."""
-
-    name = "set"
-
-    def __init__(self, setlist: SetList, host, dispatch):
-        self.setlist, self.host, self.dispatch = setlist, host, dispatch
-        self._asked = False
-
-    def run(self, frame) -> None:
-        sl, snap = self.setlist, frame.snap
-        scene = sl.update(snap)
-        if scene is not None:
-            self.host.switch(scene.patch)
-            self._asked = False
-        elif not self._asked and sl.due(snap, ahead=snap.dt):
-            self._asked = bool(self.dispatch("/vj/cue/next", (), None, source="set"))
-        frame.status.update(scene=sl.index + 1, scenes=len(sl.scenes), scene_names=[s.name for s in sl.scenes])
+    def models(self, default) -> list:
+        """Every model the set uses (``default`` for scenes that name none), once each, in order."""
+        out = []
+        for sc in self.scenes:
+            m = sc.model if sc.model is not None else default
+            if m not in out:
+                out.append(m)
+        return out

@@ -120,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: the sensor's, else 0,200,0,235,235,147)")
     r.add_argument("--no-pipeline", action="store_true",
                    help="the serial frame: generate, then shade, then present (for comparison and debugging)")
+    r.add_argument("--state", metavar="DIR",
+                   help="where bookmarks, the scene and parameter values are kept between runs "
+                        "(default $VJ_STATE, $XDG_STATE_HOME/vj or ~/.local/state/vj)")
+    r.add_argument("--no-state", action="store_true", help="start as the set or patch says, keep nothing")
     add_control_arguments(r)
     r
 

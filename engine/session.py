@@ -82,6 +82,7 @@ class Options:
     hands: list[str] = field(default_factory=list)   # hand sources (signals/hand_sources.py): leap, osc, replay:FILE
     record_hands: Path | None = None     # also write every hand frame here (a replay file)
     hands_box: dict | None = None        # {"center": [..3], "size": [..3]} mm; None: the sensor's or the default
+    state: Path | None = None            # the state folder (bookmarks, scene, parameter values); None: none kept
 
 
 def load_model(spec):
@@ -135,6 +136,7 @@ class Session:
         self.audio_sources: list = []
         self.hands = None                # control/hands.py HandsStage, with --hands
         self.scenes = self.scene_hosts = None   # show/scenes.py SetStage and its patch hosts, with a set
+        self.state_writer = self.show_state = self.bookmarks = None   # with a state folder
         try:
             self._build()
         except BaseException:
@@ -186,6 +188,7 @@ class Session:
         o = self.options
         self.ctx = self._open_gl()
         sl = o.setlist
+        self._open_state()
         if sl is not None:
             self.runners = self._open_models(sl)
             self.runner = self.runners[sl.index]
@@ -239,6 +242,13 @@ class Session:
             stages.append(self.scenes)
         else:
             stages.append(PatchStage(self.patches))
+        if self.state_writer is not None:
+            from engine.show.bookmark_stage import BookmarkStage
+            from engine.show.show_state import ShowStateStage
+            self.bookmarks = BookmarkStage(o.state, self.state_writer, self.params, self.runner, self.patches.report)
+            stages += [self.bookmarks, ShowStateStage(self.show_state, self.params, sl)]
+            if sl is None and "" in self.show_state.params:
+                self.params.apply(self.show_state.params[""])
         self.generate = GenerateStage(self.runner, self.patches.report, self.patches.clear_error,
                                       channels=self.frame_source.channels)
         self.own("generator worker", self.generate.close)
@@ -264,6 +274,24 @@ class Session:
         housekeeping = _Every(0.5, watchers)
         housekeeping.start()
         self.own("housekeeping", housekeeping.stop)
+
+    def _open_state(self) -> None:
+        """The state folder: where the show was (scene, parameter values) and the bookmarks. A set
+        opens in the scene it was left in."""
+        o = self.options
+        if o.state is None:
+            return
+        from engine.show.show_state import ShowState
+        from engine.show.state import StateWriter
+        self.state_writer = StateWriter()
+        self.own("state writer", self.state_writer.close)
+        sl = o.setlist
+        self.show_state = ShowState(o.state, sl.path if sl is not None else o.patch, self.state_writer)
+        self.own("show state", self.show_state.close)
+        names = [sc.name for sc in sl.scenes] if sl is not None else []
+        if self.show_state.scene in names:
+            sl.index = names.index(self.show_state.scene)
+            log.info("state %s: back in scene %d/%d %s", o.state, sl.index + 1, len(names), sl.scene.name)
 
     def _open_patch(self, path, info, scene: str | None = None):
         from engine.patching.loader import PatchHost
@@ -317,9 +345,15 @@ class Session:
         return stage, compositor
 
     def _enter_scene(self, index: int, scene) -> None:
-        """On the cued frame: the scene's parameter values."""
-        if scene.params:
-            self.params.apply(scene.params)
+        """On the cued frame (and the first): the scene's parameter values (the set's, then those
+        it was left with), and its bookmark."""
+        values = dict(scene.params)
+        if self.show_state is not None:
+            values.update(self.show_state.params.get(scene.name, {}))
+        if values:
+            self.params.apply(values)
+        if self.bookmarks is not None:
+            self.bookmarks.entered_scene(scene.bookmark)
 
     def _warm_up(self) -> None:
         """One image through the generator, the frame source and the chain before the clock

@@ -5,6 +5,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -12,6 +13,8 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# every vj the tests start (run_vj gives each its own) keeps its state away from the user's
+os.environ.setdefault("VJ_STATE", tempfile.mkdtemp(prefix="vj-tests-state-"))
 
 
 def free_port(kind=socket.SOCK_STREAM) -> int:
@@ -36,8 +39,12 @@ def vj_cmd(*args) -> list[str]:
 
 
 def run_vj(*args, timeout=240, check=True, **kw) -> subprocess.CompletedProcess:
+    """``vj ARGS`` to its end. Each run keeps its state (scene, parameter values, bookmarks) in a
+    fresh folder unless ``env`` names one in VJ_STATE: one test's show never opens in another's."""
+    env = dict(kw.pop("env", None) or os.environ)
+    env.setdefault("VJ_STATE", tempfile.mkdtemp(prefix="vj-state-"))
     proc = subprocess.run(vj_cmd(*args), cwd=kw.pop("cwd", ROOT), capture_output=True, text=True,
-                          timeout=timeout, **kw)
+                          timeout=timeout, env=env, **kw)
     if check and proc.returncode != 0:
         raise AssertionError(f"vj {' '.join(map(str, args))} exited {proc.returncode}\n{proc.stderr[-4000:]}")
     return proc

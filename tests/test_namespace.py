@@ -15,7 +15,8 @@ from engine.control.publish import nodes
 from engine.signals.bus import SignalBus
 
 PARAM = {"value": 1.0, "norm": 0.5, "lo": 0.0, "hi": 2.0, "default": 1.0, "description": "speed"}
-STATUS = {"scenes": 2, "scene_names": ["one", "two"], "params": {"speed": PARAM}, "audio": {"low": 0.5}}
+STATUS = {"scenes": 2, "scene_names": ["one", "two"], "params": {"speed": PARAM}, "audio": {"low": 0.5},
+          "bookmarks": ["dawn"]}
 
 
 def valid_args(sig, status):

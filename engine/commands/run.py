@@ -6,6 +6,7 @@ from pathlib import Path
 
 from engine.commands import open_session, resolve_patch, terminate_gracefully
 from engine.session import DEFAULT_SIZE, AudioOptions, ControlOptions, Options
+from engine.show.state import default_state_dir
 
 log = logging.getLogger("vj")
 
@@ -54,7 +55,7 @@ def options(args) -> Options:
         record_audio=args.audio if args.audio and not args.loop_audio else None,
         follow_audio_tempo=args.follow_audio_tempo, control=control, audio=audio,
         hands=list(args.hands), record_hands=Path(args.record_hands) if args.record_hands else None,
-        hands_box=args.hands_box)
+        hands_box=args.hands_box, state=None if args.no_state else Path(args.state or default_state_dir()))
 
 
 def main(args) -> int:

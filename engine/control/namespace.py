@@ -174,6 +174,16 @@ def _latent(kind: str):
     return act
 
 
+def _bookmarks(st: dict) -> list[str]:
+    return list(st.get("bookmarks", ()))
+
+
+def _bookmark(how: str):
+    def act(key, vals):
+        return {}, [("bookmark." + how, tuple(vals))]
+    return act
+
+
 def learn_targets(status: dict) -> list[str]:
     """What ``/vj/learn`` may bind: the patch's parameters, then the learnable addresses."""
     return _param_names(status) + [e.address for e in TABLE if e.learn and not e.pattern]
@@ -227,6 +237,22 @@ TABLE: tuple[Entry, ...] = (
           ((Arg("i", "i", 0, INT_MAX),),), _latent("seed"), _status("latent_seed"), typetag="i"),
     Entry("/vj/latent/position", "a position 0..1 for patches (s[\"latent.position\"])", "rw",
           ((Arg("f", "f", 0.0, 1.0),),), _latent("position"), _status("latent_position"), learn=True),
+    Entry("/vj/bookmark/save", "bookmark the latent on screen and the parameters, named s or numbered", "w",
+          ((), (Arg("s", "name"),)), _bookmark("save"), learn=True),
+    Entry("/vj/bookmark/recall", "go to bookmark s (with the parameters it saved), over f seconds; "
+          "it holds until released", "w",
+          ((Arg("s", "name", choices=_bookmarks),), (Arg("s", "name", choices=_bookmarks), Arg("f", "seconds", 0.0, 600.0))),
+          _bookmark("recall")),
+    Entry("/vj/bookmark/recall/beats", "go to bookmark s over f beats", "w",
+          ((Arg("s", "name", choices=_bookmarks), Arg("f", "beats", 0.0, 1024.0)),), _bookmark("recall_beats")),
+    Entry("/vj/bookmark/release", "hand the latent back to the patch, over f seconds", "w",
+          ((), (Arg("f", "seconds", 0.0, 600.0),)), _bookmark("release"), learn=True),
+    Entry("/vj/bookmark/rename", "rename bookmark s to the second name", "w",
+          ((Arg("s", "name", choices=_bookmarks), Arg("s", "new")),), _bookmark("rename")),
+    Entry("/vj/bookmark/delete", "delete bookmark s", "w", ((Arg("s", "name", choices=_bookmarks),),),
+          _bookmark("delete")),
+    Entry("/vj/bookmark/hold", "how far the picture is held at a recalled bookmark, 0..1", "r",
+          read=_status("bookmark_hold"), range=(0.0, 1.0)),
     Entry("/vj/audio/{name}", "an audio feature (levels, bands, onsets, drums, tempo ...)", "r",
           read=lambda st, k: st.get("audio", {}).get(k), names=lambda st: sorted(st.get("audio", {}))),
     Entry("/vj/hands/{name}", "a hand signal (--hands): right.palm.x, left.grab, count ...", "r",

@@ -117,7 +117,9 @@ class GeneratorRunner:
         if torch.is_tensor(x):
             t = x.to(self.device, torch.float32)
         else:
-            t = torch.as_tensor(np.asarray(x, dtype=np.float32), device=self.device)
+            a = np.asarray(x, dtype=np.float32)
+            # read-only arrays (a snapshot's, a bookmark's) are copied: torch wants to own writable memory
+            t = torch.as_tensor(a if a.flags.writeable else a.copy(), device=self.device)
         return t[None] if t.ndim == 1 else t
 
     def _truncate(self, ws: torch.Tensor, psi, cutoff) -> torch.Tensor:

@@ -110,6 +110,8 @@ class SetStage:
 
     def run(self, frame) -> None:
         sl, snap = self.setlist, frame.snap
+        if self.frames == 0 and self.on_enter is not None:
+            self.on_enter(self.live, sl.scenes[self.live])
         scene = sl.update(snap)
         if scene is not None:
             self._cue(sl.index, snap)

@@ -123,9 +123,11 @@ def test_a_recording_replays_every_snapshot_exactly(tmp_path, small_keyframes):
     assert rec.stats["dropped"] == 0 and rec.stats["unencodable"] == 0 and rec.error is None
     assert rec.stats["keyframes"] == 5 and rec.stats["written"] == len(seq)
     assert rec.time_base == math.floor(T0)
+    assert json.loads(_lines(rec.path)[-1]) == {"end": 1, "lost": 0, "frames": len(seq)}
     got = read_signal_file(rec.path)
     assert got.header["format"] == "vj-signals" and got.header["fps"] == 60 and got.header["size"] == [512, 512]
-    assert len(got) == len(seq) and got.exact and got.stats["bad_lines"] == 0
+    assert len(got) == len(seq) and got.exact and got.stats["bad_lines"] == 0 and got.stats["frame_gaps"] == 0
+    assert got.stats["ended"] == 1
     replay = SignalReplay(got, time_base=rec.time_base)
     for k, (snap, notes, _) in enumerate(seq):
         r = replay.snapshot(k)
@@ -387,6 +389,7 @@ def test_recording_never_blocks_the_render_thread(tmp_path, monkeypatch):
     rec.close()
     got = read_signal_file(rec.path)
     assert len(got) == ok.count(True) and got.stats["bad_lines"] == 0
+    assert got.stats["recorder_dropped"] == rec.dropped and not got.exact and got.stats["frame_gaps"] >= 1
     kept = [k for k, good in enumerate(ok) if good]
     first_key = next(k for k in kept if k > ok.index(False))
     replay = SignalReplay(got, time_base=rec.time_base)

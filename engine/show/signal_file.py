@@ -18,7 +18,11 @@ win over the caller's). Then one compact JSON object per recorded frame::
      "x": [name, ...],                                  channels gone since the last record
      "e": {name: [[value, time, source], ...], ...},    every event of the frame, in order
      "notes": [[kind, data], ...],                      what the engine wants replayed (patch source, cues)
-     "k": 1}                                            a keyframe: "v" is the whole state
+     "k": 1,                                            a keyframe: "v" is the whole state
+     "lost": n}                                         records the writer dropped just before this one
+
+and, when the recorder was closed (not killed), a last line ``{"end": 1, "lost": n, "frames": n}``
+(the drops no later record could announce).
 
 Why each choice:
 
@@ -105,7 +109,7 @@ VERSION = 1
 SUFFIX = ".vjsig.gz"
 MAX_LINE = 4 * 1024 * 1024          # one frame's record; a longer one is skipped by the reader
 MAX_NOTE = 1024 * 1024              # one note's data, encoded
-MAX_BYTES = 4 * 1024 ** 3           # decompressed
+MAX_BYTES = 2 * 1024 ** 3           # decompressed; about what read_signal_file holds in memory at most
 MAX_FRAMES = 500_000                # over two hours at 60 fps; read_signal_file keeps them all
 MAX_BAD = 10_000                    # bad lines before a file is refused as hostile
 KEYFRAME_EVERY = 600                # records between full restatements of the channels
@@ -308,7 +312,7 @@ class SignalRecorder:
         self.time_base: float | None = None     # A: replay with time_base=A for bit-identical times
         self._prev: dict[str, tuple[Any, Any]] = {}
         self._since_key = KEYFRAME_EVERY        # the first record is a keyframe
-        self._last_frame = None
+        self._lost = 0                          # drops since the last record that went out
         self._closed = False
         self._thread = threading.Thread(target=self._write_loop, name="signal-writer", daemon=True)
         self._thread.start()
@@ -382,6 +386,8 @@ class SignalRecorder:
             rec["notes"] = kept
         if key:
             rec["k"] = 1
+        if self._lost:
+            rec["lost"] = self._lost        # so the reader can say the file is not exact
         return rec, cur
 
     def record(self, snapshot: Snapshot, notes: Iterable[tuple[str, Any]] = (), now: float | None = None) -> bool:
@@ -410,6 +416,7 @@ class SignalRecorder:
                 return self._drop()
             self._queued_bytes += len(line)
             self._prev = cur
+            self._lost = 0
             self._since_key = 0 if "k" in rec else self._since_key + 1
             self.stats["frames"] += 1
             self.stats["keyframes"] += "k" in rec
@@ -418,6 +425,7 @@ class SignalRecorder:
     def _drop(self) -> bool:
         # the reader's state now misses this record's changes: restate everything next time
         self.stats["dropped"] += 1
+        self._lost += 1
         self._since_key = KEYFRAME_EVERY
         return False
 
@@ -438,7 +446,7 @@ class SignalRecorder:
                     if self.error is not None:
                         raise OSError(self.error)
                     self._gz.write(line)
-                    self.stats["written"] += 1
+                    self.stats["written"] += line.startswith(b'{"f"')      # records, not the end line
                     dirty = True
                 except (OSError, ValueError) as e:
                     # a failing disk: what is queued is lost, counted; record() drops from now on
@@ -465,7 +473,13 @@ class SignalRecorder:
             if self._closed:
                 return
             self._closed = True
-        self._q.put(None)       # after the queued records; may wait for the writer, never at frame time
+            end = {"end": 1, "lost": self._lost, "frames": self.stats["frames"]}
+        try:
+            self._q.put(json.dumps(end, separators=_SEP).encode() + b"\n", timeout=timeout)
+            # after the queued records; may wait for the writer, never at frame time
+            self._q.put(None, timeout=timeout)
+        except queue.Full:
+            return              # a hung disk: the daemon writer thread is left to it
         self._thread.join(timeout)
 
     def __enter__(self):
@@ -499,6 +513,7 @@ class FrameRecord:
     notes: tuple                          # ((kind, data), ...)
     key: bool
     exact: bool = True
+    lost: int = 0                         # records the writer dropped just before this one
 
 
 def _finite(x, what: str) -> float:
@@ -571,14 +586,18 @@ def _decode_record(rec, names: set, lenient: bool) -> FrameRecord:
         if not (isinstance(n, list) and len(n) == 2):
             raise _Bad("notes")
         _name(n[0], "notes")
+    lost = rec.get("lost", 0)
+    if type(lost) is not int or not 0 <= lost <= 2 ** 31:
+        raise _Bad("record")
     return FrameRecord(frame, t, dt, bpm, beat, bpb, ni, now, MappingProxyType(changed), tuple(removed),
-                       MappingProxyType(events), tuple((k, d) for k, d in notes), key)
+                       MappingProxyType(events), tuple((k, d) for k, d in notes), key, lost=lost)
 
 
 def iter_signal_file(path, max_frames: int = MAX_FRAMES, max_bytes: int = MAX_BYTES,
                      stats: Counter | None = None, header_out: dict | None = None):
     """Stream the records of a signal file (:class:`FrameRecord`). Counts go into ``stats``
-    (frames, lines, bad_lines, bad.<reason>, long_lines, truncated, corrupt, inexact_frames);
+    (frames, lines, bad_lines, bad.<reason>, long_lines, truncated, corrupt, inexact_frames,
+    recorder_dropped, frame_gaps);
     the header into ``header_out``. Raises :class:`SignalFileError` (naming the file) for a bad
     header or a file over the limits."""
     stats = Counter() if stats is None else stats
@@ -603,6 +622,13 @@ def iter_signal_file(path, max_frames: int = MAX_FRAMES, max_bytes: int = MAX_BY
                     rec = json.loads(line)
                 except (ValueError, UnicodeDecodeError, RecursionError):
                     raise _Bad("json") from None
+                if isinstance(rec, dict) and "end" in rec:
+                    lost = rec.get("lost")
+                    if type(lost) is not int or not 0 <= lost <= 2 ** 31:
+                        raise _Bad("record")
+                    stats["recorder_dropped"] += lost
+                    stats["ended"] += 1
+                    continue
                 fr = _decode_record(rec, names, lenient=dirty)
                 if last_f is not None and (fr.frame <= last_f or fr.time < last_t):
                     raise _Bad("out_of_order")
@@ -616,6 +642,9 @@ def iter_signal_file(path, max_frames: int = MAX_FRAMES, max_bytes: int = MAX_BY
                 stats["bad.value"] += 1
                 dirty = True
                 continue
+            stats["recorder_dropped"] += fr.lost
+            if last_f is not None and fr.frame != last_f + 1:
+                stats["frame_gaps"] += 1       # frames the recording did not see (or dropped)
             if fr.key:
                 dirty = False
             elif dirty:
@@ -651,8 +680,8 @@ class SignalFile:
 
     @property
     def exact(self) -> bool:
-        """True when every record was read back (nothing skipped or dropped by the reader)."""
-        return not (self.stats["bad_lines"] or self.stats["corrupt"])
+        """True when every record written was read back and the writer dropped none."""
+        return not (self.stats["bad_lines"] or self.stats["corrupt"] or self.stats["recorder_dropped"])
 
     def __len__(self) -> int:
         return len(self.frames)

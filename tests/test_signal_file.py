@@ -411,3 +411,27 @@ def test_values_the_format_cannot_hold_are_left_out_and_counted(tmp_path):
     assert rec.stats["unencodable"] == 3 and rec.stats["bad_names"] == 1 and rec.stats["notes_dropped"] == 3
     r = SignalReplay(read_signal_file(rec.path)).snapshot(0)
     assert list(r.values) == ["ok"] and r.events_of("ev") == (3,) and r.extra["notes"] == (("cue", {"n": 1}),)
+
+
+def test_every_capture_time_comes_back_bit_exact_with_its_base():
+    rng = np.random.default_rng(3)
+    base = 81234.0
+    ts = np.concatenate([base + rng.normal(0, 1e4, 3000), rng.uniform(0, 1e-6, 500), -rng.uniform(0, 1e9, 500),
+                         rng.uniform(0, 2.0 ** 50, 500), [0.0, -0.0, 5e-324, base, base / 2, base / 2 - 1e-9]])
+    pairs = 0
+    for t in map(float, ts):
+        off = sf._dec_time(json.loads(json.dumps(sf._enc_time(t, base))))
+        assert sf._at(base, off) == t
+        pairs += type(off) is tuple
+        if t >= base / 2:
+            assert type(off) is float and off == t - base       # exact as one float: no pair needed
+    assert 0 < pairs < len(ts)
+
+
+def test_nested_values_round_trip():
+    for v in ((("a", [np.arange(3, dtype=np.uint8), {"k": np.float16(0.5), "n": None}]), True),
+              ((((np.arange(2.0), "deepest"),),),)):
+        got = sf._dec_value(json.loads(json.dumps(sf._enc_value(v))))
+        assert same_value(v, got)
+    with pytest.raises(sf._Unencodable):
+        sf._enc_value(((((([1],),),),),))

@@ -181,7 +181,9 @@ def _b64_data(x) -> bytes:
 def _dec_value(x, depth: int = 0):
     if x is None or isinstance(x, (bool, int, float, str)):
         return x
-    if depth >= _DEPTH:
+    # containers as deep as the writer nests them (arrays and scalars may sit one level deeper)
+    container = isinstance(x, list) or (isinstance(x, dict) and ("tu" in x or "map" in x))
+    if container and depth >= _DEPTH:
         raise _Bad("value")
     if isinstance(x, list):
         return [_dec_value(i, depth + 1) for i in x]

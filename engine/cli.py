@@ -124,16 +124,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where bookmarks, the scene and parameter values are kept between runs "
                         "(default $VJ_STATE, $XDG_STATE_HOME/vj or ~/.local/state/vj)")
     r.add_argument("--no-state", action="store_true", help="start as the set or patch says, keep nothing")
+    r.add_argument("--record-signals", metavar="FILE",
+                   help="record every input the show consumed (a .vjsig.gz) for `vj render --signals FILE`")
     add_control_arguments(r)
     r
 
-    d = sub.add_parser("render", help="render offline, frame-exact with an audio file")
-    d.add_argument("--audio", required=True)
-    d.add_argument("--patch", required=True)
+    d = sub.add_parser("render", help="render offline, frame-exact with an audio file, or a recorded show")
+    d.add_argument("--audio", help="the soundtrack the patch hears (required unless --signals)")
+    d.add_argument("--patch", help="the patch (required unless --signals)")
+    d.add_argument("--signals", metavar="FILE",
+                   help="replay a show recorded with `vj run --record-signals FILE` (its patch or set, its inputs)")
+    d.add_argument("--trust", action="store_true",
+                   help="--signals: run the patch code recorded in FILE even where it differs from the files on disk")
     d.add_argument("--out", required=True, help="the .mp4 to write (NAME-2.mp4 ... if it exists)")
     d.add_argument("--overwrite", action="store_true", help="--out may replace an existing file")
     common(d)
-    d.add_argument("--fps", type=FPS, default=30.0)
+    d.add_argument("--fps", type=FPS, help="frames per second (default 30, or the recording's)")
     d.add_argument("--bpm", type=BPM, default=120.0)
     d.add_argument("--follow-audio-tempo", action="store_true",
                    help="the clock (s.bpm, s.beat) follows the tempo and beats found in the audio")

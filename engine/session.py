@@ -83,6 +83,8 @@ class Options:
     record_hands: Path | None = None     # also write every hand frame here (a replay file)
     hands_box: dict | None = None        # {"center": [..3], "size": [..3]} mm; None: the sensor's or the default
     state: Path | None = None            # the state folder (bookmarks, scene, parameter values); None: none kept
+    record_signals: Path | None = None   # write every frame's inputs here (engine/show/replay.py)
+    replay: Any = None                   # engine/show/replay.py Prepared: play a recording instead of inputs
 
 
 def load_model(spec):
@@ -137,6 +139,8 @@ class Session:
         self.hands = None                # control/hands.py HandsStage, with --hands
         self.scenes = self.scene_hosts = None   # show/scenes.py SetStage and its patch hosts, with a set
         self.state_writer = self.show_state = self.bookmarks = None   # with a state folder
+        self.signal_recorder = None
+        self._applied: list = []   # parameter values the session set, for the show recording
         try:
             self._build()
         except BaseException:
@@ -196,8 +200,12 @@ class Session:
             self.runner = GeneratorRunner(load_model(o.model), device=o.device, precision=o.precision)
             self.runners = [self.runner]
         share_cores_with_gl(describe(self.ctx), self.runner.device)
-        self.bus = SignalBus()
-        self.clock = LiveClock(bpm=o.bpm) if o.live else VirtualClock(o.fps, bpm=o.bpm)
+        if o.replay is not None:
+            from engine.show.signal_file import ReplayBus, ReplayClock
+            self.bus, self.clock = ReplayBus(o.replay.replay, o.fps), ReplayClock(o.replay.replay, o.fps)
+        else:
+            self.bus = SignalBus()
+            self.clock = LiveClock(bpm=o.bpm) if o.live else VirtualClock(o.fps, bpm=o.bpm)
         self.params = ParamSet()
         if sl is not None:
             from engine.show.scenes import ShowPatches
@@ -232,6 +240,10 @@ class Session:
         stages: list = [ClockSync(self.clock, o.follow_audio_tempo), ParamsStage(self.params)]
         if self.hands is not None:
             stages.append(self.hands)
+        hosts = self.scene_hosts or [self.patches]
+        if o.replay is not None:
+            from engine.show.replay import ReplayStage
+            stages.append(ReplayStage(hosts, o.replay.files, self.params))
         from engine.render.frame_source import open_frame_source
         self.frame_source, self.display_note = open_frame_source(self.ctx, self.runner.device, o.display_path)
         self.own("frame source", self.frame_source.release)
@@ -248,11 +260,15 @@ class Session:
             self.bookmarks = BookmarkStage(o.state, self.state_writer, self.params, self.runner, self.patches.report)
             stages += [self.bookmarks, ShowStateStage(self.show_state, self.params, sl)]
             if sl is None and "" in self.show_state.params:
-                self.params.apply(self.show_state.params[""])
+                self._apply(self.show_state.params[""])
+        if o.replay is not None and o.replay.start_params:
+            self.params.apply(o.replay.start_params)
+        recording_signals = self._signal_recorder(hosts) if o.record_signals is not None else []
+        stages += recording_signals[:1]
         self.generate = GenerateStage(self.runner, self.patches.report, self.patches.clear_error,
                                       channels=self.frame_source.channels)
         self.own("generator worker", self.generate.close)
-        stages += [self.generate, ShadeStage(self.chain, self.frame_source, compositor),
+        stages += [self.generate, ShadeStage(self.chain, self.frame_source, compositor), *recording_signals[1:],
                    self.recording, self.publisher]
         from engine.render.hud import StatusBoard
         self.board = StatusBoard(self.stats, self.patches, self.runner.info.name, o.size, o.fps, setlist=o.setlist,
@@ -274,6 +290,25 @@ class Session:
         housekeeping = _Every(0.5, watchers)
         housekeeping.start()
         self.own("housekeeping", housekeeping.stop)
+
+    def _apply(self, values: dict) -> None:
+        """Parameter values set by the session (a scene's, kept ones), noted for a show recording."""
+        self.params.apply(values)
+        self._applied.append(("params", dict(values)))
+
+    def _signal_recorder(self, hosts) -> list:
+        """The show recording's two stages: its notes (front) and its records (back)."""
+        from engine.show.replay import SignalNotesStage, SignalRecordStage, header
+        from engine.show.signal_file import SignalRecorder
+        o = self.options
+        try:
+            rec = SignalRecorder(o.record_signals, header(o, o.fps))
+        except (OSError, ValueError) as e:
+            raise SessionError(f"cannot record the show's signals to {o.record_signals}: {e}") from e
+        self.own("signal recording", rec.close)
+        log.info("recording the show's signals to %s", rec.path)
+        self.signal_recorder = rec
+        return [SignalNotesStage(hosts, self.params, self._applied), SignalRecordStage(rec, self.clock)]
 
     def _open_state(self) -> None:
         """The state folder: where the show was (scene, parameter values) and the bookmarks. A set
@@ -350,8 +385,9 @@ class Session:
         values = dict(scene.params)
         if self.show_state is not None:
             values.update(self.show_state.params.get(scene.name, {}))
-        if values:
-            self.params.apply(values)
+        # replayed, the recording's notes set what the live show set, on the same frames
+        if values and self.options.replay is None:
+            self._apply(values)
         if self.bookmarks is not None:
             self.bookmarks.entered_scene(scene.bookmark)
 

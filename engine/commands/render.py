@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from engine.commands import open_session, resolve_patch, terminate_gracefully
-from engine.session import Options
+from engine.session import DEFAULT_SIZE, Options
 
 log = logging.getLogger("vj")
 
@@ -17,6 +17,12 @@ def main(args) -> int:
     from engine.signals import audio, offline
 
     terminate_gracefully()
+    if args.signals:
+        return replay(args)
+    if not args.audio or not args.patch:
+        log.error("vj render needs --audio and --patch (or --signals FILE)")
+        return 2
+    args.fps = args.fps or 30.0
     patch = resolve_patch(args.patch)
     try:  # a typo found now, not after analysing an hour of audio
         compile(patch.read_text(), str(patch), "exec")
@@ -57,3 +63,42 @@ def main(args) -> int:
     log.info("wrote %s: %d frames in %.1f s (%.1f fps)", recorder.path, recorder.frames_written, took,
              recorder.frames_written / max(took, 1e-9))
     return 0
+
+
+def replay(args) -> int:
+    """``vj render --signals FILE``: the recorded show again, on its own clock."""
+    from tqdm import tqdm
+
+    from engine.show.replay import Prepared, ReplayError
+    from engine.show.signal_file import SignalFileError
+    try:
+        prepared = Prepared(args.signals, trust=args.trust)
+    except (ReplayError, SignalFileError, OSError) as e:
+        log.error("cannot replay %s: %s", args.signals, e)
+        return 2
+    try:
+        h = prepared.header
+        size = args.size if args.size != DEFAULT_SIZE or not h.get("size") else tuple(h["size"])
+        fps = args.fps or h.get("fps") or 30.0
+        opts = Options(patch=prepared.patch, setlist=prepared.setlist, model=args.model or h.get("model"), size=size,
+                       fps=fps, bpm=h.get("bpm") or 120.0, device=args.device, precision=args.precision, live=False,
+                       record=Path(args.out), display_path=args.display_path, pipeline=not args.no_pipeline,
+                       overwrite=args.overwrite, replay=prepared, state=prepared.state())
+        n_frames = prepared.replay.frame_count(None if prepared.replay.same_rate(fps) else fps)
+        log.info("replaying %s: %d frames at %g fps, %dx%d", args.signals, n_frames, fps, *size)
+        session = open_session(opts)
+        if session is None:
+            return 2
+        with session:
+            recorder = session.recording.recorder
+            t0 = time.perf_counter()
+            try:
+                with tqdm(total=n_frames, unit="frame", desc="replay", disable=args.quiet) as bar:
+                    session.engine.run_offline(n_frames, progress=bar)
+            except KeyboardInterrupt:
+                log.info("stopped; the video so far is in %s", recorder.path)
+        took = time.perf_counter() - t0
+        log.info("wrote %s: %d frames in %.1f s", recorder.path, recorder.frames_written, took)
+        return 0
+    finally:
+        prepared.close()

@@ -55,7 +55,8 @@ def options(args) -> Options:
         record_audio=args.audio if args.audio and not args.loop_audio else None,
         follow_audio_tempo=args.follow_audio_tempo, control=control, audio=audio,
         hands=list(args.hands), record_hands=Path(args.record_hands) if args.record_hands else None,
-        hands_box=args.hands_box, state=None if args.no_state else Path(args.state or default_state_dir()))
+        hands_box=args.hands_box, record_signals=Path(args.record_signals) if args.record_signals else None,
+        state=None if args.no_state else Path(args.state or default_state_dir()))
 
 
 def main(args) -> int:

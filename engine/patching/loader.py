@@ -55,6 +55,7 @@ class LoadedPatch:
     retired: bool = False  # missed its frame budget: never run again
     setup_state: dict | None = None  # fingerprints of what setup(p) made (api.setup_record)
     carry: bool = False   # a new version of the running file: takes over its state
+    source: str = ""      # the text it was compiled from (a show recording keeps it)
 
     @property
     def name(self) -> str:
@@ -99,7 +100,7 @@ def compile_patch(path: Path, model_info, version: int, report, params=None,
     except BaseException as e:  # noqa: BLE001 - user code may raise anything, KeyboardInterrupt and SystemExit too
         raise PatchError(describe_exception(e, path)) from e
     return LoadedPatch(path=path, module=module, ctx=ctx, version=version, setup_state=record,
-                       carry=base is not None)
+                       carry=base is not None, source=source)
 
 
 class PatchHost:

@@ -87,6 +87,7 @@ class Frame:
     stamps: dict = field(default_factory=dict)   # monotonic times: input, gen_start, gen_end, ready
     gen_job: Any = None             # the generator worker's job for this frame (pipelined)
     image_ready: Any = None         # a CUDA event the image is ready after (pipelined on CUDA)
+    notes: list = field(default_factory=list)    # what a show recording keeps beside the snapshot
 
     @property
     def dt(self) -> float:

@@ -5,7 +5,7 @@ import time
 import numpy as np
 import torch
 
-from conftest import read_video, run_vj, save_patch, write_wav
+from conftest import ROOT, read_video, run_vj, save_patch, write_wav
 from engine.generators.base import Generator, ModelInfo
 from engine.session import Options, Session
 
@@ -78,7 +78,8 @@ def test_live_recording_keeps_every_frame(tmp_path):
 def test_quick_start_records_300_frames_in_10_seconds(tmp_path):
     """The README's first command (at a smaller size, for a busy CI machine)."""
     out = tmp_path / "first.mp4"
-    proc = run_vj("run", "--headless", "--frames", "300", "--record", out, "--size", "640x360", "--no-osc",
+    proc = run_vj("run", ROOT / "sets" / "demo.toml", "--headless", "--frames", "300", "--record", out,
+                  "--size", "640x360", "--no-osc",
                   "--no-midi", timeout=120)
     frames, info = read_video(out)
     assert len(frames) == 300, proc.stderr[-2000:]

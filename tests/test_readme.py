@@ -13,7 +13,7 @@ def quick_start_commands() -> list[str]:
 def test_quick_start_has_exactly_two_commands():
     cmds = quick_start_commands()
     assert len(cmds) == 2 and all("\n" not in c for c in cmds)
-    assert "vj run --headless" in cmds[0] and "pytest" in cmds[1]
+    assert "vj run sets/demo.toml --headless" in cmds[0] and "pytest" in cmds[1]
 
 
 def test_ci_runs_the_readme_test_command():

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.latent import paths, seeds
+from engine.latent import arithmetic, grid, paths, seeds, styles
 from engine.patching import ops
 from engine.patching.params import ParamSet
 
@@ -72,8 +72,10 @@ class PatchContext:
     of both versions read the same time."""
 
     def __init__(self, model_info, name: str = "patch", report=None, params=None,
-                 frame_time: ops.FrameTime | None = None):
+                 frame_time: ops.FrameTime | None = None, space=None):
         self._ft = frame_time if frame_time is not None else ops.FrameTime()
+        # the model's latent space (engine/latent/space.py), shared by every version of the patch
+        self.space = space
         self._params = params if params is not None else ParamSet()
         self.model = model_info
         self.z_dim = model_info.z_dim
@@ -100,6 +102,7 @@ class PatchContext:
         self.s = snapshot
         ft = self._ft
         ft.dt, ft.time, ft.beat, ft.bpm = snapshot.dt, snapshot.time, snapshot.beat, snapshot.bpm
+        ft.beats_per_bar = getattr(snapshot, "beats_per_bar", 4) or 4
 
     # latents
     def seed(self, n: int) -> np.ndarray:
@@ -120,17 +123,94 @@ class PatchContext:
         """Keys blended by weights (``p.mix(p.keys, s["audio.chroma"])``), kept on the shell."""
         return paths.mix(keys, weights, sharpness)
 
-    def loop(self, keys, beats: float | None = None, seconds: float | None = None,
-             phase: float = 0.0, ease: str = "linear") -> np.ndarray:
-        """A closed slerp loop through ``keys``, once around every ``beats`` beats
-        (tempo-locked) or every ``seconds`` seconds. Default: 4 beats per key."""
-        if beats is not None and seconds is not None:
-            raise ValueError("loop takes beats= or seconds=, not both")
+    def _laps(self, beats, seconds, bars, default_beats: float) -> float:
+        """Laps of a loop so far on the frame clock: one lap per ``beats`` beats, ``bars``
+        bars or ``seconds`` seconds (at most one of them; none: ``default_beats``)."""
+        if sum(x is not None for x in (beats, seconds, bars)) > 1:
+            raise ValueError("give one of beats=, bars= or seconds=, not several")
         if seconds is not None:
-            pos = self._ft.time / seconds
-        else:
-            pos = self._ft.beat / (beats if beats is not None else 4.0 * len(keys))
+            return self._ft.time / seconds
+        if bars is not None:
+            return self._ft.beat / (bars * self._ft.beats_per_bar)
+        return self._ft.beat / (beats if beats is not None else default_beats)
+
+    def loop(self, keys, beats: float | None = None, seconds: float | None = None,
+             phase: float = 0.0, ease: str = "linear", bars: float | None = None) -> np.ndarray:
+        """A closed slerp loop through ``keys``, once around every ``beats`` beats or ``bars``
+        bars (tempo-locked) or every ``seconds`` seconds. Default: 4 beats per key."""
+        pos = self._laps(beats, seconds, bars, 4.0 * len(keys))
         return paths.loop(keys, pos + phase, ease=ease)
+
+    def spline(self, keys, position: float, closed: bool = True, shell: bool = True) -> np.ndarray:
+        """A smooth curve exactly through ``keys`` (``p.spline(p.keys, s.beat / 4)``);
+        ``shell=False`` for w / ws keys, whose length means nothing."""
+        return paths.spline(keys, position, closed=closed, shell=shell)
+
+    def noise_loop(self, seed: int, phase: float | None = None, beats: float | None = None,
+                   seconds: float | None = None, bars: float | None = None, harmonics: int = 1,
+                   falloff: float = 0.5) -> np.ndarray:
+        """An exactly periodic random z path (engine/latent/paths.py ``noise_loop``). With
+        ``beats``/``bars``/``seconds`` it turns on the frame clock (``phase`` is then an offset
+        in laps); with only ``phase`` it is at that phase; with neither, one lap per 16 beats."""
+        if phase is None or any(x is not None for x in (beats, seconds, bars)):
+            phase = self._laps(beats, seconds, bars, 16.0) + (phase or 0.0)
+        return paths.noise_loop(seed, phase, self.z_dim, harmonics=harmonics, falloff=falloff)
+
+    def grid(self, seeds, cols: int, wrap: bool = False) -> grid.SeedGrid:
+        """A rows x cols grid of seeds to move over with ``p.grid_at`` (make it in setup)."""
+        return grid.SeedGrid(seeds, cols, self.z_dim, wrap=wrap)
+
+    @staticmethod
+    def grid_at(seed_grid, x: float, y: float) -> np.ndarray:
+        """The z at column ``x``, row ``y`` of a grid: whole numbers are its seeds, fractions blend."""
+        return seed_grid.at(x, y)
+
+    # the model's latent space: w, styles, directions (docs/patches.md, "Latent toolkit")
+    def _space(self, what: str):
+        if self.space is None:
+            raise ValueError(f"p.{what} needs the model's latent space, and this engine gave the patch none")
+        return self.space
+
+    def w(self, z, psi: float = 1.0) -> np.ndarray:
+        """The style w [w_dim] the model maps ``z`` to (for arithmetic and directions)."""
+        return self._space("w").w(z, psi)
+
+    def ws(self, z, psi: float = 1.0) -> np.ndarray:
+        """The per-layer styles [num_ws, w_dim] of ``z`` (for style mixing)."""
+        return self._space("ws").ws(z, psi)
+
+    def w_avg(self) -> np.ndarray:
+        """The model's average style (a method, not a property: a patch may reuse the name for its own state)."""
+        return self._space("w_avg").w_avg
+
+    def direction(self, i: int) -> np.ndarray:
+        """Unit principal direction ``i`` in w (0 = the strongest). The first use computes
+        them (a second or so; call it in setup) and caches them on disk per model."""
+        return self._space("direction").direction(i)
+
+    def directions(self, k: int | None = None) -> np.ndarray:
+        return self._space("directions").directions(k)
+
+    def random_directions(self, k: int, seed: int = 0) -> np.ndarray:
+        return self._space("random_directions").random_directions(k, seed)
+
+    def save_direction(self, name: str, vector) -> None:
+        self._space("save_direction").save_direction(name, vector)
+
+    def direction_named(self, name: str) -> np.ndarray:
+        return self._space("direction_named").direction_named(name)
+
+    combine = staticmethod(arithmetic.combine)
+
+    def mix_styles(self, a, b, layers=None, crossover: int | None = None, amount: float = 1.0) -> np.ndarray:
+        """``a`` with the chosen layers from ``b`` (``layers=range(4, 8)``, or ``crossover=4``)."""
+        return styles.mix(a, b, layers, crossover=crossover, amount=amount, num_ws=self.model.num_ws)
+
+    def truncate(self, ws, psi: float, toward=None, layers=None) -> np.ndarray:
+        """Pull ``ws`` towards ``toward`` (default: the model's average style); psi 0 is ``toward``."""
+        if toward is None:
+            toward = self._space("truncate").w_avg
+        return styles.truncate(ws, psi, toward, layers=layers)
 
     # signal shaping (each helper remembers how it was made: live edits compare that)
     def smooth(self, tau: float, initial=None) -> ops.Smooth:

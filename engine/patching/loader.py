@@ -74,12 +74,13 @@ def describe_exception(e: BaseException, path: Path) -> str:
 
 
 def compile_patch(path: Path, model_info, version: int, report, params=None,
-                  base: LoadedPatch | None = None) -> LoadedPatch:
+                  base: LoadedPatch | None = None, space=None) -> LoadedPatch:
     """Read, compile, execute the module body and run setup(p) on a fresh context; raise
     PatchError with a one-line description on any failure. With ``base`` (the running
     version of the same file) the new context shares its frame clock and the result is
     marked to take over its state when it is swapped in (nothing of ``base`` is touched
-    here: this runs off the render thread)."""
+    here: this runs off the render thread). ``space`` is the model's LatentSpace
+    (engine/latent/space.py) for ``p.w``, ``p.direction`` and friends, or None."""
     path = Path(path).resolve()
     try:
         source = path.read_text()
@@ -90,7 +91,7 @@ def compile_patch(path: Path, model_info, version: int, report, params=None,
         if not callable(module.__dict__.get("frame")):
             raise PatchError(f"{path.name}: defines no frame(p, s) function")
         ctx = PatchContext(model_info, name=path.stem, report=report, params=params,
-                           frame_time=base.ctx._ft if base is not None else None)
+                           frame_time=base.ctx._ft if base is not None else None, space=space)
         setup = module.__dict__.get("setup")
         if callable(setup):
             setup(ctx)
@@ -110,8 +111,9 @@ class PatchHost:
     KEEP_GOOD = 4         # proven versions kept to fall back on
 
     def __init__(self, path, model_info, on_message=None, poll: float = 0.2, params=None,
-                 frame_budget: float | None = None, setup_budget: float | None = None):
+                 frame_budget: float | None = None, setup_budget: float | None = None, space=None):
         self.path = Path(path).resolve()
+        self.space = space  # the model's LatentSpace, handed to every version's p (None: no p.w, p.direction)
         # patch parameters live as long as the host, across reloads and scenes (engine/patching/params.py)
         self.params = params if params is not None else ParamSet()
         self.model_info = model_info
@@ -182,7 +184,7 @@ class PatchHost:
         try:
             stamp = self._mtime
             patch = bounded(self.setup_budget, compile_patch, self.path, self.model_info, self._version,
-                            lambda m: self.report(m, logging.INFO), self.params, base, path=self.path,
+                            lambda m: self.report(m, logging.INFO), self.params, base, self.space, path=self.path,
                             # a newer save while this one is stuck: stop waiting, load that instead
                             give_up=lambda: self._thread is not None and self._stat() not in (stamp, None))
         except Missed as e:

@@ -18,6 +18,7 @@ class FrameTime:
     time: float = 0.0
     beat: float = 0.0
     bpm: float = 120.0
+    beats_per_bar: int = 4
 
 
 def _num(x):

@@ -207,13 +207,18 @@ class Session:
             self.bus = SignalBus()
             self.clock = LiveClock(bpm=o.bpm) if o.live else VirtualClock(o.fps, bpm=o.bpm)
         self.params = ParamSet()
+        if self.state_writer is not None:
+            from engine.show.bookmark_stage import BookmarkStage
+            self.bookmarks = BookmarkStage(o.state, self.state_writer, self.params, self.runner,
+                                           lambda m: self.patches.report(m))
+        self.spaces = self._latent_spaces()
         if sl is not None:
             from engine.show.scenes import ShowPatches
-            self.scene_hosts = [self._open_patch(sc.patch, self.runners[i].info, sc.name)
+            self.scene_hosts = [self._open_patch(sc.patch, self.runners[i], sc.name)
                                 for i, sc in enumerate(sl.scenes)]
             self.patches = ShowPatches(self.scene_hosts, sl)
         else:
-            self.patches = self._open_patch(o.patch, self.runner.info)
+            self.patches = self._open_patch(o.patch, self.runner)
         self.chain = ShaderChain(self.ctx, o.size, report=self.patches.report)
         self.own("shader chain", self.chain.release)
         self.stats = FrameStats()
@@ -255,9 +260,7 @@ class Session:
         else:
             stages.append(PatchStage(self.patches))
         if self.state_writer is not None:
-            from engine.show.bookmark_stage import BookmarkStage
             from engine.show.show_state import ShowStateStage
-            self.bookmarks = BookmarkStage(o.state, self.state_writer, self.params, self.runner, self.patches.report)
             stages += [self.bookmarks, ShowStateStage(self.show_state, self.params, sl)]
             if sl is None and "" in self.show_state.params:
                 self._apply(self.show_state.params[""])
@@ -328,11 +331,26 @@ class Session:
             sl.index = names.index(self.show_state.scene)
             log.info("state %s: back in scene %d/%d %s", o.state, sl.index + 1, len(names), sl.scene.name)
 
-    def _open_patch(self, path, info, scene: str | None = None):
+    def _latent_spaces(self) -> dict:
+        """A LatentSpace per model (what ``p.w``, ``p.direction``, ``p.bookmark`` ask), keyed by runner."""
+        from engine.latent.space import LatentSpace
+        from engine.show.bookmark_stage import book_key
+        spaces = {}
+        for runner in self.runners:
+            if id(runner) in spaces:
+                continue
+            key = book_key(runner.info)
+            saved = Path(self.options.state) / "directions" / key if self.options.state is not None else None
+            spaces[id(runner)] = LatentSpace(runner, key, saved_dir=saved, on_message=lambda m: log.info("%s", m),
+                                             bookmarks=None if self.bookmarks is None else
+                                             lambda name, r=runner: self.bookmarks.book(r).get(name).ws)
+        return spaces
+
+    def _open_patch(self, path, runner, scene: str | None = None):
         from engine.patching.loader import PatchHost
         o = self.options
         # offline, a slow frame costs only time: a hang is still cut short, but later
-        host = PatchHost(path, info, params=self.params,
+        host = PatchHost(path, runner.info, params=self.params, space=self.spaces[id(runner)],
                          frame_budget=None if o.live else PatchHost.OFFLINE_FRAME_BUDGET)
         host.load()
         if o.watch:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, read_video, wait_for
+from engine.latent.seeds import seed_z
 from engine.session import ControlOptions, Options, Session
 from engine.show.sets import SetList
 from engine.show.transition import TransitionSpec
@@ -88,3 +89,34 @@ def test_a_set_whose_models_do_not_fit_is_refused_before_the_show(tmp_path):
     proc = run_vj("run", f, "--headless", "--frames", "5", "--no-osc", "--no-midi", check=False)
     assert proc.returncode != 0
     assert "need about" in proc.stderr and "MiB" in proc.stderr and "memory_limit" in proc.stderr, proc.stderr[-2000:]
+
+
+ARITH = """def setup(p):
+    p.keys = p.seeds([1, 2])
+
+def frame(p, s):
+    try:
+        base = p.bookmark("other")
+    except KeyError:          # not saved yet
+        return p.controls(z=p.keys[0])
+    # latent arithmetic on a bookmarked point, then a little truncation toward it
+    ws = p.combine(base, plus=[p.ws(p.keys[1])], minus=[p.ws(p.keys[0])])
+    return p.controls(ws=p.truncate(ws, 0.5, toward=base))
+"""
+
+
+def test_patches_compute_with_bookmarks_saved_live(tmp_path):
+    (tmp_path / "arith.py").write_text(ARITH)
+    o = Options(patch=tmp_path / "arith.py", size=(64, 48), fps=FPS, live=False, state=tmp_path / "state")
+    with Session(o) as s:
+        for k in range(8):
+            if k == 2:
+                assert s.dispatcher.dispatch("/vj/bookmark/save", ("other",), None, source="osc")
+            f = s.engine.render_frame()
+        space, z_dim = s.spaces[id(s.runner)], s.runner.info.z_dim
+        a, b = space.ws(seed_z(1, z_dim)), space.ws(seed_z(2, z_dim))
+        base = space.bookmark("other")
+        assert np.array_equal(base, a)        # saved from the frame drawn from p.keys[0]
+        expect = base + 0.5 * ((base + b - a) - base)
+        assert np.allclose(f.controls.ws, expect, atol=1e-6) and s.patches.errors == 0
+        assert s.bookmarks.saved == ["other"]

@@ -24,13 +24,16 @@ class LatentSpace:
     content hash of its file): directions computed for one key are never used for another."""
 
     def __init__(self, runner, key: str, cache_dir=None, samples: int = 10_000, batch: int = 1000,
-                 seed: int = 0, on_message=None):
+                 seed: int = 0, on_message=None, saved_dir=None, bookmarks=None):
         if not isinstance(key, str) or not key:
             raise ValueError("LatentSpace needs a non-empty key naming the model's weights")
         self.runner = runner
         self.info = runner.info
         self.key = key
         self.cache_dir = Path(cache_dir) if cache_dir is not None else dirs.default_cache_dir()
+        # what the user saves is theirs, not a cache's: the state folder when the session has one
+        self.saved_dir = Path(saved_dir) if saved_dir is not None else None
+        self.bookmarks = bookmarks   # name -> this model's bookmarked ws (engine/show/bookmark_stage.py), or None
         self.samples, self.batch, self.seed = int(samples), int(batch), int(seed)
         self._say = on_message or (lambda msg: None)
         self._lock = threading.Lock()
@@ -104,7 +107,15 @@ class LatentSpace:
         return dirs.random_directions(k, self.info.w_dim, seed)
 
     def _named_folder(self) -> Path:
+        if self.saved_dir is not None:
+            return self.saved_dir
         return self.cache_dir / "named" / dirs._key_name(self.key, 0, 0)
+
+    def bookmark(self, name: str) -> np.ndarray:
+        """The styles [num_ws, w_dim] of this model's bookmark ``name`` (KeyError if there is none)."""
+        if self.bookmarks is None:
+            raise KeyError(f"bookmark {name!r}: this engine keeps no bookmarks (no state folder)")
+        return self.bookmarks(name)
 
     def save_direction(self, name: str, vector) -> Path:
         """Keep ``vector`` (a w-space edit) under ``name`` for this model."""

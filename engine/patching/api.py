@@ -183,6 +183,12 @@ class PatchContext:
         """The model's average style (a method, not a property: a patch may reuse the name for its own state)."""
         return self._space("w_avg").w_avg
 
+    def bookmark(self, name: str) -> np.ndarray:
+        """The styles [num_ws, w_dim] of the model's bookmark ``name`` (saved live with ``B`` or
+        /vj/bookmark/save): for arithmetic (``p.combine(p.bookmark("other"), plus=[p.bookmark("smile")],
+        minus=[p.bookmark("neutral")])``) or truncation toward it."""
+        return self._space("bookmark").bookmark(name)
+
     def direction(self, i: int) -> np.ndarray:
         """Unit principal direction ``i`` in w (0 = the strongest). The first use computes
         them (a second or so; call it in setup) and caches them on disk per model."""

@@ -14,14 +14,16 @@ wrong shapes, NaN) is treated as missing: recomputed and rewritten, never truste
 from __future__ import annotations
 
 import hashlib
+import io
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
 import numpy as np
+
+from engine import atomic
 
 FORMAT = 1
 MAX_NAME = 64
@@ -96,27 +98,9 @@ def random_directions(k: int, dim: int, seed: int = 0) -> np.ndarray:
 # --------------------------------------------------------------------------- files
 def _atomic_save(path: Path, **arrays) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:  # the rename itself survives a power cut only once the folder is synced (POSIX)
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic.replace(path, buf.getvalue())
 
 
 def _load(path: Path) -> dict | None:

@@ -35,9 +35,6 @@ Nothing here runs on the render thread except handing the learned binding over.
 from __future__ import annotations
 
 import logging
-import os
-import secrets
-import stat
 import threading
 import time
 import tomllib
@@ -46,6 +43,7 @@ from pathlib import Path
 import tomlkit
 import tomlkit.exceptions
 
+from engine import atomic
 from engine.patching.params import Binding, BindingError, _show
 from engine.paths import file_stamp
 from engine.reporting import Once
@@ -182,55 +180,23 @@ def dumps(bindings, header: str = HEADER) -> str:
     return doc.as_string()
 
 
-def _fsync_dir(d: Path) -> None:
-    try:  # makes the rename itself durable; not every filesystem allows it
-        fd = os.open(d, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
-
-
 def write_checked(path, text: str, expected: list[Binding]) -> None:
     """Atomically replace ``path`` with ``text``, once it has been read back from the disk and its
-    bindings compared with ``expected``. Keeps the file's mode (a new one gets 0666 less the
-    umask); through a symlink, the file it points at is replaced."""
-    target = Path(os.path.realpath(path))
-    try:
-        mode = stat.S_IMODE(os.stat(target).st_mode)
-    except FileNotFoundError:
-        mode = None
-    data = text.encode("utf-8")
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    # os.open with 0o666 lets the kernel apply the umask (mkstemp would make it 0600, and asking
-    # for the umask means setting it, for every thread of the process)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        try:
-            if mode is not None:
-                os.fchmod(fd, mode)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        back = tmp.read_bytes()
-        if back != data:
-            raise MappingsError(f"{target.name}: what was written reads back different; not replaced")
-        got = parse(back.decode("utf-8"), target.name, problems=[])
+    bindings compared with ``expected`` (engine/atomic.py). Keeps the file's mode (a new one gets
+    0666 less the umask); through a symlink, the file it points at is replaced."""
+    name = Path(path).name
+
+    def same_bindings(back: bytes) -> None:
+        got = parse(back.decode("utf-8"), name, problems=[])
         if [b.saved() for b in got] != [b.saved() for b in expected]:
-            raise MappingsError(f"{target.name}: the bindings written read back different; not replaced")
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+            raise MappingsError(f"{name}: the bindings written read back different; not replaced")
+
+    try:
+        atomic.replace(path, text.encode("utf-8"), check=same_bindings)
+    except OSError as e:
+        if e.errno == 0:   # read back different: as the bindings check would say it
+            raise MappingsError(str(e.strerror)) from None
         raise
-    _fsync_dir(target.parent)
 
 
 def save(path, bindings) -> None:

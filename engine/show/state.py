@@ -27,6 +27,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable
 
+from engine import atomic
 from engine.reporting import Once
 
 log = logging.getLogger("vj")
@@ -58,28 +59,10 @@ def _no_constant(name):
     raise ValueError(f"{name} is not a JSON number")
 
 
-def _fsync_dir(d: Path) -> None:
-    try:  # makes the renames durable; not every file system lets a folder be fsynced
-        fd = os.open(d, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
-
-
 def _why(e: BaseException) -> str:
     if isinstance(e, OSError) and e.strerror:
         return e.strerror  # without the file name: a temporary name differs every try
     return str(e) or type(e).__name__
-
-
-def _unlink(p: Path) -> None:
-    try:
-        os.unlink(p)
-    except OSError:
-        pass
 
 
 class StateFile:
@@ -210,33 +193,7 @@ class StateFile:
         return target.with_name(f"{target.name}.tmp-{secrets.token_hex(6)}")
 
     def _save(self, raw: bytes) -> None:
-        try:
-            mode = stat.S_IMODE(os.stat(self.path).st_mode)
-        except FileNotFoundError:
-            mode = None
-        tmp = self._tmp(self.path)
-        # 0o666 so the umask applies, as for any file the user makes
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        try:
-            try:
-                if mode is not None:
-                    os.fchmod(fd, mode)
-                view = memoryview(raw)
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            with open(tmp, "rb") as f:
-                back = f.read(len(raw) + 1)
-            if back != raw:
-                raise OSError(0, "what was written reads back different; not replaced")
-            self._keep_previous()
-            os.replace(tmp, self.path)
-        except BaseException:
-            _unlink(tmp)
-            raise
-        _fsync_dir(self.path.parent)
+        atomic.replace(self.path, raw, before=self._keep_previous, temp=self._tmp)
 
     def _keep_previous(self) -> None:
         """Make the current file ``NAME.prev`` too, if it is good, without a moment where either
@@ -252,18 +209,10 @@ class StateFile:
                 os.link(self.path, tmp)
             except OSError:  # a file system without hard links
                 with open(self.path, "rb") as f:
-                    raw = f.read(self.max_bytes + 1)
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-                try:
-                    view = memoryview(raw)
-                    while view:
-                        view = view[os.write(fd, view):]
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+                    atomic.write_new(tmp, f.read(self.max_bytes + 1))
             os.replace(tmp, self.prev_path)
         except BaseException:
-            _unlink(tmp)
+            atomic.unlink_quietly(tmp)
             raise
 
 

@@ -34,6 +34,26 @@ def wait_for(cond, timeout: float = 5.0, step: float = 0.005) -> bool:
     return cond()
 
 
+def poll(cond, timeout: float = 20.0, proc=None, step: float = 0.05, errors=(OSError, ValueError, KeyError)):
+    """``cond()`` until it is truthy, its value (an exception of ``errors`` counts as not yet: a
+    server still starting, a file half there); gives up early if the process ``proc`` ended."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            v = cond()
+            if v:
+                return v
+        except errors:
+            pass
+        if proc is not None and proc.poll() is not None:
+            break
+        time.sleep(step)
+    try:
+        return cond()
+    except errors:
+        return None
+
+
 def vj_cmd(*args) -> list[str]:
     return [sys.executable, "-m", "engine", *map(str, args)]
 

@@ -12,7 +12,7 @@ import pytest
 from pythonosc import udp_client
 from pythonosc.osc_message import OscMessage
 
-from conftest import ROOT, read_video, vj_cmd
+from conftest import ROOT, poll, read_video, vj_cmd
 
 PATCH = """
 def setup(p):
@@ -49,16 +49,7 @@ def get(port, path):
 
 
 def wait_for(cond, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            v = cond()
-            if v:
-                return v
-        except (OSError, urllib.error.URLError, KeyError, ValueError):
-            pass
-        time.sleep(0.1)
-    return cond()
+    return poll(cond, timeout, step=0.1)
 
 
 @pytest.fixture

@@ -7,12 +7,12 @@ import socket
 import subprocess
 import time
 import tomllib
-import urllib.error
 import urllib.request
 
 from pythonosc import udp_client
 
 from conftest import ROOT, free_port, vj_cmd
+from conftest import poll as conftest_poll
 
 PATCH = """
 def frame(p, s):
@@ -34,22 +34,7 @@ WAIT_S = 60.0
 
 
 def poll(cond, timeout=WAIT_S, proc=None, step=0.05):
-    """``cond()`` until truthy (exceptions count as not yet); gives up early if ``proc`` died."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            v = cond()
-            if v:
-                return v
-        except (OSError, ValueError, KeyError, urllib.error.URLError, tomllib.TOMLDecodeError):
-            pass
-        if proc is not None and proc.poll() is not None:
-            break
-        time.sleep(step)
-    try:
-        return cond()
-    except (OSError, ValueError, KeyError, urllib.error.URLError, tomllib.TOMLDecodeError):
-        return None
+    return conftest_poll(cond, timeout, proc, step, errors=(OSError, ValueError, KeyError, tomllib.TOMLDecodeError))
 
 
 class Vj:

@@ -64,7 +64,8 @@ def key(env, win, name):
 
 def test_window_draws_hud_fullscreen_and_escape(tmp_path, display):
     out = tmp_path / "w.mp4"
-    p = subprocess.Popen(vj_cmd("run", "sets/demo.toml", "--size", "320x180", "--record", out), cwd=ROOT, env=display,
+    p = subprocess.Popen(vj_cmd("run", "sets/demo.toml", "--size", "320x180", "--record", out, "--no-state"),
+                         cwd=ROOT, env=display,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         win = find_window(display)
@@ -99,6 +100,6 @@ def test_window_draws_hud_fullscreen_and_escape(tmp_path, display):
         p.kill()
     assert p.returncode == 0, err
     assert "recording closed" in err
-    assert "scene 2/2: pulse" in err
+    assert "scene 2/3: pulse" in err
     frames, _ = read_video(out)
     assert len(frames) > 60

@@ -60,7 +60,7 @@ class ShowState:
         self.scene: str | None = data.get("scene") if data else None
         self.params: dict[str, dict[str, float]] = dict(data.get("params", {})) if data else {}
         self._saved_at = 0.0
-        self._dirty = False
+        self._dirty = note is not None and data is not None   # a damaged file is replaced by the good copy soon
 
     def document(self) -> dict:
         return {"vj": "show", "version": VERSION, "scene": self.scene,

@@ -278,6 +278,7 @@ class Session:
                                  params=self.params, dispatcher=self.dispatcher, recording=self.recording,
                                  osc_in=self.osc_in, oscquery=self.oscquery, midi=self.midi,
                                  mappings=self.mappings, generate=self.generate, hands=self.hands,
+                                 scenes=self.scenes, bookmarks=self.bookmarks,
                                  display=f"{'pipelined' if o.pipeline else 'serial'}, {self.frame_source.name}")
         if self.window is not None:
             from engine.render.display import WindowStage

@@ -58,6 +58,17 @@ def test_a_live_show_replays_frame_by_frame(tmp_path):
     # and the show did change: the fader and the edit are in both (not two still pictures)
     assert np.abs(a[-1] - a[0]).mean() > 10 * np.abs(a[-1] - b[-1]).mean()
 
+    # the same show at another size and frame rate: half the frames, each a moment of the show
+    big = tmp_path / "big.mp4"
+    run_vj("render", "--signals", signals, "--out", big, "--quiet", "--trust", "--size", "192x128", "--fps", "15")
+    c, info = read_video(big)
+    # the live frames' times are the wall clock's: 3 s of show is 45 or 46 frames at 15 fps
+    assert len(c) in (FRAMES // 2, FRAMES // 2 + 1) and (info["width"], info["height"]) == (192, 128)
+    # each is a moment of the show: the start at the start, the end at the end
+    small = np.array(c, np.float64).reshape(len(c), 64, 2, 96, 2, 3).mean(axis=(2, 4))
+    assert np.abs(small[0] - a[0]).mean() < np.abs(small[0] - a[-1]).mean() / 3
+    assert np.abs(small[-1] - a[-1]).mean() < np.abs(small[-1] - a[0]).mean() / 3
+
 
 SET = """fps = 30
 transition = { kind = "crossfade", beats = 1 }

@@ -63,11 +63,13 @@ class StatusBoard:
 
     def __init__(self, stats, patches, model: str, size, fps: float, setlist=None, params=None, dispatcher=None,
                  recording=None, osc_in=None, oscquery=None, midi=None, mappings=None, display: str = "",
-                 generate=None, hands=None):
+                 generate=None, hands=None, scenes=None, bookmarks=None):
         self.stats, self.patches, self.model, self.size, self.fps = stats, patches, model, size, fps
         self.display = display    # the frame's path: pipelined or serial, and how the image reaches OpenGL
         self.generate = generate  # its ``late`` count: frames shown with an older image
         self.hands = hands        # control/hands.py HandsStage: the tracker's and the sources' counts
+        self.scenes = scenes      # show/scenes.py SetStage: the transition under way
+        self.bookmarks = bookmarks  # show/bookmark_stage.py BookmarkStage: the bookmark held
         self.setlist, self.params, self.dispatcher, self.recording = setlist, params, dispatcher, recording
         self.osc_in, self.oscquery, self.midi = osc_in, oscquery, midi
         self.mappings = mappings  # its load and save problems are news on the HUD
@@ -104,9 +106,20 @@ class StatusBoard:
         label = p.name
         if self.setlist is not None:
             sl = self.setlist
-            label = f"{label}  (scene {sl.index + 1}/{len(sl.scenes)} {sl.scene.name})"
+            label = f"{label}  (scene {sl.index + 1}/{len(sl.scenes)} {sl.scene.name}{self.show_line()})"
         return hud_lines(self.stats, label, p.last_error, self.model, self.size, self.fps, note,
                          self.display_line()) + self.control_lines(now)
+
+    def show_line(self) -> str:
+        """`` crossfade 40%`` while a transition is under way, `` held at sunrise`` while a bookmark holds."""
+        parts = []
+        tr = getattr(self.scenes, "transition", None)
+        if tr is not None:
+            parts.append(f"{tr.kind} {tr.amount:.0%}")
+        hold = getattr(self.bookmarks, "hold", None)
+        if hold is not None:
+            parts.append(f"held at {hold.name}")
+        return "".join(f", {p}" for p in parts)
 
     def display_line(self) -> str:
         """``pipelined, pbo`` and what deserves a look: generator late, recording frames dropped."""

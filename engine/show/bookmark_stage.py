@@ -36,8 +36,9 @@ def book_key(info) -> str:
 
 
 class _Hold:
-    def __init__(self, key: str, ws: np.ndarray, start: float, end: float, t0: float, seconds: float):
-        self.key, self.ws, self.start, self.end, self.t0, self.seconds = key, ws, start, end, t0, seconds
+    def __init__(self, key: str, name: str, ws: np.ndarray, start: float, end: float, t0: float, seconds: float):
+        self.key, self.name, self.ws = key, name, ws
+        self.start, self.end, self.t0, self.seconds = start, end, t0, seconds
 
     def weight(self, t: float) -> float:
         if self.seconds <= 0:
@@ -81,7 +82,7 @@ class BookmarkStage:
             self._report(f"bookmark {name!r}: no such bookmark of {book.model_key}")
             return
         self.params.apply(bm.params)
-        self.hold = _Hold(book.model_key, bm.ws, self._weight(t), 1.0, t, seconds)
+        self.hold = _Hold(book.model_key, bm.name, bm.ws, self._weight(t), 1.0, t, seconds)
         log.info("bookmark %s recalled%s", name, f" over {seconds:g} s" if seconds else "")
 
     def _events(self, snap, book: BookmarkBook, top: Layer) -> None:
@@ -105,7 +106,7 @@ class BookmarkStage:
         for args in snap.events_of("bookmark.release"):
             if self.hold is not None:
                 h = self.hold
-                self.hold = _Hold(h.key, h.ws, h.weight(t), 0.0, t, float(args[0]) if args else 0.0)
+                self.hold = _Hold(h.key, h.name, h.ws, h.weight(t), 0.0, t, float(args[0]) if args else 0.0)
         for args in snap.events_of("bookmark.rename"):
             book.rename(args[0], args[1])
         for args in snap.events_of("bookmark.delete"):

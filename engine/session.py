@@ -139,7 +139,7 @@ class Session:
         self.hands = None                # control/hands.py HandsStage, with --hands
         self.scenes = self.scene_hosts = None   # show/scenes.py SetStage and its patch hosts, with a set
         self.state_writer = self.show_state = self.bookmarks = None   # with a state folder
-        self.signal_recorder = None
+        self.signal_recorder = self.compositor = None
         self._applied: list = []   # parameter values the session set, for the show recording
         try:
             self._build()
@@ -256,6 +256,7 @@ class Session:
         if sl is not None:
             self.setlist = sl
             self.scenes, compositor = self._set_stage(sl)
+            self.compositor = compositor
             stages.append(self.scenes)
         else:
             stages.append(PatchStage(self.patches))
@@ -419,8 +420,13 @@ class Session:
             for runner in {id(r): r for r in self.runners}.values():
                 image = runner.frame(runner.styles(z=np.zeros(runner.info.z_dim, np.float32)),
                                      channels=self.frame_source.channels)
-            self.chain.show(self.frame_source.upload(image))
-            self.chain.render(None)
+            slots = self.scenes.slots if self.scenes is not None else []
+            for chain, source in [(self.chain, self.frame_source)] + [(sl.chain, sl.source) for sl in slots[1:]]:
+                chain.show(source.upload(image))
+                chain.render(None)
+            if self.compositor is not None:  # a set's first crossfade compiles nothing on stage
+                self.compositor.render(self.chain.output, self.chain.output, 0.5, "crossfade")
+                self.chain.show(self.frame_source.upload(image))
             self.chain.finish()
         except Exception as e:  # noqa: BLE001 - the frames will say what is wrong, once
             log.debug("warm-up: %s: %s", type(e).__name__, e)

@@ -65,7 +65,8 @@ def soak(minutes: float, size: str = "160x90", fps: float = 30.0, seed: int = 1,
     osc_port, oq_port = _free_port(socket.SOCK_DGRAM), _free_port(socket.SOCK_STREAM)
     cmd = [sys.executable, "-m", "engine", "run", str(setfile), "--headless", "--size", size, "--fps", str(fps),
            "--osc-port", str(osc_port), "--oscquery-port", str(oq_port), "--osc-out", f"127.0.0.1:{monitor.port}",
-           "--osc-out-bundle", "--mappings", str(mappings), "--record-dir", str(takes), "--midi-in", "soak"]
+           "--osc-out-bundle", "--mappings", str(mappings), "--record-dir", str(takes), "--midi-in", "soak",
+           "--state", str(work / "state")]   # a rehearsal's bookmarks and scenes are not the user's
     if model:
         cmd += ["--model", model]
     log.info("soak: %g min in %s; engine log in %s", minutes, work, log_path)

@@ -19,7 +19,8 @@ import importlib
 import logging
 import sys
 
-from engine.limits import BPM, CUTOFF, FPS, FRAMES, MONITOR, PORT, PSI, RATE, SEED, SOAK_MINUTES, block_size, parse_size
+from engine.limits import (BPM, CUTOFF, FPS, FRAMES, MONITOR, PORT, PSI, RATE, SEED, SOAK_MINUTES, WORKERS, block_size,
+                           parse_size)
 from engine.memory import limit_malloc_arenas
 from engine.session import DEFAULT_SIZE, ControlOptions
 
@@ -145,6 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the clock (s.bpm, s.beat) follows the tempo and beats found in the audio")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
     d.add_argument("--no-pipeline", action="store_true", help="the serial frame (same pixels, slower)")
+    d.add_argument("--lossless", action="store_true",
+                   help="encode losslessly (x264 qp 0): a master to grade later; many times larger")
+    d.add_argument("--workers", type=WORKERS, metavar="N",
+                   help="split the render over N local Ray workers (the [cluster] extra); stopped renders resume")
+    d.add_argument("--ray", metavar="ADDRESS",
+                   help="render on an existing Ray cluster (an address, or auto); workers: one per GPU, or CPU share")
     d
 
     b = sub.add_parser("bench", help="frames per second of the whole loop and of the generator")

@@ -71,6 +71,7 @@ PSI = Number(-10, 10)                      # truncation; beyond a few units it i
 CUTOFF = Number(0, 1024, integer=True)     # style layers
 SEED = Number(0, 2 ** 32 - 1, integer=True)
 SOAK_MINUTES = Number(0.1, 7 * 24 * 60)     # a week: the longest installation run worth rehearsing
+WORKERS = Number(1, 1024, integer=True)    # vj render --workers
 block_size = Number(32, 16384, integer=True)   # audio samples per analysis block
 
 

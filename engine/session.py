@@ -76,6 +76,7 @@ class Options:
     record: Path | None = None           # record every frame here
     record_audio: str | None = None      # ... with this soundtrack
     overwrite: bool = False              # ``record`` may replace an existing file (else NAME-2.mp4 ...)
+    lossless: bool = False               # ``record`` losslessly (x264 qp 0): a master, or frames to compare exactly
     follow_audio_tempo: bool = False
     control: ControlOptions | None = None
     audio: AudioOptions | None = None
@@ -459,6 +460,8 @@ class Session:
             log.warning("%s exists (--overwrite replaces it); recording to %s", o.record, path)
         try:
             how = recorder_options(o.size, o.fps, o.live)
+            if o.lossless:
+                how["x264"] = {**how.get("x264", {}), "qp": "0"}
             try:
                 return Recorder(path, *o.size, o.fps, audio=o.record_audio, **how)
             except RecorderError as e:

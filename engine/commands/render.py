@@ -6,9 +6,45 @@ import time
 from pathlib import Path
 
 from engine.commands import open_session, resolve_patch, terminate_gracefully
-from engine.session import DEFAULT_SIZE, Options
+from engine.session import DEFAULT_SIZE
 
 log = logging.getLogger("vj")
+
+
+def spec_of(args, patch=None, n_frames=None) -> dict:
+    """The render's settings as plain data: what a single process and every chunk render from."""
+    return {"patch": str(patch) if patch else None, "audio": args.audio, "signals": args.signals, "trust": args.trust,
+            "model": args.model, "size": list(args.size), "fps": args.fps, "bpm": args.bpm, "device": args.device,
+            "precision": args.precision, "display_path": args.display_path, "pipeline": not args.no_pipeline,
+            "follow_audio_tempo": bool(getattr(args, "follow_audio_tempo", False)), "lossless": args.lossless,
+            "frames": n_frames}
+
+
+def _spread(args) -> bool:
+    """--workers / --ray given: True when Ray is there (else it says how to get it and exits)."""
+    if not (args.workers or args.ray):
+        return False
+    from engine.render.distributed import DistributedError, need_ray
+    try:
+        need_ray()
+    except DistributedError as e:
+        log.error("%s", e)
+        raise SystemExit(2)
+    return True
+
+
+def chunked(args, spec: dict, n_frames: int, features=None, audio=None) -> int:
+    from engine.render.distributed import render_chunked
+    t0 = time.perf_counter()
+    try:
+        r = render_chunked(spec, Path(args.out), n_frames, args.workers, args.ray, features=features, audio=audio,
+                           quiet=args.quiet, overwrite=args.overwrite)
+    except KeyboardInterrupt:
+        log.info("stopped; the chunks rendered so far are kept in %s.chunks: the same command resumes", args.out)
+        return 130
+    log.info("wrote %s: %d frames in %.1f s over %d workers (%d chunks, warm-up %.1f%% of the frames)",
+             r["path"], r["frames"], time.perf_counter() - t0, r["workers"], r["chunks"], 100 * r["warmup_overhead"])
+    return 0
 
 
 def main(args) -> int:
@@ -17,8 +53,9 @@ def main(args) -> int:
     from engine.signals import audio, offline
 
     terminate_gracefully()
+    spread = _spread(args)
     if args.signals:
-        return replay(args)
+        return replay(args, spread)
     if not args.audio or not args.patch:
         log.error("vj render needs --audio and --patch (or --signals FILE)")
         return 2
@@ -39,10 +76,11 @@ def main(args) -> int:
         log.error("cannot read audio %s: %s", args.audio, e)
         return 2
     log.info("analysed %s (%.2f s, %d Hz) for %d frames at %g fps", args.audio, duration, sr, n_frames, args.fps)
-    opts = Options(patch=patch, model=args.model, size=args.size, fps=args.fps, bpm=args.bpm,
-                   device=args.device, precision=args.precision, live=False, record=Path(args.out),
-                   display_path=args.display_path, pipeline=not args.no_pipeline,
-                   record_audio=args.audio, follow_audio_tempo=args.follow_audio_tempo, overwrite=args.overwrite)
+    spec = spec_of(args, patch, n_frames)
+    if spread:
+        return chunked(args, spec, n_frames, features, audio=args.audio)
+    from engine.render.distributed import options
+    opts = options(spec, Path(args.out), record_audio=args.audio, overwrite=args.overwrite)
     session = open_session(opts)
     if session is None:
         return 2
@@ -65,7 +103,7 @@ def main(args) -> int:
     return 0
 
 
-def replay(args) -> int:
+def replay(args, spread: bool = False) -> int:
     """``vj render --signals FILE``: the recorded show again, on its own clock."""
     from tqdm import tqdm
 
@@ -79,13 +117,15 @@ def replay(args) -> int:
     try:
         h = prepared.header
         size = args.size if args.size != DEFAULT_SIZE or not h.get("size") else tuple(h["size"])
-        fps = args.fps or h.get("fps") or 30.0
-        opts = Options(patch=prepared.patch, setlist=prepared.setlist, model=args.model or h.get("model"), size=size,
-                       fps=fps, bpm=h.get("bpm") or 120.0, device=args.device, precision=args.precision, live=False,
-                       record=Path(args.out), display_path=args.display_path, pipeline=not args.no_pipeline,
-                       overwrite=args.overwrite, replay=prepared, state=prepared.state())
+        args.fps = fps = args.fps or h.get("fps") or 30.0
+        args.size, args.model, args.bpm = size, args.model or h.get("model"), h.get("bpm") or 120.0
         n_frames = prepared.replay.frame_count(None if prepared.replay.same_rate(fps) else fps)
         log.info("replaying %s: %d frames at %g fps, %dx%d", args.signals, n_frames, fps, *size)
+        spec = spec_of(args, None, n_frames)
+        if spread:
+            return chunked(args, spec, n_frames)
+        from engine.render.distributed import options
+        opts = options(spec, Path(args.out), prepared, overwrite=args.overwrite)
         session = open_session(opts)
         if session is None:
             return 2

@@ -159,7 +159,7 @@ class Recorder:
     """
 
     def __init__(self, path, width: int, height: int, fps: float, *, audio: str | None = None,
-                 crf: int = 18, preset: str = "veryfast", queue_frames: int = 8):
+                 crf: int = 18, preset: str = "veryfast", queue_frames: int = 8, x264: dict | None = None):
         if width <= 0 or height <= 0 or fps <= 0:
             raise ValueError(f"bad recording geometry {width}x{height} @ {fps} fps")
         self.path = pathlib.Path(path)
@@ -191,7 +191,8 @@ class Recorder:
             # Tag what we convert with, so players don't guess 601 vs 709.
             cc.colorspace = cc.color_primaries = cc.color_trc = 1  # BT.709
             cc.color_range = 1  # limited ("mpeg")
-            cc.options = {"crf": str(crf), "preset": preset}
+            rate = {} if x264 and "qp" in x264 else {"crf": str(crf)}   # libx264 takes crf over qp
+            cc.options = {**rate, "preset": preset, **(x264 or {})}
             self._video = v
             if audio is not None:
                 self._audio = _AudioFeed(self._container, audio)

@@ -30,13 +30,19 @@ LIVE_PRESET = "superfast"        # x264 at 1280x720 on this 2-core CI machine: 1
 QUEUE_BYTES = 192 * 1024 * 1024  # frames waiting for a live encoder, at most
 
 
+OFFLINE_X264 = {"qp": "18", "x264-params": "scenecut=0"}
+
+
 def recorder_options(size: tuple[int, int], fps: float, live: bool) -> dict:
     """How a recording is encoded. Live, the encoder shares the machine with the show: a
     lighter x264 preset (twice the file size of ``veryfast``, a third less CPU) and about a
     second of frames queued to ride out a slow patch of encoding before one is dropped.
     Offline (``vj render``), time is free: the default preset and queue."""
     if not live:
-        return {}
+        # a constant quantiser and a fixed keyframe every second: how a frame is encoded then
+        # depends only on the frames since its keyframe, so a render split into chunks on
+        # keyframes (engine/render/chunks.py) encodes to the same bytes as one made whole
+        return {"x264": dict(OFFLINE_X264)}
     frames = max(4, min(round(fps), QUEUE_BYTES // (size[0] * size[1] * 4)))
     return {"preset": LIVE_PRESET, "queue_frames": frames}
 
@@ -55,6 +61,7 @@ class RecordStage:
         self.take_path: Path | None = None
         self._take_base: int | None = None
         self._last_index = -1
+        self.index_base = 0                   # a chunk of a render records from its own first frame (render/chunks.py)
         self._closing: list[threading.Thread] = []
         self._report = report or (lambda msg: log.error("%s", msg))
         self.messages: list[tuple[float, str]] = []
@@ -87,7 +94,7 @@ class RecordStage:
             index = max(self._last_index + 1, int(round(frame.snap.time * self.fps)))
             targets = []
             if self.recorder is not None:
-                targets.append((self.recorder, index))
+                targets.append((self.recorder, index - self.index_base))
             if self.take is not None:
                 if self._take_base is None:
                     self._take_base = index

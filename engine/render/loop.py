@@ -262,6 +262,22 @@ class Engine:
             progress.update(1)
         return self.stats
 
+    def fast_forward(self, n_frames: int, before_frame: Callable[[int], None] | None = None,
+                     each: Callable[[Frame], None] | None = None) -> None:
+        """Run ``n_frames`` frames through the front stages only (clock, parameters, set, patch):
+        every state the frames carry moves on as in a full render, and nothing is generated,
+        shaded or recorded. A chunk of a render begins here (engine/render/chunks.py).
+        ``each(frame)`` sees each frame's controls and layers."""
+        self.flush()
+        split = self._split if self._split is not None else len(self.stages)
+        for k in range(n_frames):
+            if before_frame:
+                before_frame(k)
+            f = self._begin()
+            self._run(f, self.stages[:split])
+            if each is not None:
+                each(f)
+
     def _log_status(self) -> None:
         s = self.stats
         lat = f", input latency {s.latency_ms:.0f} ms" if s.latency_ms is not None else ""

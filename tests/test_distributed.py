@@ -137,3 +137,26 @@ def test_without_ray_the_flags_say_how_to_install_it(tmp_path, song):
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "[cluster]" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert not (tmp_path / "x.mp4").exists()
+
+
+def test_a_recorded_show_replays_over_workers_as_in_one_process(tmp_path):
+    """`vj render --signals` too: the patch's versions, fader moves and cues reach each chunk."""
+    from engine.session import Options, Session
+    patch = tmp_path / "show.py"
+    patch.write_text("def frame(p, s):\n    x = p.param('x', 0.0)\n"
+                     "    return p.controls(z=p.walk(p.seeds([1, 2, 3]), x * 2 + p.time * 0.3), feedback=0.5, hue=x)\n")
+    signals = tmp_path / "show.vjsig.gz"
+    with Session(Options(patch=patch, size=(96, 64), fps=30, live=True, record_signals=signals)) as s:
+        s.engine.clock.restart()
+        for k in range(91):
+            if k in (20, 50):
+                s.dispatcher.dispatch("/vj/param/x", (k / 100,), None, source="osc")
+            s.engine.render_frame()
+            time.sleep(1 / 60)
+    one, two = tmp_path / "one.mp4", tmp_path / "two.mp4"
+    run_vj("render", "--signals", signals, "--out", one, "--quiet", "--lossless")
+    proc = run_vj("render", "--signals", signals, "--out", two, "--quiet", "--lossless", "--workers", "2")
+    assert "over 2 workers" in proc.stderr
+    a, _ = frames_of(one)
+    b, _ = frames_of(two)
+    assert len(a) == len(b) == 90 and psnr(a, b).min() > 45

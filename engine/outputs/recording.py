@@ -61,7 +61,6 @@ class RecordStage:
         self.take_path: Path | None = None
         self._take_base: int | None = None
         self._last_index = -1
-        self.index_base = 0                   # a chunk of a render records from its own first frame (render/chunks.py)
         self._closing: list[threading.Thread] = []
         self._report = report or (lambda msg: log.error("%s", msg))
         self.messages: list[tuple[float, str]] = []
@@ -91,10 +90,14 @@ class RecordStage:
             else:
                 self._say("record stop: not recording from OSC")
         if self.recording and frame.texture is not None:
-            index = max(self._last_index + 1, int(round(frame.snap.time * self.fps)))
+            # live, a frame's place is its time (a dropped frame leaves a gap: the video keeps real
+            # time); offline every frame is the next (a replayed show's times are the live wall
+            # clock's, and a render in chunks needs each chunk's frames to follow on)
+            index = self._last_index + 1 if not self.live else \
+                max(self._last_index + 1, int(round(frame.snap.time * self.fps)))
             targets = []
             if self.recorder is not None:
-                targets.append((self.recorder, index - self.index_base))
+                targets.append((self.recorder, index))
             if self.take is not None:
                 if self._take_base is None:
                     self._take_base = index

@@ -10,7 +10,11 @@ import pytest
 
 from conftest import ROOT, poll, read_video, run_vj, vj_cmd, write_wav
 
-ray = pytest.importorskip("ray", reason="Ray (the [cluster] extra) is not installed: pip install -e '.[cluster]'")
+try:
+    import ray  # noqa: F401
+except ImportError:
+    ray = None
+needs_ray = pytest.mark.skipif(ray is None, reason="Ray (the [cluster] extra) is not installed: pip install -e '.[cluster]'")
 
 SIZE = "96x64"
 SLOW = """import time
@@ -51,6 +55,7 @@ def render(out, audio, patch, *more, check=True, timeout=300):
                   check=check, timeout=timeout)
 
 
+@needs_ray
 def test_two_workers_render_what_one_process_renders(tmp_path, song):
     """klingemann (feedback trails, audio-driven) over two local Ray workers against one process."""
     patch = ROOT / "patches" / "klingemann.py"
@@ -77,6 +82,7 @@ def chunk_files(out, suffix):
     return sorted(out.parent.glob(f"{out.name}.chunks/*/chunk-*{suffix}"))
 
 
+@needs_ray
 def test_a_worker_killed_mid_chunk_is_retried_and_the_render_completes(tmp_path, song):
     patch = tmp_path / "slow.py"
     patch.write_text(SLOW)
@@ -107,6 +113,7 @@ def test_a_worker_killed_mid_chunk_is_retried_and_the_render_completes(tmp_path,
     assert len(b) == len(a) == 90 and psnr(a, b).min() > 45
 
 
+@needs_ray
 def test_a_stopped_render_resumes_with_the_chunks_it_finished(tmp_path, song):
     patch = tmp_path / "slow.py"
     patch.write_text(SLOW)
@@ -139,6 +146,7 @@ def test_without_ray_the_flags_say_how_to_install_it(tmp_path, song):
     assert not (tmp_path / "x.mp4").exists()
 
 
+@needs_ray
 def test_a_recorded_show_replays_over_workers_as_in_one_process(tmp_path):
     """`vj render --signals` too: the patch's versions, fader moves and cues reach each chunk."""
     from engine.session import Options, Session

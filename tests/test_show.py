@@ -61,9 +61,12 @@ def test_demo_set_cues_land_on_their_frames_and_crossfades_last_their_length(tmp
     def close(a, b):
         return float(np.abs(a - b).mean())
 
-    noise = max(close(shown[k], alone[k]) for k in range(OSC_CUE))  # the encoder's, frame to frame
+    # before the cue the two renders are the same frames, encoded alike (offline: a constant
+    # quantiser); a blend of two encoded references differs from the encoded blend by up to
+    # about two levels of encoder error
+    noise = max(close(shown[k], alone[k]) for k in range(OSC_CUE))
     assert noise < 2.0
-    tol = noise + 1.5
+    tol = max(noise, 1.0) + 2.0
     # the crossfade: frame OSC_CUE + i shows (i + 1) / FADE of scene 2, through FADE frames
     for i in range(FADE):
         k = OSC_CUE + i
@@ -75,9 +78,9 @@ def test_demo_set_cues_land_on_their_frames_and_crossfades_last_their_length(tmp
     for k in range(MIDI_CUE, FRAMES):
         # scene 1 again (a picture of the beat alone); the encoder's error is larger just after a cut
         assert close(shown[k], cut[k]) < tol and close(shown[k], alone[k]) < 2 * tol, k
-    assert close(shown[MIDI_CUE - 1], shown[MIDI_CUE]) > 5 * tol   # a cut, not a drift
+    assert close(shown[MIDI_CUE - 1], shown[MIDI_CUE]) > 3 * tol   # a cut, not a drift
     # the scenes really differ where the fade is measured
-    assert close(alone[OSC_CUE + FADE // 2], cut[OSC_CUE + FADE // 2]) > 5 * tol
+    assert close(alone[OSC_CUE + FADE // 2], cut[OSC_CUE + FADE // 2]) > 3 * tol
 
 
 def test_a_set_whose_models_do_not_fit_is_refused_before_the_show(tmp_path):

@@ -24,7 +24,7 @@ def _spread(args) -> bool:
     """--workers / --ray given: True when Ray is there (else it says how to get it and exits)."""
     if not (args.workers or args.ray):
         return False
-    from engine.render.distributed import DistributedError, need_ray
+    from engine.distributed import DistributedError, need_ray
     try:
         need_ray()
     except DistributedError as e:
@@ -34,7 +34,7 @@ def _spread(args) -> bool:
 
 
 def chunked(args, spec: dict, n_frames: int, features=None, audio=None) -> int:
-    from engine.render.distributed import render_chunked
+    from engine.distributed import render_chunked
     t0 = time.perf_counter()
     try:
         r = render_chunked(spec, Path(args.out), n_frames, args.workers, args.ray, features=features, audio=audio,
@@ -79,7 +79,7 @@ def main(args) -> int:
     spec = spec_of(args, patch, n_frames)
     if spread:
         return chunked(args, spec, n_frames, features, audio=args.audio)
-    from engine.render.distributed import options
+    from engine.distributed import options
     opts = options(spec, Path(args.out), record_audio=args.audio, overwrite=args.overwrite)
     session = open_session(opts)
     if session is None:
@@ -124,7 +124,7 @@ def replay(args, spread: bool = False) -> int:
         spec = spec_of(args, None, n_frames)
         if spread:
             return chunked(args, spec, n_frames)
-        from engine.render.distributed import options
+        from engine.distributed import options
         opts = options(spec, Path(args.out), prepared, overwrite=args.overwrite)
         session = open_session(opts)
         if session is None:

@@ -249,7 +249,7 @@ class Session:
         hosts = self.scene_hosts or [self.patches]
         if o.replay is not None:
             from engine.show.replay import ReplayStage
-            stages.append(ReplayStage(hosts, o.replay.files, self.params))
+            stages.append(ReplayStage(hosts, o.replay.files, self.params, self.patches.report))
         from engine.render.frame_source import open_frame_source
         self.frame_source, self.display_note = open_frame_source(self.ctx, self.runner.device, o.display_path)
         self.own("frame source", self.frame_source.release)

@@ -78,19 +78,25 @@ def test_two_workers_render_what_one_process_renders(tmp_path, song):
     assert not list(tmp_path.glob("*.chunks")), "the work folder is removed once joined"
 
 
+def slow_render(tmp_path, song, name):
+    """The one-process reference of the slow patch, and the command that renders it over two workers."""
+    patch = tmp_path / "slow.py"
+    patch.write_text(SLOW)
+    out, ref = tmp_path / name, tmp_path / "ref.mp4"
+    render(ref, song, patch, "--lossless")
+    cmd = vj_cmd("render", "--audio", song, "--patch", patch, "--out", out, "--size", SIZE, "--quiet", "--lossless",
+                 "--workers", "2")
+    return out, ref, cmd
+
+
 def chunk_files(out, suffix):
     return sorted(out.parent.glob(f"{out.name}.chunks/*/chunk-*{suffix}"))
 
 
 @needs_ray
 def test_a_worker_killed_mid_chunk_is_retried_and_the_render_completes(tmp_path, song):
-    patch = tmp_path / "slow.py"
-    patch.write_text(SLOW)
-    out, ref = tmp_path / "killed.mp4", tmp_path / "ref.mp4"
-    render(ref, song, patch, "--lossless")
-    proc = subprocess.Popen(vj_cmd("render", "--audio", song, "--patch", patch, "--out", out, "--size", SIZE,
-                                   "--quiet", "--lossless", "--workers", "2"),
-                            cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    out, ref, cmd = slow_render(tmp_path, song, "killed.mp4")
+    proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
     try:
         def running_chunk():
             for pid_file in chunk_files(out, ".pid"):
@@ -115,11 +121,7 @@ def test_a_worker_killed_mid_chunk_is_retried_and_the_render_completes(tmp_path,
 
 @needs_ray
 def test_a_stopped_render_resumes_with_the_chunks_it_finished(tmp_path, song):
-    patch = tmp_path / "slow.py"
-    patch.write_text(SLOW)
-    out, ref = tmp_path / "resumed.mp4", tmp_path / "ref.mp4"
-    render(ref, song, patch, "--lossless")
-    cmd = vj_cmd("render", "--audio", song, "--patch", patch, "--out", out, "--size", SIZE, "--lossless", "--workers", "2")
+    out, ref, cmd = slow_render(tmp_path, song, "resumed.mp4")
     proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
     try:
         assert poll(lambda: chunk_files(out, ".json"), 120, proc, step=0.05), "no chunk finished"

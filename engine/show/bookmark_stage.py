@@ -53,12 +53,15 @@ class BookmarkStage:
         self.folder, self.writer, self.params, self.runner = folder, writer, params, runner
         self._report = report or (lambda msg: log.error("%s", msg))
         self.books: dict[str, BookmarkBook] = {}
+        self._keys: dict[int, str] = {}   # id(runner) -> its model's key (runners live as long as the show)
         self.hold: _Hold | None = None
         self._scene_entry: tuple[str | None] | None = None  # (bookmark or None) from the set, this frame
         self.saved: list[str] = []    # names saved this run, for the HUD and tests
 
     def book(self, runner) -> BookmarkBook:
-        key = book_key(runner.info)
+        key = self._keys.get(id(runner))
+        if key is None:  # hashing the weights' file once per model, not a stat() per frame
+            key = self._keys[id(runner)] = book_key(runner.info)
         b = self.books.get(key)
         if b is None:
             info = runner.info

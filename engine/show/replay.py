@@ -48,10 +48,12 @@ class SignalNotesStage:
             if patch is not None and patch is not self._active[i]:
                 self._active[i] = patch
                 notes.append(("patch", {"scene": i, "path": str(host.path), "source": patch.source}))
-        bindings = [b.saved() for b in self.params.bindings]
-        if bindings != self._bindings:
+        # a change of bindings (an edit, learn) replaces the whole list, never edits it in place:
+        # holding the list noted last tells a change without serialising them every frame
+        bindings = self.params.bindings
+        if bindings is not self._bindings:
             self._bindings = bindings
-            notes.append(("mappings", bindings))
+            notes.append(("mappings", [b.saved() for b in bindings]))
         frame.notes = notes
 
 
@@ -73,22 +75,31 @@ class ReplayStage:
 
     name = "replay"
 
-    def __init__(self, hosts: list, files: list[Path], params):
+    def __init__(self, hosts: list, files: list[Path], params, report=None):
         self.hosts, self.files, self.params = hosts, files, params
+        self._report = report or (lambda msg: log.error("%s", msg))
 
     def run(self, frame) -> None:
-        from engine.patching.params import Binding
         for kind, data in frame.snap.extra.get("notes", ()):
-            if kind == "patch":
-                i = data["scene"]
-                if frame.snap.frame == 0 and self.hosts[i].active is not None:
-                    continue   # the version the session opened with
-                self.files[i].write_text(data["source"])
-                self.hosts[i].load()   # taken over by this frame's patch stage, state carried as live
-            elif kind == "mappings":
-                self.params.set_bindings([Binding(**b) for b in data])
-            elif kind == "params" and frame.snap.frame > 0:   # frame 0's were set before the show
-                self.params.apply(data)
+            try:
+                self._apply(kind, data, frame.snap.frame)
+            except (TypeError, ValueError, KeyError, IndexError, AttributeError, OSError) as e:
+                # a note vj did not write: said, skipped; the show goes on
+                self._report(f"replay: frame {frame.snap.frame}: a {kind!r} note cannot be used "
+                             f"({type(e).__name__}: {e})")
+
+    def _apply(self, kind, data, k: int) -> None:
+        from engine.patching.params import Binding
+        if kind == "patch":
+            i = data["scene"]
+            if k == 0 and self.hosts[i].active is not None:
+                return   # the version the session opened with
+            self.files[i].write_text(data["source"])
+            self.hosts[i].load()   # taken over by this frame's patch stage, state carried as live
+        elif kind == "mappings":
+            self.params.set_bindings([Binding(**b) for b in data])
+        elif kind == "params" and k > 0:   # frame 0's were set before the show
+            self.params.apply(dict(data))
 
 
 def header(options, recorder_fps: float) -> dict:

@@ -176,6 +176,10 @@ class ShowPatches:
     def ready(self) -> bool:
         return self._host.ready
 
+    @property
+    def errors(self) -> int:
+        return sum(h.errors for h in self.hosts)
+
     def report(self, message: str, level=logging.ERROR) -> None:
         self._host.report(message, level)
 

@@ -109,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--block", type=block_size, default=512, help="audio analysis block in samples (default 512)")
     r.add_argument("--follow-audio-tempo", action="store_true",
                    help="the clock (s.bpm, s.beat) follows the tempo and beat heard in the audio")
+    r.add_argument("--link", action="store_true",
+                   help="join the Ableton Link session on the LAN: share tempo and beat phase with Live, "
+                        "Resolume, other engines (needs the [link] extra)")
     r.add_argument("--monitor", type=MONITOR, default=0, help="window on this monitor (`vj devices`)")
     r.add_argument("--fullscreen", action="store_true")
     r.add_argument("--no-vsync", action="store_true")

@@ -78,6 +78,7 @@ class Options:
     overwrite: bool = False              # ``record`` may replace an existing file (else NAME-2.mp4 ...)
     lossless: bool = False               # ``record`` losslessly (x264 qp 0): a master, or frames to compare exactly
     follow_audio_tempo: bool = False
+    link: bool = False                   # join the Ableton Link session on the LAN (control/link.py)
     control: ControlOptions | None = None
     audio: AudioOptions | None = None
     hands: list[str] = field(default_factory=list)   # hand sources (signals/hand_sources.py): leap, osc, replay:FILE
@@ -243,7 +244,8 @@ class Session:
         if o.hands:
             self._open_hands(o.hands, o.record_hands, o.hands_box)
         from engine.control.clock_sync import ClockSync
-        stages: list = [ClockSync(self.clock, o.follow_audio_tempo), ParamsStage(self.params)]
+        link = self._open_link(o) if o.link and o.live else None
+        stages: list = [ClockSync(self.clock, o.follow_audio_tempo, link=link), ParamsStage(self.params)]
         if self.hands is not None:
             stages.append(self.hands)
         hosts = self.scene_hosts or [self.patches]
@@ -525,6 +527,14 @@ class Session:
                      " (bundles)" if c.osc_out_bundle else "")
         except ValueError as e:
             log.error("OSC out not started: %s", e)
+
+    def _open_link(self, o: Options):
+        """``--link``: the Ableton Link peer (control/link.py), or None: the show runs on without."""
+        from engine.control.link import open_link
+        peer = open_link(o.bpm)
+        if peer is not None:
+            self.own("Ableton Link", peer.close)
+        return peer
 
     def _open_hands(self, specs: list[str], record: Path | None, box: dict | None = None) -> None:
         """The hand tracker and each source; a source that cannot start is reported and the

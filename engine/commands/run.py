@@ -53,7 +53,7 @@ def options(args) -> Options:
         window=window, watch=True, record=Path(args.record) if args.record else None, overwrite=args.overwrite,
         # a live file soundtrack starts with the frames, so it goes into the recording too
         record_audio=args.audio if args.audio and not args.loop_audio else None,
-        follow_audio_tempo=args.follow_audio_tempo, control=control, audio=audio,
+        follow_audio_tempo=args.follow_audio_tempo, link=args.link, control=control, audio=audio,
         hands=list(args.hands), record_hands=Path(args.record_hands) if args.record_hands else None,
         hands_box=args.hands_box, record_signals=Path(args.record_signals) if args.record_signals else None,
         state=None if args.no_state else Path(args.state or default_state_dir()))

@@ -138,6 +138,7 @@ class Session:
         self.osc_in = self.oscquery = self.osc_out = self.midi = self.mappings = None
         self.window = self.setlist = None
         self.audio_sources: list = []
+        self.audio_gain = None           # signals/audio.py GainStage, with --audio / --audio-in
         self.hands = None                # control/hands.py HandsStage, with --hands
         self.scenes = self.scene_hosts = None   # show/scenes.py SetStage and its patch hosts, with a set
         self.state_writer = self.show_state = self.bookmarks = None   # with a state folder
@@ -248,6 +249,8 @@ class Session:
         stages: list = [ClockSync(self.clock, o.follow_audio_tempo, link=link), ParamsStage(self.params)]
         if self.hands is not None:
             stages.append(self.hands)
+        if self.audio_gain is not None:
+            stages.append(self.audio_gain)
         hosts = self.scene_hosts or [self.patches]
         if o.replay is not None:
             from engine.show.replay import ReplayStage
@@ -282,7 +285,7 @@ class Session:
                                  params=self.params, dispatcher=self.dispatcher, recording=self.recording,
                                  osc_in=self.osc_in, oscquery=self.oscquery, midi=self.midi,
                                  mappings=self.mappings, generate=self.generate, hands=self.hands,
-                                 scenes=self.scenes, bookmarks=self.bookmarks,
+                                 scenes=self.scenes, bookmarks=self.bookmarks, audio=self.audio_gain,
                                  display=f"{'pipelined' if o.pipeline else 'serial'}, {self.frame_source.name}")
         if self.window is not None:
             from engine.render.display import WindowStage
@@ -581,3 +584,4 @@ class Session:
             src = audio.InputSource(self.bus, device=dev, block=a.block).start()
             self.audio_sources.append(src)
             self.own("audio input", src.stop)
+        self.audio_gain = audio.GainStage(self.audio_sources)

@@ -196,6 +196,13 @@ def _param_value(how: str):
     return read
 
 
+GAIN_MODES = ("auto", "slow", "locked", "manual")    # = engine.signals.features.GAIN_MODES
+
+
+def _gain_lock(key, vals):
+    return {}, [("audio.gain.lock", bool(vals[0]) if vals else None)]   # None: toggle
+
+
 F = Arg("f")
 TABLE: tuple[Entry, ...] = (
     Entry("/vj/scene", "the current scene (from 1); send a number or a scene's name to go there", "rw",
@@ -255,6 +262,15 @@ TABLE: tuple[Entry, ...] = (
           read=_status("bookmark_hold"), range=(0.0, 1.0)),
     Entry("/vj/audio/{name}", "an audio feature (levels, bands, onsets, drums, tempo ...)", "r",
           read=lambda st, k: st.get("audio", {}).get(k), names=lambda st: sorted(st.get("audio", {}))),
+    Entry("/vj/audio/gain", "audio input gain in dB (-24..24, clamped); it shows when the automatic gain is "
+          "locked or in manual mode", "rw", ((Arg("f", "db", -24.0, 24.0, clip=True),),), _event("audio.gain"),
+          _status("audio_gain_db", 0.0), learn=True),
+    Entry("/vj/audio/gain/mode", "how audio levels are normalised: auto (automatic gain), slow (60 s release), "
+          "locked (frozen), manual (fixed references times the gain)", "w",
+          ((Arg("s", "mode", choices=lambda st: list(GAIN_MODES)),),), _event("audio.gain.mode")),
+    Entry("/vj/audio/gain/lock", "lock the automatic gain (1), unlock it (0: back to the mode before); "
+          "no argument: toggle", "rw", ((), (Arg("i", "on", 0, 1),)), _gain_lock,
+          _status("audio_gain_locked", 0.0), learn=True, typetag="i", range=(0, 1)),
     Entry("/vj/hands/{name}", "a hand signal (--hands): right.palm.x, left.grab, count ...", "r",
           read=lambda st, k: st.get("hands", {}).get(k), names=lambda st: sorted(st.get("hands", {}))),
     Entry("/vj/hands/filter/min_cutoff", "hand smoothing: One Euro min cutoff in Hz (lower: steadier, laggier)",

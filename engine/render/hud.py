@@ -1,4 +1,5 @@
-"""The on-screen HUD: fps, frame time, patch, dropped frames and the last error.
+"""The on-screen HUD: fps, frame time, patch, dropped frames, the last error, and with audio
+its level and input gain (``audio -12 dB  gain manual +6 dB``).
 
 Text is drawn with Pillow's built-in font into a small RGBA image and uploaded only
 when it changes (a few times a second), so the HUD costs one extra blended quad.
@@ -63,13 +64,14 @@ class StatusBoard:
 
     def __init__(self, stats, patches, model: str, size, fps: float, setlist=None, params=None, dispatcher=None,
                  recording=None, osc_in=None, oscquery=None, midi=None, mappings=None, display: str = "",
-                 generate=None, hands=None, scenes=None, bookmarks=None):
+                 generate=None, hands=None, scenes=None, bookmarks=None, audio=None):
         self.stats, self.patches, self.model, self.size, self.fps = stats, patches, model, size, fps
         self.display = display    # the frame's path: pipelined or serial, and how the image reaches OpenGL
         self.generate = generate  # its ``late`` count: frames shown with an older image
         self.hands = hands        # control/hands.py HandsStage: the tracker's and the sources' counts
         self.scenes = scenes      # show/scenes.py SetStage: the transition under way
         self.bookmarks = bookmarks  # show/bookmark_stage.py BookmarkStage: the bookmark held
+        self.audio = audio        # signals/audio.py GainStage: the level heard and the input gain
         self.setlist, self.params, self.dispatcher, self.recording = setlist, params, dispatcher, recording
         self.osc_in, self.oscquery, self.midi = osc_in, oscquery, midi
         self.mappings = mappings  # its load and save problems are news on the HUD
@@ -144,6 +146,8 @@ class StatusBoard:
             parts.append(self.midi.summary())
         if self.hands is not None:
             parts.append(self.hands_summary())
+        if self.audio is not None:
+            lines.append(self.audio.hud_line())
         for key, latest in (("params", self.params.messages[-1:] if self.params else []),
                             ("midi", self.midi.events[-1:] if self.midi is not None else []),
                             ("record", [m for _, m in self.recording.messages[-1:]] if self.recording else []),
@@ -181,4 +185,6 @@ class StatusBoard:
             parts.append(self.midi.summary())
         if self.hands is not None:
             parts.append(self.hands_summary())
+        if self.audio is not None:
+            parts.append(self.audio.hud_line())
         return ", ".join(parts)

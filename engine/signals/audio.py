@@ -16,6 +16,12 @@ warning, and the engine runs on (silence).
 
 The channel names and the analysis live in :mod:`engine.signals.features`; the names
 are re-exported here.
+
+Input gain: both sources pass :meth:`set_gain` (mode, dB) on to their analyzer and publish
+``audio.gain_db`` (the gain applied) with every block; :class:`GainStage` applies the
+``/vj/audio/gain*`` commands (bus events ``audio.gain``, ``audio.gain.mode``,
+``audio.gain.lock``) to every source between frames and puts the gain's state in the
+frame's status for OSC out, OSCQuery and the HUD.
 """
 from __future__ import annotations
 
@@ -29,11 +35,12 @@ import numpy as np
 
 from engine.signals.features import (  # noqa: F401 - re-exported: the audio stage's names
     BANDS, BEAT, BEAT_PHASE, BPM, CHROMA, CHROMA_BASS, CHROMA_TREBLE, DB_FLOOR, DRUMS, FLUX,
-    HARMONIC, ONSET, PERCUSSIVE, PREFIX, RMS, RMS_DB, UNNORMALISED, BlockAnalyzer, band_names, drum_names,
-    event_names, feature_names, vector_names)
+    GAIN_DB, GAIN_DB_RANGE, GAIN_MODES, HARMONIC, ONSET, PERCUSSIVE, PREFIX, RMS, RMS_DB, UNNORMALISED,
+    BlockAnalyzer, band_names, drum_names, event_names, feature_names, vector_names)
 
 __all__ = [
-    "AudioError", "AudioReader", "FileSource", "InputSource", "list_devices", "load_audio",
+    "AudioError", "AudioReader", "FileSource", "InputSource", "GainStage", "list_devices", "load_audio",
+    "GAIN_DB", "GAIN_DB_RANGE", "GAIN_MODES",
     "DEFAULT_BLOCK", "BlockAnalyzer", "BANDS", "DRUMS", "PREFIX", "RMS", "RMS_DB", "FLUX", "ONSET",
     "HARMONIC", "PERCUSSIVE", "CHROMA", "CHROMA_BASS", "CHROMA_TREBLE", "BPM", "BEAT", "BEAT_PHASE",
     "DB_FLOOR", "UNNORMALISED", "band_names", "drum_names", "event_names", "feature_names", "vector_names",
@@ -262,6 +269,13 @@ def list_devices() -> list[dict]:
         return []
 
 
+def _analyse(analyzer, block, t: float) -> tuple[dict, dict]:
+    """One block through the analyzer: its channels (with the input gain applied, dB) and events."""
+    values, events = analyzer.process(block, t)
+    values[GAIN_DB] = analyzer.gain_db
+    return values, events
+
+
 def _publish(bus, t: float, values: dict, events: dict) -> None:
     """One block's channels and events, stamped with its capture time ``t``, in one
     atomic bus write: a snapshot holds the whole block or none of it."""
@@ -345,6 +359,10 @@ class FileSource:
         see :meth:`BlockAnalyzer.set_tempo`."""
         self.analyzer.set_tempo(bpm, phase_time)
 
+    def set_gain(self, mode: str | None = None, db: float | None = None) -> None:
+        """The input gain's mode and dB (None: unchanged); see :meth:`BlockAnalyzer.set_gain`."""
+        self.analyzer.set_gain(mode, db)
+
     # -- internals ----------------------------------------------------------------------
     def _open_stream(self):
         sd, err = _import_sounddevice()
@@ -415,10 +433,10 @@ class FileSource:
                     self._close_stream()
                     self.audible = False
                     now = time.monotonic()
-                    pending.append((now, *self.analyzer.process(mono, now)))
+                    pending.append((now, *_analyse(self.analyzer, mono, now)))
                     t0, k = now, 0
                     continue
-                pending.append((t_heard, *self.analyzer.process(mono, t_heard)))
+                pending.append((t_heard, *_analyse(self.analyzer, mono, t_heard)))
                 now = time.monotonic()
                 while pending and pending[0][0] <= now:
                     _publish(self.bus, *pending.popleft())
@@ -431,7 +449,7 @@ class FileSource:
             if due - time.monotonic() < -0.25:   # fell far behind (suspend, debugger): resync
                 t0, k = time.monotonic(), 0
                 due = t0
-            values, events = self.analyzer.process(mono, due)
+            values, events = _analyse(self.analyzer, mono, due)
             wait = due - time.monotonic()
             if wait > 0 and self._stop.wait(wait):
                 break
@@ -456,6 +474,7 @@ class InputSource:
         self.drums = drums
         self.channels = channels
         self.analyzer: BlockAnalyzer | None = None
+        self._gain: tuple[str, float] = ("auto", 0.0)    # set_gain before the stream opens
         self.error: str | None = None
         self.overflows = 0
         self._queue: collections.deque = collections.deque(maxlen=256)
@@ -480,6 +499,7 @@ class InputSource:
                                     callback=self._callback, finished_callback=self._finished)
             self.sr = int(stream.samplerate)
             self.analyzer = BlockAnalyzer(self.sr, self.block, self.bands, drums=self.drums)
+            self.analyzer.set_gain(*self._gain)
             self._stop.clear()
             self._thread = threading.Thread(target=self._worker, name="audio-input", daemon=True)
             self._thread.start()
@@ -497,6 +517,13 @@ class InputSource:
         see :meth:`BlockAnalyzer.set_tempo`. Ignored while no stream is open."""
         if self.analyzer is not None:
             self.analyzer.set_tempo(bpm, phase_time)
+
+    def set_gain(self, mode: str | None = None, db: float | None = None) -> None:
+        """The input gain's mode and dB (None: unchanged); see :meth:`BlockAnalyzer.set_gain`.
+        Kept and applied when the stream opens, if it is not open yet."""
+        self._gain = (mode or self._gain[0], self._gain[1] if db is None else db)
+        if self.analyzer is not None:
+            self.analyzer.set_gain(mode, db)
 
     def stop(self) -> None:
         self._stop.set()
@@ -542,6 +569,84 @@ class InputSource:
             while q and not self._stop.is_set():
                 block, t = q.popleft()
                 try:
-                    _publish(self.bus, t, *self.analyzer.process(block, t))
+                    _publish(self.bus, t, *_analyse(self.analyzer, block, t))
                 except Exception:  # noqa: BLE001
                     log.exception("audio: analysis failed")
+
+
+# ---------------------------------------------------------------------------------------
+# the input gain from the control plane
+
+class GainStage:
+    """A frame stage (front, with ``vj run --audio`` / ``--audio-in``): applies the
+    ``/vj/audio/gain`` (dB), ``/vj/audio/gain/mode`` and ``/vj/audio/gain/lock`` commands,
+    which arrive as ``audio.gain*`` bus events (``engine.control.namespace``), to every audio
+    source, and publishes the state in ``frame.status`` (``audio_gain_db``,
+    ``audio_gain_mode``, ``audio_gain_locked``) and for the HUD (:meth:`hud_line`). A lock
+    (1, or a toggle without a value) switches to ``locked``; unlocking goes back to the mode
+    before it."""
+
+    name = "audio gain"
+
+    def __init__(self, sources=(), mode: str = "auto", db: float = 0.0):
+        self.sources = list(sources)
+        self.mode, self.db = mode, float(db)
+        self.unlocked = "auto" if mode == "locked" else mode    # the mode an unlock returns to
+        self.rms_db = DB_FLOOR
+        if mode != "auto" or db:
+            self._apply(mode, db)
+
+    def _apply(self, mode: str | None, db: float | None) -> None:
+        for src in self.sources:
+            try:
+                src.set_gain(mode, db)
+            except Exception as e:  # noqa: BLE001 - a source never takes the frame down
+                log.warning("audio gain not applied to %s: %s", type(src).__name__, e)
+
+    def set(self, mode: str | None = None, db: float | None = None, lock: bool | None = None) -> None:
+        """What the commands do (also callable directly): ``lock`` True/False locks or unlocks."""
+        if lock is not None:
+            if lock and self.mode != "locked":
+                self.unlocked, mode = self.mode, "locked"
+            elif not lock and self.mode == "locked":
+                mode = self.unlocked
+        if mode is not None:
+            if mode not in GAIN_MODES:
+                log.warning("audio gain mode %r is not one of %s; unchanged", mode, ", ".join(GAIN_MODES))
+                mode = None
+            elif mode != "locked":
+                self.unlocked = mode
+        if db is not None:
+            db = min(GAIN_DB_RANGE[1], max(GAIN_DB_RANGE[0], float(db)))
+        if mode is None and db is None:
+            return
+        changed_mode = mode is not None and mode != self.mode
+        self.mode = self.mode if mode is None else mode
+        self.db = self.db if db is None else db
+        if changed_mode:
+            log.info("audio gain: %s", self.describe())
+        self._apply(mode, db)
+
+    def run(self, frame) -> None:
+        ev = frame.snap.events
+        for e in ev.get("audio.gain.mode", ()):
+            self.set(mode=e.value)
+        for e in ev.get("audio.gain.lock", ()):
+            self.set(lock=(self.mode != "locked") if e.value is None else bool(e.value))
+        for e in ev.get("audio.gain", ()):
+            self.set(db=e.value)
+        v = frame.snap.values.get(RMS_DB)
+        self.rms_db = v if isinstance(v, float) else DB_FLOOR
+        st = frame.status
+        st["audio_gain_db"] = self.db
+        st["audio_gain_mode"] = self.mode
+        st["audio_gain_locked"] = 1.0 if self.mode == "locked" else 0.0
+
+    def describe(self) -> str:
+        """``auto``, ``locked``, ``manual +6 dB`` (the dB shown whenever it is not 0)."""
+        return self.mode + (f" {self.db:+.0f} dB" if round(self.db) or self.mode == "manual" else "")
+
+    def hud_line(self) -> str:
+        """``audio -12 dB  gain manual +6 dB``: the level the analysis hears, and the gain."""
+        level = "silent" if self.rms_db <= DB_FLOOR else f"{self.rms_db:.0f} dB"
+        return f"audio {level}  gain {self.describe()}"

@@ -38,9 +38,17 @@ Levels (rms, bands, flux, harmonic, percussive) are normalised by an automatic g
 feature: a peak follower with instant attack, ~10 s release and absolute floors, so any
 input level reads 0..1 and digital silence stays 0. Bands, harmonic and percussive are
 also floored relative to the overall level, so a nearly empty band is not blown up.
+
+Input gain (:meth:`BlockAnalyzer.set_gain`): a gain in dB (``GAIN_DB_RANGE``) scales the
+samples before analysis, and a mode says how the levels are normalised: ``auto`` (the
+automatic gain above), ``slow`` (its release ``GAIN_SLOW_RELEASE``: a quiet passage stays
+quiet), ``locked`` (its peaks frozen: louder reads louder, up to 1) and ``manual`` (no
+automatic gain: fixed references, ``MANUAL_LEVEL_DB`` dBFS RMS and ``MANUAL_FLUX`` read 1.0
+at 0 dB, so +6 dB doubles a level). Onsets and drums always keep their own automatic gain.
 """
 from __future__ import annotations
 
+import collections
 import math
 from typing import Mapping
 
@@ -72,6 +80,12 @@ DB_FLOOR = -100.0
 ONSET_DECAY = 0.15               # s, time constant of the onset / drum / beat envelopes
 ONSET_MIN_GAP = 0.05             # s, at most one onset per gap
 GAIN_RELEASE = 10.0              # s, release time constant of the automatic gain
+GAIN_SLOW_RELEASE = 60.0         # s, the same in the ``slow`` gain mode
+GAIN_MODES = ("auto", "slow", "locked", "manual")   # how levels are normalised; see set_gain
+GAIN_DB_RANGE = (-24.0, 24.0)    # the input gain, dB
+MANUAL_LEVEL_DB = -12.0          # manual gain mode: a level (RMS, dBFS) that reads 1.0 at 0 dB
+MANUAL_FLUX = 0.5                # ... and the flux that does (a loud drum hit at full scale)
+GAIN_DB = "audio.gain_db"        # the input gain applied, dB (published by the sources)
 LEVEL_FLOOR_DB = -60.0           # level (dBFS) that reads 1.0 on a gain that has seen nothing louder
 BAND_FLOOR_DB = -30.0            # a band this far below the overall level (its gain) reads 1.0 at most
 FLUX_FLOOR = 0.02                # flux that reads 1.0 likewise; see log_spectrum
@@ -430,6 +444,13 @@ class BlockAnalyzer:
         self.min_gap = min_gap
         self.pickers = {name: OnsetPicker(self.dt, onset_factor, onset_window, min_gap)
                         for name in [ONSET, *self.drum_names]}
+        # input gain: the mode and dB set from outside (set_gain) are queued, applied per block
+        self._gain_commands: collections.deque = collections.deque()
+        self._manual_refs = np.where(np.arange(self._n_levels) == self._flux_i, MANUAL_FLUX,
+                                     10.0 ** (MANUAL_LEVEL_DB / 20.0))
+        self.gain_mode = "auto"
+        self.gain_db = 0.0
+        self._gain = 1.0
         self.tempo = TempoTracker(1.0 / self.dt, delay=self._oss_delay()) if tempo else None
         self.reset()
 
@@ -450,7 +471,8 @@ class BlockAnalyzer:
         n_peaks = self._n_levels + len(self.drum_names)
         floors = np.concatenate([self.floors, [FLUX_FLOOR] * len(self.drum_names)])
         self._peak_floors = floors
-        self._peaks = floors.copy()
+        self._peaks = floors.copy()              # the automatic gain (onsets and drums: always)
+        self._level_peaks = floors[:self._n_levels].copy()   # the levels' gain, as the mode says
         for p in self.pickers.values():
             p.reset()
         self.envelopes = {name: 0.0 for name in [ONSET, *self.drum_names, BEAT]}
@@ -481,6 +503,49 @@ class BlockAnalyzer:
         phase = None if phase_time is None else phase_time - self._offset
         self.tempo.set_tempo(bpm, phase)
 
+    # -- input gain from outside ---------------------------------------------------------
+    def set_gain(self, mode: str | None = None, db: float | None = None) -> None:
+        """Set the input gain's ``mode`` (one of GAIN_MODES; None: unchanged) and ``db``
+        (clamped to GAIN_DB_RANGE; None: unchanged). Safe from any thread: applied at the
+        start of the next block. Raises ValueError for an unknown mode or a non-finite dB."""
+        if mode is not None and mode not in GAIN_MODES:
+            raise ValueError(f"gain mode {mode!r} is not one of {', '.join(GAIN_MODES)}")
+        if db is not None:
+            db = float(db)
+            if not math.isfinite(db):
+                raise ValueError(f"gain {db} dB is not a finite number")
+            db = min(GAIN_DB_RANGE[1], max(GAIN_DB_RANGE[0], db))
+        self._gain_commands.append((mode, db))
+
+    def _apply_gain(self, mode: str | None, db: float | None) -> None:
+        if mode is not None:
+            self.gain_mode = mode
+        if db is not None and db != self.gain_db:
+            g = 10.0 ** (db / 20.0)
+            r = g / self._gain
+            # what the analysis remembers is rescaled as if the new gain had always been on,
+            # so a gain change is not heard as an attack (no flux spike, no onset)
+            self._buf *= r
+            self._logs[:] = np.log1p(np.expm1(self._logs) * r)
+            self._hpss *= r
+            if self.chroma:
+                self._cbuf *= r
+                self._aa_tail *= r
+            self.gain_db, self._gain = db, g
+
+    def _level_gain(self, raw: np.ndarray, auto: np.ndarray, dt: float) -> np.ndarray:
+        """The levels' denominators (>= the floors, so finite and > 0) for this block's mode."""
+        k, mode = self._n_levels, self.gain_mode
+        if mode == "manual":
+            self._level_peaks = auto.copy()     # tracked unseen: back to auto without a jump
+            return self._manual_refs
+        if mode == "slow":
+            self._level_peaks = np.maximum(raw[:k], self._level_peaks * math.exp(-dt / GAIN_SLOW_RELEASE))
+        elif mode == "auto":
+            self._level_peaks = auto
+        peaks = self._level_peaks                # locked: as they were
+        return np.maximum(np.maximum(peaks, self.floors), self.rel_floors * peaks[0])
+
     # -- one block -----------------------------------------------------------------------
     def process(self, block: np.ndarray, t: float | None = None) -> tuple[dict, dict]:
         """Mono float32 block (any length; normally ``block`` samples; a 2-D (n, ch)
@@ -496,6 +561,11 @@ class BlockAnalyzer:
         if not math.isfinite(ms):
             x = np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0)
             ms = float(np.dot(x, x)) / n
+        while self._gain_commands:
+            self._apply_gain(*self._gain_commands.popleft())
+        if self._gain != 1.0:
+            x = x * np.float32(self._gain)
+            ms *= self._gain * self._gain
         buf = self._buf
         if n >= self.n_fft:
             buf[:] = x[-self.n_fft:]
@@ -560,8 +630,8 @@ class BlockAnalyzer:
         peaks = np.maximum(raw, self._peaks * math.exp(-dt / self.release))
         self._peaks = peaks
         k = self._n_levels
-        norm = np.minimum(raw[:k] / np.maximum(np.maximum(peaks[:k], self.floors), self.rel_floors * peaks[0]),
-                          1.0)                  # = normalise(); raw and peaks are >= 0
+        norm = np.minimum(raw[:k] / self._level_gain(raw, peaks[:k], dt),
+                          1.0)                  # = normalise() (auto); raw and peaks are >= 0
         drum_norm = np.minimum(raw[k:] / np.maximum(peaks[k:], FLUX_FLOOR), 1.0)
 
         # onsets: thresholds scale with each novelty's own gain; an onset is the overall

@@ -165,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--compile", action="store_true", help="--generator-only: also time torch.compile")
     b.add_argument("--patch", help="patch for the whole-loop figure (default patches/drift.py)")
     b.add_argument("--json", help="also write the figures to this JSON file")
+    b.add_argument("--audio", nargs="?", const="", metavar="FILE",
+                   help="instead: the live audio analysis's cost per block, with and without the beat tracker, "
+                        "over FILE (default: 30 s of a synthesised drum pattern)")
     b.add_argument("--hands", action="append", default=[], type=hand_source, metavar="SOURCE",
                    help="also measure hand-to-frame latency from this hand source (e.g. replay:FILE)")
     b.add_argument("--soak", type=SOAK_MINUTES, metavar="MINUTES",

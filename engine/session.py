@@ -246,7 +246,8 @@ class Session:
             self._open_hands(o.hands, o.record_hands, o.hands_box)
         from engine.control.clock_sync import ClockSync
         link = self._open_link(o) if o.link and o.live else None
-        stages: list = [ClockSync(self.clock, o.follow_audio_tempo, link=link), ParamsStage(self.params)]
+        stages: list = [ClockSync(self.clock, o.follow_audio_tempo, link=link, seed=self._seed_beats),
+                        ParamsStage(self.params)]
         if self.hands is not None:
             stages.append(self.hands)
         if self.audio_gain is not None:
@@ -567,6 +568,11 @@ class Session:
             self.own(f"hands {spec}", src.stop)
             log.info("hands from %s", spec)
         self.hands = HandsStage(tracker, sources)
+
+    def _seed_beats(self, bpm: float, phase_time: float | None, weight: float) -> None:
+        """A tempo from a tap, a clock or the set seeds every audio input's beat tracker."""
+        for src in self.audio_sources:
+            src.set_tempo(bpm, phase_time, weight=weight)
 
     def _open_audio(self, a: AudioOptions) -> None:
         """Any failure is reported and the show runs on silence."""

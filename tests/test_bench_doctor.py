@@ -26,3 +26,21 @@ def test_bench_prints_table_and_writes_json(tmp_path, env_no_display):
 def test_doctor(env_no_display):
     proc = run_vj("doctor", env=env_no_display)
     assert "opengl" in proc.stdout and "libx264 yes" in proc.stdout and "digiface64 loads" in proc.stdout
+
+
+def test_bench_audio_reports_the_cost_per_block(tmp_path, env_no_display):
+    """`vj bench --audio FILE`: every feature against the analysis without the beat
+    tracker, measured in the same run, with the machine; a bad file is one clear line."""
+    import numpy as np
+    import soundfile as sf
+    wav = tmp_path / "clicks.wav"
+    y = np.zeros(44100 * 4, np.float32)
+    y[::22050] = 0.8
+    sf.write(str(wav), y, 44100)
+    out = tmp_path / "audio.json"
+    proc = run_vj("bench", "--audio", wav, "--json", out, env=env_no_display)
+    r = json.loads(out.read_text())
+    assert r["blocks"] == len(y) // 512 and r["median_us"] > 0 and r["baseline_median_us"] > 0
+    assert "x the baseline" in proc.stdout and r["machine"] in proc.stdout
+    bad = run_vj("bench", "--audio", tmp_path / "missing.wav", check=False, env=env_no_display)
+    assert bad.returncode == 2 and "missing.wav" in bad.stderr and "Traceback" not in bad.stderr

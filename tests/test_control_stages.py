@@ -201,3 +201,34 @@ def test_the_session_gives_the_websocket_the_udp_rules(tmp_path):
             assert s.oscquery.stats["refused_peer"] == 1
     finally:
         ctx.release()
+
+
+def test_tempo_sources_seed_the_audio_beat_tracker():
+    """The set's tempo (a hint, once), /vj/tempo over OSC, taps and MIDI clock all reach
+    the audio's beat tracker through the one clock sync; a tap brings its time."""
+    bus, clock, now = SignalBus(), Clock(128.0), [1000.0]
+    seeds = []
+    sync = ClockSync(clock, now=lambda: now[0], seed=lambda bpm, t, w: seeds.append((round(bpm, 2), t, w)))
+    h = OscHandler(bus, control=Dispatcher(bus).dispatch)
+    sync.run(frame(bus.snapshot()))
+    assert seeds == [(128.0, None, 0.3)]                   # the set's bpm: a hint
+    h.datagram(osc("/vj/tempo", 96.0))
+    sync.run(frame(bus.snapshot()))
+    assert seeds[-1] == (96.0, None, 1.0)
+    now[0] += 10.0
+    bus.emit("clock.tap", 1.0, t=1010.0, source="keys")
+    bus.emit("clock.tap", 1.0, t=1010.5, source="keys")
+    sync.run(frame(bus.snapshot()))
+    assert seeds[-1] == (120.0, 1010.5, 1.0)              # tempo and the tap's time: the phase
+    n = len(seeds)
+    sync.run(frame(bus.snapshot()))
+    assert len(seeds) == n                                # nothing new, nothing sent
+
+
+def test_a_refused_seed_never_stops_the_clock():
+    def refuse(bpm, t, w):
+        raise ValueError("no")
+    clock = Clock(120.0)
+    sync = ClockSync(clock, seed=refuse)
+    sync.run(frame(SignalBus().snapshot()))
+    assert clock.bpm == 120.0

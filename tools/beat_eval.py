@@ -57,7 +57,9 @@ def run_item(args) -> dict:
             n = int(len(y) / sr * OFFLINE_FPS)
             f = offline_features(y, sr, OFFLINE_FPS, n, chroma=False)
             frames = np.nonzero(f["audio.beat:event"])[0]
-            est, est_down = frames / OFFLINE_FPS, None
+            est = frames / OFFLINE_FPS
+            down = f.get("audio.downbeat:event")
+            est_down = None if down is None else np.nonzero(down)[0] / OFFLINE_FPS
             bpm = _scored_median(f["audio.bpm"], np.arange(n) / OFFLINE_FPS, skip)
         elif name == "librosa":
             import librosa
@@ -117,6 +119,7 @@ def main(argv=None):
     ap.add_argument("--split", default="held", choices=["held", "tune", "all"])
     ap.add_argument("--trackers", default=",".join(TRACKERS))
     ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--every", type=int, default=1, help="score every Nth item (a quick sample)")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--skip", type=float, default=8.0, help="warm-up discarded before scoring, s")
     ap.add_argument("--json", default=None)
@@ -126,6 +129,7 @@ def main(argv=None):
     items = json.loads((corpus / "corpus.json").read_text())
     if args.split != "all":
         items = [i for i in items if i["split"] == args.split]
+    items = items[::max(1, args.every)]
     items = items[:args.limit] if args.limit else items
     trackers = [t.strip() for t in args.trackers.split(",") if t.strip()]
     t0 = time.time()

@@ -12,6 +12,17 @@ log = logging.getLogger("vj")
 
 
 def main(args) -> int:
+    if args.audio is not None:
+        from engine.signals.audio import AudioError
+        from engine.signals.audio_bench import run_audio_bench
+        try:
+            result = run_audio_bench(args.audio or None)
+        except AudioError as e:
+            log.error("vj bench --audio: %s", e)
+            return 2
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=1))
+        return 0
     if args.soak:
         from engine.soak.run import main as soak
         kinds = [k.strip() for k in args.soak_faults.split(",") if k.strip()] if args.soak_faults else None

@@ -37,6 +37,7 @@ log = logging.getLogger("vj")
 PRIORITY = ("keys", "osc", "midi", "audio", "set", "link")
 LINK = PRIORITY.index("link")
 HOLD = 8.0          # seconds a tap or a tempo command holds against lower sources
+SET_WEIGHT = 0.3    # how strongly a set's bpm seeds the audio's beat tracker (a tap: 1)
 LIVE = 1.0          # a streaming source (MIDI clock, the audio tracker) holds this long after its last word
 LINK_BIG = 0.1      # beats: a Link phase error this big is taken at once, a smaller one pulled in
 LINK_RATE = 0.2     # fraction of a small Link phase error taken per frame
@@ -51,8 +52,11 @@ def rank(source: str) -> int:
 class ClockSync:
     name = "clock"
 
-    def __init__(self, clock, follow_audio_tempo: bool = False, now=time.monotonic, link=None):
+    def __init__(self, clock, follow_audio_tempo: bool = False, now=time.monotonic, link=None,
+                 seed=None):
         self.clock = clock
+        self.seed = seed                         # seed(bpm, phase_time, weight): the audio's beat tracker
+        self._seeded_bpm = 0.0
         self.follow_audio_tempo = follow_audio_tempo
         self.now = now
         self.link = link                         # control/link.py LinkPeer, or None
@@ -81,11 +85,14 @@ class ClockSync:
     def run(self, frame) -> None:
         snap, clock, now = frame.snap, self.clock, self.now()
         ev = snap.events
+        if self._seeded_bpm == 0.0:              # the set's (or --bpm) tempo: a hint
+            self._seed(clock.bpm, None, SET_WEIGHT)
         for e in ev.get("clock.tempo", ()):
             if not self._holds(e.source, now):
                 clock.set_tempo(float(e.value))
                 self._took(e.source, now, HOLD)
                 self.counts["tempo"] += 1
+                self._seed(clock.bpm, None, 1.0)
         for e in ev.get("clock.tap", ()):
             if not self._holds(e.source, now):
                 bpm = clock.tap(e.t)
@@ -94,6 +101,7 @@ class ClockSync:
                     self._took(e.source, now, HOLD, phase=True)
                     self._tapped = True
                     log.info("tap tempo: %.1f bpm", bpm)
+                    self._seed(bpm, e.t, 1.0)
         self._midi(snap, now)
         if self.follow_audio_tempo and not self._holds("audio", now) and follow_audio(clock, snap):
             self._took("audio", now, LIVE, phase=True)
@@ -101,6 +109,18 @@ class ClockSync:
             self._link(frame, now)
         frame.status["tempo"] = clock.bpm
         frame.status["tempo_source"] = self.owner
+
+    def _seed(self, bpm: float, phase_time: float | None, weight: float) -> None:
+        """Tell the audio's beat tracker (a performer's or a clock's tempo seeds it, so a
+        tap pulls a wrong lock onto the beat)."""
+        self._seeded_bpm = bpm
+        if self.seed is None:
+            return
+        try:
+            self.seed(bpm, phase_time, weight)
+            self.counts["seeded"] += 1
+        except ValueError as e:
+            log.warning("beat tracker: seed %.1f bpm refused (%s)", bpm, e)
 
     def _midi(self, snap, now: float) -> None:
         ev, values, times, clock = snap.events, snap.values, snap.times, self.clock
@@ -118,6 +138,8 @@ class ClockSync:
         bpm = values["midi.clock.bpm"]
         if abs(bpm - clock.bpm) > 0.005 and 20.0 <= bpm <= 400.0:
             clock.set_tempo(bpm)
+        if 20.0 <= bpm <= 400.0 and abs(bpm / self._seeded_bpm - 1.0) > 0.005:
+            self._seed(bpm, None, 1.0)
         if values.get("midi.clock.running") and "midi.clock.beat" in values:
             # soft phase lock: small errors are pulled in, a big one (a song position jump) is taken
             expected = values["midi.clock.beat"] + (now - times["midi.clock.beat"]) * bpm / 60.0

@@ -354,10 +354,10 @@ class FileSource:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def set_tempo(self, bpm: float | None, phase_time: float | None = None) -> None:
-        """Tell the tempo tracker the tempo (``phase_time``: time.monotonic() of a beat);
+    def set_tempo(self, bpm: float | None, phase_time: float | None = None, **how) -> None:
+        """Seed the beat tracker with a tempo (``phase_time``: time.monotonic() of a beat);
         see :meth:`BlockAnalyzer.set_tempo`."""
-        self.analyzer.set_tempo(bpm, phase_time)
+        self.analyzer.set_tempo(bpm, phase_time, **how)
 
     def set_gain(self, mode: str | None = None, db: float | None = None) -> None:
         """The input gain's mode and dB (None: unchanged); see :meth:`BlockAnalyzer.set_gain`."""
@@ -512,11 +512,11 @@ class InputSource:
             return self._fail(f"cannot open input device {self.device!r} ({e})")
         return self
 
-    def set_tempo(self, bpm: float | None, phase_time: float | None = None) -> None:
-        """Tell the tempo tracker the tempo (``phase_time``: time.monotonic() of a beat);
+    def set_tempo(self, bpm: float | None, phase_time: float | None = None, **how) -> None:
+        """Seed the beat tracker with a tempo (``phase_time``: time.monotonic() of a beat);
         see :meth:`BlockAnalyzer.set_tempo`. Ignored while no stream is open."""
         if self.analyzer is not None:
-            self.analyzer.set_tempo(bpm, phase_time)
+            self.analyzer.set_tempo(bpm, phase_time, **how)
 
     def set_gain(self, mode: str | None = None, db: float | None = None) -> None:
         """The input gain's mode and dB (None: unchanged); see :meth:`BlockAnalyzer.set_gain`.

@@ -28,11 +28,13 @@ Channels (floats 0..1 unless said otherwise):
 ``audio.bpm``               tempo in beats per minute (0 until one is found)
 ``audio.beat``              envelope: 1.0 on a beat, decaying with a 0.15 s time constant
 ``audio.beat_phase``        0 on the beat, rising to 1 at the next
-``audio.beat_confidence``   how periodic the recent onsets are, 0..1
+``audio.beat_confidence``   how much onset the recent beats landed on, 0..1
+``audio.downbeat``          envelope: 1.0 on the first beat of a bar, decaying like the beat
+``audio.bar_phase``         0 on the downbeat, rising to 1 at the next (3/4 and 4/4)
 ==========================  ==============================================================
 
 Events (value: strength 0..1): ``audio.onset``, ``audio.kick``, ``audio.snare``,
-``audio.hat``, ``audio.beat`` (value: the tracker's confidence).
+``audio.hat``, ``audio.beat`` and ``audio.downbeat`` (value: the tracker's confidence).
 
 Levels (rms, bands, flux, harmonic, percussive) are normalised by an automatic gain per
 feature: a peak follower with instant attack, ~10 s release and absolute floors, so any
@@ -54,7 +56,7 @@ from typing import Mapping
 
 import numpy as np
 
-from engine.signals.tempo import TempoTracker
+from engine.signals.beats import BeatTracker
 
 BANDS = {"low": (20, 250), "mid": (250, 4000), "high": (4000, 16000)}
 DRUMS = {"kick": (30, 150), "snare": (1000, 4000), "hat": (6000, 16000)}
@@ -74,6 +76,8 @@ CHROMA_TREBLE = "audio.chroma_treble"
 BPM = "audio.bpm"
 BEAT = "audio.beat"
 BEAT_PHASE = "audio.beat_phase"
+DOWNBEAT = "audio.downbeat"         # the envelope channel and the event share this name
+BAR_PHASE = "audio.bar_phase"
 BEAT_CONFIDENCE = "audio.beat_confidence"
 
 DB_FLOOR = -100.0
@@ -100,6 +104,7 @@ CHROMA_SPLIT = 261.63            # Hz, middle C: bass chroma below, treble from 
 CHROMA_SECONDS = 0.37            # the chroma's analysis window (fine frequency resolution)
 CHROMA_EVERY = 0.02              # s between chroma updates
 HPSS_SECONDS = 0.2               # causal HPSS: median over this much past
+BEAT_HOP = 512 / 44100            # s between the beat tracker's steps (about)
 HPSS_BANDS = 9                   # causal HPSS: median across this many log bands
 
 PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
@@ -116,7 +121,7 @@ def drum_names(drums: Mapping[str, tuple[float, float]] = DRUMS) -> list[str]:
 def feature_names(bands=BANDS, drums=DRUMS) -> list[str]:
     """The float channels, in a stable order."""
     return [RMS, *band_names(bands), FLUX, ONSET, *drum_names(drums), HARMONIC, PERCUSSIVE,
-            CENTROID, CENTROID_HZ, BPM, BEAT, BEAT_PHASE, BEAT_CONFIDENCE, RMS_DB]
+            CENTROID, CENTROID_HZ, BPM, BEAT, BEAT_PHASE, BEAT_CONFIDENCE, DOWNBEAT, BAR_PHASE, RMS_DB]
 
 
 UNNORMALISED = (RMS_DB, CENTROID_HZ, BPM)   # the float channels in natural units, not 0..1
@@ -128,7 +133,7 @@ def vector_names() -> list[str]:
 
 
 def event_names(drums=DRUMS) -> list[str]:
-    return [ONSET, *drum_names(drums), BEAT]
+    return [ONSET, *drum_names(drums), BEAT, DOWNBEAT]
 
 
 # ---------------------------------------------------------------------------------------
@@ -375,8 +380,8 @@ class BlockAnalyzer:
     flux's gain too. An onset is the overall flux's, or a wide drum's (a quiet hi-hat
     barely moves the overall flux), at most one per ``min_gap``.
 
-    Tempo and beats come from a :class:`TempoTracker` fed with the flux;
-    :meth:`set_tempo` tells it the tempo instead (tap, MIDI clock, OSC).
+    Tempo, beats, downbeats and the bar come from a :class:`~engine.signals.beats.BeatTracker`
+    fed with the log bands; :meth:`set_tempo` seeds it (tap, MIDI clock, OSC, a set).
     """
 
     def __init__(self, sr: int, block: int = 512, bands=BANDS, *, drums=DRUMS,
@@ -451,13 +456,11 @@ class BlockAnalyzer:
         self.gain_mode = "auto"
         self.gain_db = 0.0
         self._gain = 1.0
-        self.tempo = TempoTracker(1.0 / self.dt, delay=self._oss_delay()) if tempo else None
+        # the beat tracker steps about every 11.6 ms (what its network learnt at): every
+        # block, or every few blocks of a small one
+        self._beat_every = max(1, round(BEAT_HOP * self.sr / self.block))
+        self.tempo = BeatTracker(1.0 / (self.dt * self._beat_every), self.fb_freqs) if tempo else None
         self.reset()
-
-    def _oss_delay(self) -> float:
-        """How long after an attack the flux peaks, on average (s): the attack must
-        reach the middle of the window; blocks end after it by half a block on average."""
-        return max(0.0, (self.n_fft / 2 - self.block / 2) / self.sr) + 0.5 * self.dt
 
     def reset(self) -> None:
         n_bins = self.n_fft // 2 + 1
@@ -475,7 +478,7 @@ class BlockAnalyzer:
         self._level_peaks = floors[:self._n_levels].copy()   # the levels' gain, as the mode says
         for p in self.pickers.values():
             p.reset()
-        self.envelopes = {name: 0.0 for name in [ONSET, *self.drum_names, BEAT]}
+        self.envelopes = {name: 0.0 for name in [ONSET, *self.drum_names, BEAT, DOWNBEAT]}
         self._since_onset = math.inf
         if self.chroma:
             self._cbuf = np.zeros(self.n_chroma, np.float32)
@@ -486,6 +489,7 @@ class BlockAnalyzer:
             self._chroma_out = (z, z, z)
         if self.tempo is not None:
             self.tempo.reset()
+        self._beat_k, self._beat_level = 0, 0.0
         self.time = 0.0            # seconds of audio processed (end of the last block)
         self._offset = 0.0         # capture time - audio time, from process(t=...)
         self.raw: dict[str, float] = {}
@@ -493,15 +497,16 @@ class BlockAnalyzer:
         assert len(self._peaks) == n_peaks
 
     # -- tempo from outside ------------------------------------------------------------
-    def set_tempo(self, bpm: float | None, phase_time: float | None = None) -> None:
-        """Tell the tempo tracker the tempo (tap, MIDI clock, OSC, a set file): ``bpm``
-        locks the tempo (None: estimate it from the audio again); ``phase_time`` (a beat
-        happened then, in the time base of the ``t`` given to :meth:`process`, else
-        seconds of audio) also locks the beat phase. Safe from any thread."""
+    def set_tempo(self, bpm: float | None, phase_time: float | None = None, **how) -> None:
+        """Seed the beat tracker with a tempo from outside (tap, MIDI clock, OSC, a set
+        file): ``bpm`` pulls the tracker to that tempo (None: let go); ``phase_time`` (a
+        beat happened then, in the time base of the ``t`` given to :meth:`process`, else
+        seconds of audio) pulls it to that beat phase too. The music can still overrule
+        it (``how``: see :meth:`BeatTracker.set_tempo`). Safe from any thread."""
         if self.tempo is None:
             return
         phase = None if phase_time is None else phase_time - self._offset
-        self.tempo.set_tempo(bpm, phase)
+        self.tempo.set_tempo(bpm, phase, **how)
 
     # -- input gain from outside ---------------------------------------------------------
     def set_gain(self, mode: str | None = None, db: float | None = None) -> None:
@@ -680,18 +685,29 @@ class BlockAnalyzer:
                 self._chroma_out = self._chroma()
             out[CHROMA], out[CHROMA_BASS], out[CHROMA_TREBLE] = self._chroma_out
 
-        # tempo and beats
+        # tempo, beats and the bar
         tr = self.tempo
         if tr is not None:
-            if tr.update(flux, self.time):
+            self._beat_k += 1
+            self._beat_level = max(self._beat_level, rms)
+            beat = down = False
+            if self._beat_k >= self._beat_every:
+                beat, down = tr.update(logb, self.time, self._beat_level)
+                self._beat_k, self._beat_level = 0, 0.0
+            if beat:
                 events[BEAT] = tr.confidence
                 env[BEAT] = 1.0
+            if down:
+                events[DOWNBEAT] = tr.confidence
+                env[DOWNBEAT] = 1.0
             out[BPM] = tr.bpm
             out[BEAT_PHASE] = tr.phase
+            out[BAR_PHASE] = tr.bar_phase
             out[BEAT_CONFIDENCE] = tr.confidence
         else:
-            out[BPM] = out[BEAT_PHASE] = out[BEAT_CONFIDENCE] = 0.0
+            out[BPM] = out[BEAT_PHASE] = out[BAR_PHASE] = out[BEAT_CONFIDENCE] = 0.0
         out[BEAT] = env[BEAT]
+        out[DOWNBEAT] = env[DOWNBEAT]
 
         self.raw = dict(zip(self.names, raw[:k].tolist()))
         self.raw.update(zip(self.drum_names, raw[k:].tolist()))

@@ -19,11 +19,12 @@ import math
 import numpy as np
 
 from engine.signals.features import (
-    BANDS, BEAT, BEAT_CONFIDENCE, BEAT_PHASE, BPM, CENTROID, CENTROID_HZ, CHROMA, CHROMA_BASS,
-    CHROMA_TREBLE, DRUM_REL, DRUMS, FLUX, FLUX_FLOOR, FLUX_MEMORY, GAIN_RELEASE, LOG_GAMMA,
+    BANDS, BAR_PHASE, BEAT, BEAT_CONFIDENCE, BEAT_PHASE, BPM, CENTROID, CENTROID_HZ, CHROMA, CHROMA_BASS,
+    CHROMA_TREBLE, DOWNBEAT, DRUM_REL, DRUMS, FLUX, FLUX_FLOOR, FLUX_MEMORY, GAIN_RELEASE, LOG_GAMMA,
     NARROW_REL, ONSET, ONSET_DECAY, ONSET_MIN_GAP, RMS_DB, WIDE_DRUM_BANDS, band_bins, band_levels,
     band_slice, centroid_unit, default_hop, drum_names, level_spec, log_filterbank, max_filter3,
     normalise, rms_to_db)
+from engine.signals.beats import track_signal
 
 OFFLINE_PERCENTILE = 99.0
 EVENT = ":event"                 # name + EVENT: bool array, True on the frames where it fires
@@ -39,7 +40,8 @@ CQT_HALO = 3.0                   # s of signal either side of a block for the co
                                  # its longest filter (C1, ~1.6 s) and the octave resamplers' tails
 ONSET_N_FFT = 2048               # librosa's onset strength: its mel spectrogram's frame ...
 ONSET_TOP_DB = 80.0              # ... and its floor, this far below the file's loudest mel bin
-TEMPO_CHUNK = 1024               # tempogram columns computed at a time (~50 MB of temporaries)
+TRACK_CHUNK = 1 << 16            # samples handed to the beat tracker at a time
+SNAP = 0.03                      # s: an offline beat moves onto an onset attack this close
 MEL_CHUNK = 2048                 # onset-strength mel frames computed at a time (~16 MB of STFT)
 
 
@@ -71,10 +73,8 @@ def offline_features(y: np.ndarray, sr: int, fps: float, n_frames: int, bands=BA
       C1..C8, bass below middle C;
     * ``audio.harmonic`` / ``audio.percussive``: the level of each part of a median-filter
       HPSS (librosa), in RMS terms;
-    * beats: librosa's dynamic-programming beat tracker; ``audio.bpm`` is the local tempo
-      (the median of the nearby beat intervals), ``audio.beat_phase`` rises 0..1 from beat
-      to beat (extrapolated before the first and after the last, where
-      ``audio.beat_confidence`` is 0; 1 in between).
+    * beats, downbeats and the bar: the live beat tracker over the whole file, each beat
+      moved onto an onset attack a few ms away (:func:`beat_features`).
 
     A 2-D ``y`` is averaged to mono over its shorter axis. The analysis runs over the
     signal a block at a time (``block_hops`` analysis hops), exactly as
@@ -413,7 +413,7 @@ def _analyse(signal, sr: int, fps: float, n_frames: int, bands=BANDS, *, drums=D
         out.update(_chroma_frames(bass_sum, treble_sum, chroma_top[0], count[:n_frames], rms[:n_frames],
                                   n_frames, do_chroma))
     if tempo:
-        out.update(beat_features(oenv, sr, oenv_hop, t[:n_frames], fps, onsets=on))
+        out.update(beat_features(track_signal(signal.blocks(TRACK_CHUNK), sr), t[:n_frames], fps, onsets=on))
     return out
 
 
@@ -593,54 +593,66 @@ def event_frames(times, fps: float, n_frames: int) -> np.ndarray:
     return k[(k >= 0) & (k < n_frames)] if len(k) else k
 
 
-def beat_features(oenv, sr, hop, t, fps, onsets=()) -> dict[str, np.ndarray]:
-    """Beats from librosa's beat tracker on the onset strength ``oenv`` (``hop``):
-    events, envelope, local bpm, phase and confidence at the frame times ``t``. A beat
-    with one of ``onsets`` (refined attack times) within 60 ms moves onto it: the
-    tracker's beats sit on onset-strength peaks, 5-20 ms after the attacks."""
+def beat_features(tracked: dict, t, fps, onsets=(), within: float = SNAP) -> dict[str, np.ndarray]:
+    """Beats, downbeats and the bar at the frame times ``t``, from the live beat tracker
+    run over the whole file (``beats.track_signal``: the same beats as live). Looking
+    ahead, the seconds the live tracker spends finding the beat are replaced by its
+    settled grid carried back to where the sound begins (:func:`settled`), and each
+    beat moves onto a refined onset attack within ``within`` s, if there is one. ``audio.bpm`` is the local tempo (the median of the nearby beat intervals),
+    ``audio.beat_phase`` rises 0..1 from beat to beat and ``audio.bar_phase`` from
+    downbeat to downbeat (extrapolated before the first and after the last, where
+    ``audio.beat_confidence`` is 0; 1 in between)."""
+    t = np.asarray(t, dtype=np.float64)
     n_frames = len(t)
-    beats = np.zeros(0)
-    if oenv is not None and len(oenv) > 4 and np.any(oenv > 0):
-        import librosa
-        _, beats = librosa.beat.beat_track(onset_envelope=oenv, sr=sr, hop_length=hop, units="time",
-                                           bpm=global_tempo(oenv, sr, hop))
-        beats = snap(np.asarray(beats, dtype=np.float64), onsets, 0.06)
+    first = float(np.min(onsets)) if len(onsets) else 0.0       # where the sound begins
+    beats = snap(settled(np.asarray(tracked["beats"], dtype=np.float64), first), onsets, within)
+    downs = snap(settled(np.asarray(tracked["downbeats"], dtype=np.float64), first), onsets, within)
     out = {BPM: np.zeros(n_frames, np.float32), BEAT_PHASE: np.zeros(n_frames, np.float32),
-           BEAT_CONFIDENCE: np.zeros(n_frames, np.float32)}
+           BEAT_CONFIDENCE: np.zeros(n_frames, np.float32), BAR_PHASE: np.zeros(n_frames, np.float32)}
     if len(beats) >= 2:
         ibi = np.diff(beats)
         # local tempo: the median of the beat intervals within 4 beats either side
         local = np.array([np.median(ibi[max(0, i - 4):i + 5]) for i in range(len(ibi))])
-        i = np.searchsorted(beats, t, side="right") - 1            # the beat at or before t
-        seg = np.clip(i, 0, len(ibi) - 1)
-        period = local[seg]
-        inside = (i >= 0) & (i < len(beats) - 1)
-        span = np.where(inside, beats[np.clip(i + 1, 0, len(beats) - 1)] - beats[np.clip(i, 0, None)], period)
-        since = t - beats[np.clip(i, 0, None)]
-        phase = np.where(inside, since / span, (since / period) % 1.0)
-        out[BPM] = (60.0 / period).astype(np.float32)
-        out[BEAT_PHASE] = np.clip(phase, 0.0, 1.0 - 1e-6).astype(np.float32)
+        phase, inside = _phase(beats, t, local)
+        out[BPM] = (60.0 / local[np.clip(np.searchsorted(beats, t, side="right") - 1, 0, len(ibi) - 1)]
+                    ).astype(np.float32)
+        out[BEAT_PHASE] = phase
         out[BEAT_CONFIDENCE] = inside.astype(np.float32)
+    if len(downs) >= 2:
+        out[BAR_PHASE], _ = _phase(downs, t, np.diff(downs))
     _add_events(out, BEAT, beats, None, fps, n_frames)
+    _add_events(out, DOWNBEAT, downs, None, fps, n_frames)
     return out
 
 
-def global_tempo(oenv: np.ndarray, sr: int, hop: int) -> np.ndarray:
-    """librosa's tempo estimate (what ``beat_track`` finds on its own: the mean
-    autocorrelation tempogram, 8 s windows, weighted by a prior around 120 bpm), with
-    the tempogram built a few thousand columns at a time: whole, it would take 1378
-    values per onset-strength frame (20 GB for three hours at 22.05 kHz)."""
-    import librosa
-    win = int(librosa.time_to_frames(8.0, sr=sr, hop_length=hop))
-    n = len(oenv)
-    padded = np.pad(oenv, (win // 2, win // 2), mode="linear_ramp", end_values=(0, 0))
-    total = np.zeros(win)
-    for c0 in range(0, n, TEMPO_CHUNK):
-        c1 = min(n, c0 + TEMPO_CHUNK)
-        tg = librosa.feature.tempogram(onset_envelope=padded[c0:c1 + win - 1], sr=sr, hop_length=hop,
-                                       win_length=win, center=False)
-        total += tg.sum(axis=-1)
-    return librosa.feature.tempo(tg=(total / n)[:, None], sr=sr, hop_length=hop, aggregate=None)
+def settled(marks: np.ndarray, start: float, run: int = 4, tol: float = 0.08) -> np.ndarray:
+    """Marks (beats or downbeats) with everything before the first ``run`` intervals at
+    the tempo the tracker settled on (within ``tol`` of the median interval of the
+    later half) replaced by that grid carried back to ``start``: what a causal tracker
+    got wrong while it was still listening."""
+    if len(marks) <= 2 * run:
+        return marks
+    d = np.diff(marks)
+    ref = float(np.median(d[len(d) // 2:]))
+    for i in range(len(d) - run + 1):
+        p = float(np.median(d[i:i + run]))
+        if abs(p / ref - 1.0) <= tol and np.all(np.abs(d[i:i + run] / p - 1.0) <= tol):
+            k = int(np.floor((marks[i] - start) / p + 0.25))
+            back = marks[i] - p * np.arange(k, 0, -1)
+            return np.concatenate([back, marks[i:]])
+    return marks
+
+
+def _phase(marks: np.ndarray, t: np.ndarray, period: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """0..1 from each mark to the next at the times ``t`` (extrapolated at ``period``,
+    per interval, outside them), and whether each time lies between two marks."""
+    i = np.searchsorted(marks, t, side="right") - 1            # the mark at or before t
+    seg = np.clip(i, 0, len(marks) - 2)
+    inside = (i >= 0) & (i < len(marks) - 1)
+    span = np.where(inside, marks[np.clip(i + 1, 0, len(marks) - 1)] - marks[np.clip(i, 0, None)], period[seg])
+    since = t - marks[np.clip(i, 0, None)]
+    phase = np.where(inside, since / span, (since / period[seg]) % 1.0)
+    return np.clip(phase, 0.0, 1.0 - 1e-6).astype(np.float32), inside
 
 
 def snap(times: np.ndarray, targets, within: float) -> np.ndarray:

@@ -70,6 +70,15 @@ def run_vj(*args, timeout=240, check=True, **kw) -> subprocess.CompletedProcess:
     return proc
 
 
+def stop(proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    """End a `vj` process started by a test: SIGTERM, its output read, SIGKILL if it hangs."""
+    proc.terminate()
+    try:
+        proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def save_patch(path, text) -> None:
     """As editors do: a whole new file renamed over the old one, so a watcher never sees half of it."""
     tmp = Path(path).with_suffix(".tmp")

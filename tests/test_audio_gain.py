@@ -13,7 +13,7 @@ import pytest
 from pythonosc import udp_client
 
 from audio_synth import SR, bandpassed_noise, click_track, f_measure, run_blocks
-from conftest import ROOT, poll, vj_cmd, write_wav
+from conftest import ROOT, poll, stop, vj_cmd, write_wav
 from engine.control import namespace
 from engine.control.dispatch import Dispatcher
 from engine.signals import features
@@ -175,11 +175,7 @@ def engine_with_audio(tmp_path, env_no_display):
     try:
         yield SimpleNamespace(proc=proc, osc=osc, oq=oq)
     finally:
-        proc.terminate()
-        try:
-            proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
 
 
 def value(port, path):

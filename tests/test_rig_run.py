@@ -12,7 +12,7 @@ import pytest
 from pythonosc import udp_client
 from pythonosc.osc_message import OscMessage
 
-from conftest import ROOT, poll, read_video, vj_cmd
+from conftest import ROOT, poll, read_video, stop, vj_cmd
 
 PATCH = """
 def setup(p):
@@ -69,11 +69,7 @@ def show(tmp_path, env_no_display):
         assert wait_for(lambda: get(oq, "/vj/param/speed"), 60), "engine did not come up"
         yield {"osc": osc, "oq": oq, "sink": sink, "proc": proc, "dir": tmp_path}
     finally:
-        proc.terminate()
-        try:
-            proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
         sink.close()
 
 

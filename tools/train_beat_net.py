@@ -36,7 +36,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
 import beat_material as bm  # noqa: E402
-from engine.signals.beat_net import band_magnitudes, group_matrix  # noqa: E402
+from engine.signals.beat_file import band_magnitudes  # noqa: E402
+from engine.signals.beat_net import group_matrix  # noqa: E402
 from engine.signals.features import LOG_GAMMA  # noqa: E402
 
 BLOCK = 512

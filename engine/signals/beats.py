@@ -199,38 +199,3 @@ def _fold(bpm: float, model: BarPointer) -> float:
     while bpm > hi:
         bpm /= 2.0
     return bpm
-
-
-def tracker_block(sr: int) -> int:
-    """The block the tracker steps at for a sample rate: a power of two near 11.6 ms
-    (512 at 44.1 and 48 kHz), as the live analyser's default."""
-    return 1 << max(5, round(math.log2(512 / 44100 * sr)))
-
-
-def track_signal(chunks, sr: int) -> dict:
-    """The live tracker over a whole signal, given in pieces of any size (a file read a
-    block at a time): exactly what it does live, frame by frame, for ``vj render``.
-    Returns beat and downbeat times (s), and per tracker frame its end time, tempo and
-    beats per bar."""
-    from engine.signals.beat_net import BandStream
-    from engine.signals.features import LOG_GAMMA
-    block = tracker_block(sr)
-    stream = BandStream(sr, block)
-    tracker = BeatTracker(sr / block, stream.freqs)
-    beats, downs, times, bpm, meter = [], [], [], [], []
-    k = 0
-    for chunk in chunks:
-        mags, rms = stream.feed(chunk)
-        for m, level in zip(np.log1p(LOG_GAMMA * mags), rms):
-            k += 1
-            t = k * block / sr
-            beat, down = tracker.update(m, t, float(level))
-            if beat:
-                beats.append(t)
-            if down:
-                downs.append(t)
-            times.append(t)
-            bpm.append(tracker.bpm)
-            meter.append(tracker.beats_per_bar)
-    return {"beats": np.array(beats), "downbeats": np.array(downs), "times": np.array(times),
-            "bpm": np.array(bpm, np.float32), "beats_per_bar": np.array(meter, np.int8)}

@@ -24,7 +24,7 @@ from engine.signals.features import (
     NARROW_REL, ONSET, ONSET_DECAY, ONSET_MIN_GAP, RMS_DB, WIDE_DRUM_BANDS, band_bins, band_levels,
     band_slice, centroid_unit, default_hop, drum_names, level_spec, log_filterbank, max_filter3,
     normalise, rms_to_db)
-from engine.signals.beats import track_signal
+from engine.signals.beat_file import track_signal
 
 OFFLINE_PERCENTILE = 99.0
 EVENT = ":event"                 # name + EVENT: bool array, True on the frames where it fires
@@ -595,7 +595,7 @@ def event_frames(times, fps: float, n_frames: int) -> np.ndarray:
 
 def beat_features(tracked: dict, t, fps, onsets=(), within: float = SNAP) -> dict[str, np.ndarray]:
     """Beats, downbeats and the bar at the frame times ``t``, from the live beat tracker
-    run over the whole file (``beats.track_signal``: the same beats as live). Looking
+    run over the whole file (``beat_file.track_signal``: the same beats as live). Looking
     ahead, the seconds the live tracker spends finding the beat are replaced by its
     settled grid carried back to where the sound begins (:func:`settled`), and each
     beat moves onto a refined onset attack within ``within`` s, if there is one. ``audio.bpm`` is the local tempo (the median of the nearby beat intervals),

@@ -625,16 +625,22 @@ def beat_features(tracked: dict, t, fps, onsets=(), within: float = SNAP) -> dic
     return out
 
 
-def settled(marks: np.ndarray, start: float, run: int = 4, tol: float = 0.08) -> np.ndarray:
+def settled(marks: np.ndarray, start: float, run: int = 4, tol: float = 0.08, warm: float = 8.0) -> np.ndarray:
     """Marks (beats or downbeats) with everything before the first ``run`` intervals at
-    the tempo the tracker settled on (within ``tol`` of the median interval of the
-    later half) replaced by that grid carried back to ``start``: what a causal tracker
-    got wrong while it was still listening."""
+    the tempo the tracker holds after its warm-up (the median interval ``warm``..2
+    ``warm`` s after ``start``, within ``tol``) replaced by that grid carried back to
+    ``start``: what a causal tracker got wrong while it was still listening. Later
+    tempo changes are the tracker's own business."""
     if len(marks) <= 2 * run:
         return marks
     d = np.diff(marks)
-    ref = float(np.median(d[len(d) // 2:]))
+    after = (marks[1:] >= start + warm) & (marks[1:] < start + 2 * warm)
+    if after.sum() < run:
+        return marks
+    ref = float(np.median(d[after]))
     for i in range(len(d) - run + 1):
+        if marks[i] > start + 2 * warm:
+            break
         p = float(np.median(d[i:i + run]))
         if abs(p / ref - 1.0) <= tol and np.all(np.abs(d[i:i + run] / p - 1.0) <= tol):
             k = int(np.floor((marks[i] - start) / p + 0.25))

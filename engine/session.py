@@ -581,7 +581,7 @@ class Session:
             try:
                 src = audio.FileSource(self.bus, a.file, block=a.block, loop=a.loop, play=a.play).start()
                 self.audio_sources.append(src)
-                self.own(f"audio {a.file}", src.stop)
+                self.own(f"audio {a.file}", src.close)
             except Exception as e:  # noqa: BLE001 - missing or undecodable file
                 log.error("audio file %s not played, running on silence: %s", a.file, e)
         if a.input is not None:

@@ -61,6 +61,22 @@ def test_compound_meter_beats_are_dotted_quarters():
     assert np.allclose(np.diff(beats), 0.75) and np.allclose(np.diff(downs), 1.5)
 
 
+def test_a_file_off_its_own_grid_is_no_ground_truth():
+    """Freedoom's MUS conversions tick at 140 per second with 89 ticks a 'beat': their
+    notes land anywhere on that grid, and the corpus leaves them out."""
+    mid, _, _ = bm.hard_case("rock", 120.0, seed=3)
+    assert bm.on_beat_fraction(mid) >= 0.3
+    rng = np.random.default_rng(0)
+    m = mido.MidiFile(type=0, ticks_per_beat=89)
+    tr = mido.MidiTrack()
+    for gap in rng.integers(20, 70, 400):           # notes anywhere between its ticks
+        tr.append(mido.Message("note_on", channel=9, note=36, velocity=100, time=int(gap)))
+        tr.append(mido.Message("note_on", channel=9, note=36, velocity=0, time=0))
+    m.tracks.append(tr)
+    assert bm.on_beat_fraction(m) < 0.2
+    assert bm.on_beat_fraction(mido.MidiFile()) == 0.0
+
+
 def test_wad_reader_finds_midi_lumps():
     midi = bm.hard_case("rock", 120.0, 1)[0]
     import io

@@ -31,6 +31,7 @@ FREEDOOM_COPYRIGHT = "/usr/share/doc/freedoom/copyright"
 EXCERPT = 30.0
 MIN_EXCERPT = 20.0
 FREEDOOM_START = 10.0
+ON_BEAT_MIN = 0.2     # below: the notes ignore the file's beat grid (chance is 0.125)
 
 
 def split_of(track: str) -> str:
@@ -94,6 +95,11 @@ def freedoom_tracks(midi_dir: Path, log) -> list[dict]:
             except Exception as e:                      # noqa: BLE001 - a broken lump
                 log(f"{track}: unreadable MIDI ({e}), skipped")
                 continue
+            fit = bm.on_beat_fraction(mid)
+            if fit < ON_BEAT_MIN:
+                log(f"{track}: only {fit:.0%} of its notes on its own beat grid (tpb {mid.ticks_per_beat}), "
+                    "no ground truth, skipped")
+                continue
             start = max(FREEDOOM_START, first)
             if not np.isfinite(first) or length - start < MIN_EXCERPT:
                 log(f"{track}: excerpt too short ({length:.1f} s long, start {start:.1f} s), skipped")
@@ -132,7 +138,9 @@ items: a 30 s mono 16-bit 44.1 kHz excerpt (`audio`), its ground-truth `beats` a
 signatures, shifted by the measured start delay of rendered hits (`render_offset_ms`,
 per soundfont), `bpm` (median of the ground truth), `source`, `track`, `soundfont`,
 `tags` and `split` (by track: all renders of a MIDI share it; MuseScore renders are
-always held).
+always held). A Freedoom MIDI whose notes do not follow its own beat grid (under 20 %
+of note starts within 1/16 beat of it, chance 12.5 %: the MUS conversions at 89 ticks per
+beat) has no ground truth and is left out.
 
 Soundfonts: FluidR3_GM (MIT), TimGM6mb (GPL-2), MuseScore_General_Lite (MIT), from
 Debian packages fluid-soundfont-gm, timgm6mb-soundfont, musescore-general-soundfont-small.

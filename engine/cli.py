@@ -8,6 +8,7 @@ of ``engine/commands/``, a thin layer over a Session (``engine/session.py``).
     vj models convert IN OUT.safetensors                 a safe, fast-loading copy of a model
     vj models sample FILE --z Z.npy --out OUT.npy        raw images for given latents
     vj models random ARCH --out FILE.safetensors         random weights, official layout: benchmarks
+    vj models get NAME [--accept-licence] | --list       a pretrained model: download, verify, convert, register
     vj analyze FILE --out features.csv [--offline]       what the engine hears (CSV, --plot PNG)
     vj devices                                           audio devices and monitors
     vj doctor                                            what works on this machine
@@ -180,14 +181,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     from engine.generators.random_models import MAX_CHANNEL_DIVISOR, arch_help  # stdlib only: no torch at parse time
     from engine.limits import Number
-    m = sub.add_parser("models", help="list the registry; describe, convert or sample a model; make a random one",
+    m = sub.add_parser("models", help="list the registry; describe, convert or sample a model; make a random one; "
+                                      "get a pretrained one",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog="vj models random ARCH --out FILE.safetensors [--resolution N] [--preset NAME] "
                               "[--seed S] [--overwrite]\n"
                               "writes a generator with RANDOM weights (not a trained model) in the official "
-                              "layout,\nfor real-size benchmarks without downloads. ARCH:\n" + arch_help())
-    m.add_argument("action", nargs="?", default="list", choices=["list", "info", "convert", "sample", "random"])
-    m.add_argument("file", nargs="?", help="registry name or model file (random: the ARCH)")
+                              "layout,\nfor real-size benchmarks without downloads. ARCH:\n" + arch_help() +
+                              "\n\nvj models get NAME [--dest DIR] [--accept-licence] [--url MIRROR]   (vj models get --list)\n"
+                              "downloads a pretrained model from the catalogue (resumable), checks its sha256, converts it\n"
+                              "to safetensors without running code from it, and registers it in models/models.toml")
+    m.add_argument("action", nargs="?", default="list", choices=["list", "info", "convert", "sample", "random", "get"])
+    m.add_argument("file", nargs="?", help="registry name or model file (random: the ARCH; get: a catalogue NAME)")
     m.add_argument("dest", nargs="?", help="convert: the OUT.safetensors to write")
     m.add_argument("--z", help="sample: latents [N, z_dim] (.npy)")
     m.add_argument("--ws", help="sample: per-layer styles [N, num_ws, w_dim] (.npy), instead of --z")
@@ -206,6 +211,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="random: divide the channel widths by N (a power of two): a small stand-in with the "
                         "same layer names, for tests; not a real-size benchmark")
     m.add_argument("--overwrite", action="store_true", help="random: --out may replace an existing file")
+    m.add_argument("--list", action="store_true", help="get: list the catalogue of pretrained models")
+    m.add_argument("--dest", dest="dest_dir", metavar="DIR", help="get: where the model goes (default: models/)")
+    m.add_argument("--accept-licence", action="store_true",
+                   help="get: accept the model's licence (required for non-commercial licences)")
+    m.add_argument("--url", metavar="URL", help="get: download from this mirror instead (same sha256)")
+    m.add_argument("--catalogue", metavar="FILE", help="get: another catalogue file (default: the built-in one; "
+                                                       "or VJ_CATALOGUE)")
     m
 
     a = sub.add_parser("analyze", help="what the engine hears in an audio file: features as CSV and a plot")
@@ -226,7 +238,7 @@ def main(argv=None) -> int:
     limit_malloc_arenas()  # before the threads start: a long show's memory stays flat
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
-    if args.command == "models" and args.action != "list" and not args.file:
+    if args.command == "models" and args.action not in ("list", "get") and not args.file:
         what = "an ARCH (stylegan2, stylegan3, biggan-deep, dcgan)" if args.action == "random" else \
             "a FILE or registry name"
         print(f"vj: models {args.action} needs {what}", file=sys.stderr)

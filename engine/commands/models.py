@@ -1,11 +1,14 @@
-"""``vj models [list | info | convert | sample | random]``: the registry, one model, and
-random-weight models for benchmarks."""
+"""``vj models [list | info | convert | sample | random | get]``: the registry, one model,
+random-weight models for benchmarks, and pretrained models from the catalogue (model_get.py)."""
 from __future__ import annotations
 
 import sys
 
 
 def main(args) -> int:
+    if args.action == "get":
+        from engine.commands import model_get
+        return model_get.main(args)
     from engine.generators.registry import Registry
     reg = Registry()
     if args.action == "info":
@@ -24,7 +27,7 @@ def main(args) -> int:
             print(f"  {'':16s} {e.description}")
         if e.licence:
             print(f"  {'':16s} licence: {e.licence}")
-    print("* = default (set `default` in models.toml)")
+    print("* = default (set `default` in models.toml);  pretrained models to fetch: vj models get --list")
     return 0
 
 

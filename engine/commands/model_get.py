@@ -1,0 +1,465 @@
+"""``vj models get NAME``: a well-known pretrained model from the catalogue, one command away.
+
+The catalogue (``engine/generators/catalogue.toml``, or ``--catalogue FILE`` / ``VJ_CATALOGUE``)
+names each model's source, size, sha256 and licence. ``get``:
+
+1. refuses a licence that does not allow commercial use unless ``--accept-licence`` is given
+   (exit 2, nothing requested from the network);
+2. downloads to ``DEST/NAME.part``, continuing a partial file with an HTTP Range request (a
+   server that ignores Range sends the whole file, which replaces the partial one);
+3. checks the size and sha256 before anything is kept (a mismatch deletes the partial file);
+4. converts it to ``DEST/NAME.safetensors`` through the safe loader (``tools.convert``: no code
+   from the file runs), under a temporary name, then linked into place so no file the user
+   made is replaced;
+5. adds ``[models.NAME]`` to the registry (``models/models.toml``, rewritten atomically) with a
+   ``NAME.NOTICE.md`` beside the model saying where it came from and under what licence.
+
+A network failure is one line naming the URL; the partial file stays for the next run.
+"""
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import re
+import secrets
+import socket
+import sys
+import time
+import tomllib
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine import atomic, paths
+from engine.limits import shown
+
+CATALOGUE = Path(__file__).resolve().parent.parent / "generators" / "catalogue.toml"
+CHUNK = 1 << 20
+TIMEOUT_S = 30.0
+USER_AGENT = "vj-engine (vj models get)"
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+ARCHITECTURES = ("stylegan2", "stylegan3-t", "stylegan3-r", "dcgan", "biggan")
+
+
+class GetError(Exception):
+    """One line for the user; ``code`` is the exit status (2: refused before any download)."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class CatalogueEntry:
+    name: str
+    architecture: str
+    resolution: int
+    url: str
+    size: int
+    sha256: str
+    licence: str
+    licence_url: str
+    commercial: bool
+    description: str = ""
+
+    @property
+    def suffix(self) -> str:
+        """The source file's suffix, which tells the loader its format (``.pkl``, ``.pt``, ...)."""
+        tail = self.url.split("?", 1)[0].rsplit("/", 1)[-1]
+        return Path(tail).suffix or ".pkl"
+
+
+# ---------------------------------------------------------------- the catalogue
+def catalogue_path(given: str | None = None) -> Path:
+    return Path(given or os.environ.get("VJ_CATALOGUE") or CATALOGUE).expanduser()
+
+
+def load_catalogue(given: str | None = None) -> dict[str, CatalogueEntry]:
+    """The checked catalogue; a bad file or entry is a GetError naming the file and the entry."""
+    path = catalogue_path(given)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise GetError(f"catalogue {path}: {e.strerror or e}", 2) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise GetError(f"catalogue {path}: not valid TOML: {e}", 2) from None
+    models = data.get("models", {})
+    if not isinstance(models, dict):
+        raise GetError(f"catalogue {path}: [models] must be a table of [models.NAME] tables", 2)
+    out = {}
+    for name, spec in models.items():
+        out[name] = _entry(path, name, spec)
+    return out
+
+
+def _entry(path: Path, name: str, spec) -> CatalogueEntry:
+    where = f"catalogue {path}, [models.{shown(name)}]"
+    if not NAME_RE.match(name):
+        raise GetError(f"{where}: a name is lower-case letters, digits, '.', '_' and '-'", 2)
+    if not isinstance(spec, dict):
+        raise GetError(f"{where}: must be a table", 2)
+    kinds = {"architecture": str, "resolution": int, "url": str, "size": int, "sha256": str, "licence": str,
+             "licence_url": str, "commercial": bool, "description": str}
+    for key, kind in kinds.items():
+        if key == "description" and key not in spec:
+            continue
+        value = spec.get(key)
+        if value is None:
+            raise GetError(f"{where}: missing {key}", 2)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise GetError(f"{where}: {key} must be a {kind.__name__}, not {shown(value)}", 2)
+    unknown = sorted(set(spec) - set(kinds))
+    if unknown:
+        raise GetError(f"{where}: unknown key {', '.join(unknown)}", 2)
+    if spec["architecture"] not in ARCHITECTURES:
+        raise GetError(f"{where}: architecture {shown(spec['architecture'])} is not one of "
+                       f"{', '.join(ARCHITECTURES)}", 2)
+    if not SHA_RE.match(spec["sha256"]):
+        raise GetError(f"{where}: sha256 must be 64 lower-case hex digits", 2)
+    if spec["size"] <= 0 or spec["resolution"] <= 0:
+        raise GetError(f"{where}: size and resolution must be positive", 2)
+    if not spec["url"].startswith(("https://", "http://")):
+        raise GetError(f"{where}: url must be http(s)", 2)
+    return CatalogueEntry(name=name, **spec)
+
+
+def licence_terms(e: CatalogueEntry) -> str:
+    use = "allows commercial use" if e.commercial else "NON-COMMERCIAL use only"
+    return f"{e.licence} ({use}): {e.licence_url}"
+
+
+def list_catalogue(catalogue: dict[str, CatalogueEntry], models_dir: Path) -> str:
+    lines = [f"{'':2s}{'name':26s} {'architecture':12s} {'size':>6s} {'MB':>7s}  licence"]
+    for e in catalogue.values():
+        mark = "*" if (models_dir / f"{e.name}.safetensors").exists() else " "
+        nc = "" if e.commercial else ", non-commercial"
+        lines.append(f"{mark} {e.name:26s} {e.architecture:12s} {e.resolution:6d} {e.size / 1e6:7.1f}  "
+                     f"{e.licence}{nc}")
+        if e.description:
+            lines.append(f"  {'':26s} {e.description}")
+    lines.append(f"* = already in {models_dir}.  vj models get NAME [--accept-licence] fetches one.")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- the download
+class Progress:
+    """Bytes so far on stderr: one line redrawn with CR on a terminal; a plain line at every
+    tenth otherwise (a log, a CI job), so nothing floods and nothing is lost."""
+
+    def __init__(self, total: int, start: int = 0, stream=None, label: str = ""):
+        self.total, self.done, self.stream = total, start, stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.label = label
+        self.t0 = time.monotonic()
+        self.start = start
+        self.shown_at = 0.0
+        self.decile = -1 if start == 0 else int(10 * start / total)
+
+    def update(self, n: int) -> None:
+        self.done += n
+        now = time.monotonic()
+        if self.tty:
+            if now - self.shown_at >= 0.1 or self.done >= self.total:
+                self.shown_at = now
+                self.stream.write("\r" + self.line(now))
+                self.stream.flush()
+        else:
+            d = int(10 * self.done / self.total) if self.total else 10
+            if d > self.decile:
+                self.decile = d
+                self.stream.write(self.line(now) + "\n")
+                self.stream.flush()
+
+    def line(self, now: float) -> str:
+        frac = min(1.0, self.done / self.total) if self.total else 1.0
+        bar = "#" * int(frac * 30)
+        rate = (self.done - self.start) / max(now - self.t0, 1e-6) / 1e6
+        return (f"{self.label}[{bar:30s}] {frac * 100:5.1f}%  {self.done / 1e6:.1f}/{self.total / 1e6:.1f} MB  "
+                f"{rate:.1f} MB/s")
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _network_error(url: str, e: BaseException, part: Path) -> GetError:
+    if isinstance(e, urllib.error.HTTPError):
+        why = f"HTTP {e.code} {e.reason}"
+    elif isinstance(e, urllib.error.URLError):
+        why = str(e.reason)
+    elif isinstance(e, http.client.IncompleteRead):
+        why = "the connection closed before the whole file came"
+    elif isinstance(e, (socket.timeout, TimeoutError)):
+        why = f"no data for {TIMEOUT_S:.0f} s"
+    else:
+        why = f"{type(e).__name__}: {e}"
+    have = part.stat().st_size if part.exists() else 0
+    keep = (f"the {have:,} bytes so far stay in {part}; run the same command again to resume"
+            if have else "check the network (or give a mirror with --url) and run the command again")
+    return GetError(f"download of {url} failed: {why}; {keep}")
+
+
+def download(url: str, part: Path, size: int, progress_stream=None) -> dict:
+    """Bring ``part`` up to ``size`` bytes from ``url``, resuming what is there. Returns how it
+    went ({"resumed_from": bytes, "restarted": bool}); network failures are GetErrors and
+    leave ``part`` as far as it got."""
+    have = part.stat().st_size if part.exists() else 0
+    if have > size:  # not a prefix of this file
+        part.unlink()
+        have = 0
+    result = {"resumed_from": 0, "restarted": False}
+    if have == size:
+        result["resumed_from"] = have
+        return result
+    req = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"})
+    if have:
+        req.add_header("Range", f"bytes={have}-")
+    try:
+        resp = urllib.request.urlopen(req, timeout=TIMEOUT_S)
+    except urllib.error.HTTPError as e:
+        if e.code == 416 and have:  # what we hold is not a prefix the server agrees with: start over
+            e.close()
+            part.unlink()
+            return download(url, part, size, progress_stream)
+        raise _network_error(url, e, part) from None
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+        raise _network_error(url, e, part) from None
+    with resp:
+        start = 0
+        if have and resp.status == 206:
+            m = re.match(r"bytes (\d+)-", resp.headers.get("Content-Range", ""))
+            if not m or int(m.group(1)) != have:
+                raise GetError(f"download of {url}: the server answered the resume at byte {have:,} with "
+                               f"Content-Range {resp.headers.get('Content-Range')!r}; delete {part} to start over")
+            start = have
+            result["resumed_from"] = have
+        elif have:
+            result["restarted"] = True  # Range ignored: the whole file comes again
+        length = resp.headers.get("Content-Length")
+        if length is not None and length.isdigit() and start + int(length) != size:
+            raise GetError(f"download of {url}: the server offers {start + int(length):,} bytes, the catalogue "
+                           f"says {size:,}; a different file (use --url for a mirror of the same file)")
+        bar = Progress(size, start, progress_stream, label=f"{part.name[:-5]} ")
+        done = start
+        try:
+            with open(part, "r+b" if start else "wb") as f:
+                f.seek(start)
+                f.truncate()
+                while True:
+                    try:
+                        chunk = resp.read(min(CHUNK, size + 1 - done))
+                    except (OSError, http.client.HTTPException) as e:
+                        f.flush()
+                        os.fsync(f.fileno())
+                        raise _network_error(url, e, part) from None
+                    if not chunk:
+                        break
+                    f.write(chunk)
+                    done += len(chunk)
+                    bar.update(len(chunk))
+                    if done > size:
+                        break
+                f.flush()
+                os.fsync(f.fileno())
+        finally:
+            bar.close()
+    if done > size:
+        part.unlink()
+        raise GetError(f"download of {url}: the server sent more than the catalogue's {size:,} bytes; "
+                       f"a different file, deleted")
+    if done < size:
+        raise _network_error(url, http.client.IncompleteRead(b"", size - done), part)
+    return result
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(CHUNK):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------- conversion and registry
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def convert_into_place(source: Path, out: Path) -> dict:
+    """``source`` (verified) as ``out`` (.safetensors) through the safe loader; written under a
+    temporary name, checked to build, then hard-linked to ``out``, which fails rather than
+    replace a file that appeared meanwhile."""
+    from engine.generators import tools
+    from engine.generators.load import ModelLoadError
+    tmp = out.with_name(f".{out.stem}.{os.getpid()}.{secrets.token_hex(4)}.tmp.safetensors")
+    try:
+        try:
+            tools.convert(str(source), str(tmp))
+            info = tools.describe(str(tmp))
+        except (ModelLoadError, ValueError, KeyError) as e:
+            raise GetError(f"{source.name}: verified, but it does not convert: {e}") from None
+        os.chmod(tmp, 0o666 & ~_umask())  # safetensors writes owner-only; a model is for sharing
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, out)
+        except FileExistsError:
+            raise GetError(f"{out} appeared while converting; it is left as it is", 2) from None
+        except OSError:  # a file system without hard links
+            if out.exists():
+                raise GetError(f"{out} appeared while converting; it is left as it is", 2) from None
+            os.replace(tmp, out)
+        atomic.fsync_dir(out.parent)
+    finally:
+        atomic.unlink_quietly(tmp)
+    return info
+
+
+def notice_text(e: CatalogueEntry, url: str) -> str:
+    return (f"# {e.name}\n\n"
+            f"{e.description or e.architecture}\n\n"
+            f"- source: {url}\n"
+            f"- sha256 of the file downloaded: {e.sha256} ({e.size:,} bytes)\n"
+            f"- converted to safetensors by `vj models get` (the weights unchanged; no code from the file ran)\n"
+            f"- licence: {licence_terms(e)}\n\n"
+            f"The weights are covered by that licence, not by vj's.\n")
+
+
+def register(registry_path: Path, e: CatalogueEntry, model_file: Path, notice: Path | None) -> None:
+    """Add ``[models.NAME]`` to the registry, keeping everything else in it (comments too)."""
+    import tomlkit
+    text = registry_path.read_text(encoding="utf-8") if registry_path.exists() else ""
+    doc = tomlkit.parse(text)
+    models = doc.get("models")
+    if models is None:
+        models = tomlkit.table(is_super_table=True)
+        doc["models"] = models
+    if e.name in models:
+        raise GetError(f"{registry_path} already has [models.{e.name}]; it is left as it is", 2)
+
+    def rel(p: Path) -> str:
+        try:
+            return str(p.resolve().relative_to(registry_path.parent.resolve()))
+        except ValueError:
+            return str(p.resolve())
+    t = tomlkit.table()
+    t["file"] = rel(model_file)
+    t["architecture"] = e.architecture
+    t["licence"] = f"{e.licence}{'' if e.commercial else ' (non-commercial)'}: {e.licence_url}"
+    if notice is not None:
+        t["notice"] = rel(notice)
+    t["description"] = e.description or f"{e.architecture} {e.resolution}x{e.resolution} (vj models get)"
+    models[e.name] = t
+    registry_path.parent.mkdir(parents=True, exist_ok=True)
+    atomic.replace(registry_path, tomlkit.dumps(doc).encode("utf-8"), check=lambda b: tomllib.loads(b.decode()))
+
+
+def _write_notice(path: Path, text: str) -> Path | None:
+    if path.exists():  # the user's own notes stay
+        return path
+    tmp = atomic.temp_beside(path)
+    try:
+        atomic.write_new(tmp, text.encode("utf-8"))
+        os.replace(tmp, path)
+    except OSError:
+        atomic.unlink_quietly(tmp)
+        return None
+    return path
+
+
+# ---------------------------------------------------------------- the command
+def get(name: str, dest: str | None = None, accept_licence: bool = False, url: str | None = None,
+        catalogue: str | None = None, out=None, err=None) -> int:
+    out, err = out or sys.stdout, err or sys.stderr
+    cat = load_catalogue(catalogue)
+    e = cat.get(name)
+    if e is None:
+        raise GetError(f"no model named {shown(name)} in the catalogue {catalogue_path(catalogue)} "
+                       f"(known: {', '.join(cat) or 'none'}; vj models get --list)", 2)
+    source = url or e.url
+    if url is not None and not url.startswith(("https://", "http://")):
+        raise GetError(f"--url {shown(url)}: must be an http(s) URL", 2)
+    if not e.commercial and not accept_licence:
+        err.write(f"{e.name}: {licence_terms(e)}\n"
+                  f"  These weights may not be used commercially. Read the licence; if your use is allowed,\n"
+                  f"  run again with --accept-licence. Nothing was downloaded.\n")
+        return 2
+
+    from engine.generators.registry import Registry
+    registry_path = paths.MODELS / "models.toml"
+    folder = Path(dest).expanduser() if dest else paths.MODELS
+    target = folder / f"{e.name}.safetensors"
+    reg = Registry(registry_path) if registry_path.exists() else None
+    if reg is not None and e.name in reg.entries:
+        have = reg.entries[e.name]
+        if have.file == target.resolve() and have.file.exists():
+            out.write(f"{e.name} is already installed: {have.file} (registered in {registry_path})\n")
+            return 0
+        raise GetError(f"{registry_path} already has a model named {e.name} ({have.file}); it is left as it is "
+                       f"(remove that entry to fetch this one)", 2)
+    if target.exists():
+        raise GetError(f"{target} exists and is not registered as {e.name}; it is left as it is "
+                       f"(move it, or choose another --dest)", 2)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as ex:
+        raise GetError(f"cannot make {folder}: {ex.strerror or ex}") from None
+    err.write(f"{e.name}: {licence_terms(e)}\n")
+
+    part = folder / f"{e.name}.part"
+    how = download(source, part, e.size, err)
+    if how["resumed_from"]:
+        err.write(f"resumed at byte {how['resumed_from']:,}\n")
+    if how["restarted"]:
+        err.write("the server ignored the resume request; the file was fetched again from the start\n")
+    got = sha256_of(part)
+    if got != e.sha256:
+        atomic.unlink_quietly(part)
+        raise GetError(f"{source}: sha256 mismatch: expected {e.sha256}, got {got}; the download was deleted "
+                       f"(a corrupt transfer or a different file; run again, or check --url)")
+
+    verified = folder / f".{e.name}.verified{e.suffix}"  # the loader tells the format by the suffix
+    os.replace(part, verified)
+    try:
+        info = convert_into_place(verified, target)
+    finally:
+        atomic.unlink_quietly(verified)
+    notice = _write_notice(folder / f"{e.name}.NOTICE.md", notice_text(e, source))
+    try:
+        register(registry_path, e, target, notice)
+    except OSError as ex:
+        raise GetError(f"{target} is written, but {registry_path} could not be updated: {ex.strerror or ex}; "
+                       f"use --model {target}") from None
+    out.write(f"wrote {target} ({info['architecture']}, {info.get('resolution')}x{info.get('resolution')}, "
+              f"{(info.get('parameters') or 0):,} parameters)\n"
+              f"registered as {e.name} in {registry_path}: vj run --model {e.name}\n")
+    if info.get("resolution") not in (None, e.resolution):
+        err.write(f"note: the catalogue says {e.resolution} px, the model is {info['resolution']} px\n")
+    return 0
+
+
+def main(args) -> int:
+    """``vj models get NAME [--dest DIR] [--accept-licence] [--url URL] [--catalogue FILE]`` and
+    ``vj models get --list``."""
+    try:
+        if args.list:
+            print(list_catalogue(load_catalogue(args.catalogue),
+                                 Path(args.dest_dir).expanduser() if args.dest_dir else paths.MODELS))
+            return 0
+        if not args.file:
+            print("vj: models get needs a NAME from the catalogue (vj models get --list)", file=sys.stderr)
+            return 2
+        return get(args.file, dest=args.dest_dir, accept_licence=args.accept_licence, url=args.url,
+                   catalogue=args.catalogue)
+    except GetError as e:
+        print(f"vj: {e}", file=sys.stderr)
+        return e.code
+    except KeyboardInterrupt:
+        print("vj: interrupted; the partial download stays and the next run resumes it", file=sys.stderr)
+        return 130

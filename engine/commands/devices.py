@@ -1,26 +1,15 @@
-"""``vj devices``: audio devices and monitors."""
+"""``vj devices``: audio devices and monitors, or why there are none and the fix."""
 from __future__ import annotations
+
+from engine import diagnosis
 
 
 def main(args) -> int:
-    from engine.signals import audio
-    devs = audio.list_devices()
-    print("audio devices:" if devs else "audio devices: none found (PortAudio missing or no sound hardware)")
-    for d in devs:
-        print(f"  [{d.get('index')}] {d.get('name')}  in {d.get('max_input_channels', 0)}  "
-              f"out {d.get('max_output_channels', 0)}")
-    try:
-        import glfw
-        if glfw.init():
-            mons = glfw.get_monitors() or []
-            print("monitors:" if mons else "monitors: none (no display)")
-            for i, m in enumerate(mons):
-                mode = glfw.get_video_mode(m)
-                print(f"  [{i}] {glfw.get_monitor_name(m).decode(errors='replace')} "
-                      f"{mode.size.width}x{mode.size.height} @ {mode.refresh_rate} Hz")
-            glfw.terminate()
+    for title, check in (("audio devices", diagnosis.audio()), ("monitors", diagnosis.display())):
+        if check.details:
+            print(f"{title}:")
+            for d in check.details:
+                print(f"  {d}")
         else:
-            print("monitors: none (no display)")
-    except Exception as e:  # noqa: BLE001
-        print(f"monitors: unavailable ({e})")
+            print(f"{title}: none: {check.text}")
     return 0

@@ -1,6 +1,8 @@
-"""``vj doctor``: what works on this machine."""
+"""``vj doctor``: what works on this machine; for what does not, why and the fix (one line
+each, engine/diagnosis.py). Exits 1 only when vj cannot run (no OpenGL, PyAV or model)."""
 from __future__ import annotations
 
+from engine import diagnosis
 from engine.session import ControlOptions, SessionError, load_model
 
 DEFAULT_OSC_PORT = ControlOptions.osc_port
@@ -11,25 +13,12 @@ def main(args) -> int:
     import platform
 
     import torch
-    ok = True
     print(f"python     {platform.python_version()} on {platform.machine()}")
     print(f"torch      {torch.__version__}, CUDA {'available: ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'not available (CPU fp32)'}")
-    try:
-        from engine.render.gl import describe, headless_context
-        ctx = headless_context()
-        print(f"opengl     {describe(ctx)} (headless EGL)")
-        ctx.release()
-    except Exception as e:  # noqa: BLE001
-        ok = False
-        print(f"opengl     FAILED: {e}")
-    try:
-        import av
-        print(f"video      PyAV {av.__version__}, libx264 {'yes' if 'libx264' in av.codecs_available else 'NO'}")
-    except Exception as e:  # noqa: BLE001
-        ok = False
-        print(f"video      FAILED: {e}")
-    from engine.signals import audio
-    print(f"audio      {len(audio.list_devices())} devices")
+    checks = [diagnosis.opengl(), diagnosis.display(), diagnosis.video(), diagnosis.audio()]
+    for c in checks:
+        print(c.line)
+    ok = all(c.status != diagnosis.FAIL for c in checks)
     try:
         g = load_model(None)
         print(f"model      default {g.info.name} loads ({g.parameter_count():,} parameters)")
@@ -54,7 +43,8 @@ def control_lines() -> tuple[bool, list[str]]:
             s.bind(("127.0.0.1", port))
             lines.append(f"{name:10s} port {port} free on 127.0.0.1")
         except OSError as e:
-            lines.append(f"{name:10s} port {port} busy ({e.strerror}); use --{name}-port")
+            lines.append(f"{name:10s} port {port} busy ({e.strerror}: another program, maybe a vj, holds it): "
+                         f"vj run goes on without it; fix: --{name}-port N")
         finally:
             s.close()
     try:
@@ -62,12 +52,7 @@ def control_lines() -> tuple[bool, list[str]]:
         lines.append(f"{'websockets':10s} {websockets.__version__} (OSCQuery LISTEN)")
     except ImportError:
         ok = False
-        lines.append(f"{'websockets':10s} MISSING: pip install websockets")
-    from engine.signals.midi import MidoBackend
-    try:
-        names = MidoBackend().get_input_names()
-        lines.append(f"{'midi':10s} {len(names)} input{'' if len(names) == 1 else 's'}"
-                     + (f": {', '.join(names)}" if names else ""))
-    except Exception as e:  # noqa: BLE001
-        lines.append(f"{'midi':10s} unavailable ({type(e).__name__}: {str(e)[:80]})")
+        lines.append(f"{'websockets':10s} MISSING (not installed): no OSCQuery; fix: pip install websockets")
+    lines.append(diagnosis.midi().line)
+    lines.append(diagnosis.link().line)
     return ok, lines

@@ -1,6 +1,8 @@
 #version 330
 // Video feedback: blend the new frame with the previous output, zoomed and rotated
 // about the centre, for trails and tunnels. u_amount 0 = off, near 1 = long trails.
+// Alpha is the picture's coverage (0 on a letterbox bar, see post.py) and trails with the
+// colour, so a trail drawn out over a bar stays picture while the bar itself stays border.
 uniform sampler2D u_src;
 uniform sampler2D u_prev;
 uniform vec2 u_out_size;
@@ -18,5 +20,5 @@ void main() {
     vec2 q = p / vec2(aspect, 1.0) + 0.5;
     vec4 cur = texture(u_src, v_uv);
     vec4 prev = texture(u_prev, q);
-    f_color = vec4(mix(cur.rgb, prev.rgb, clamp(u_amount, 0.0, 0.999)), 1.0);
+    f_color = mix(cur, prev, clamp(u_amount, 0.0, 0.999));
 }

@@ -13,8 +13,17 @@ software renderer (llvmpipe) every draw that reads the previous pass's output wo
 for it inside moderngl, holding Python's GIL; the chain waits between passes through
 ``GLWait`` instead, which lets a generator on another thread run meanwhile. The blit is
 one quad where the image lands with a one-fetch fragment shader; the bars around it are
-cleared, not shaded (on llvmpipe at 1280x720 with a square model: 3 ms of CPU instead of 10). Settings come from the patch's
-Controls.post, by these names:
+cleared, not shaded (on llvmpipe at 1280x720 with a square model: 3 ms of CPU instead of 10).
+
+The border is marked where it is made: the bars (and anything the picture has not reached
+yet, such as a fresh feedback history) are cleared to alpha 0, the picture is drawn with
+alpha 1, and every later pass carries alpha along with colour as premultiplied coverage. The
+colour grade applies to the picture only (``colour.frag`` grades the colour under the
+coverage and puts it back over black), so a brightness flash, a contrast below 1 or an
+invert never turns a border grey, whatever the patch's fit, zoom, kaleidoscope or feedback.
+The output's alpha is that coverage; what shows it (window, recorder) takes RGB only.
+
+Settings come from the patch's Controls.post, by these names:
 """
 from __future__ import annotations
 
@@ -57,6 +66,9 @@ POST_DEFAULTS = {
     "hue": 0.0,             # turns
     "invert": 0.0,
 }
+
+
+BORDER = (0.0, 0.0, 0.0, 0.0)  # black with no coverage: the colour grade leaves it black
 
 
 class ShaderError(Exception):
@@ -153,7 +165,7 @@ class ShaderChain:
         tex.filter = (moderngl.LINEAR, moderngl.LINEAR)
         tex.repeat_x = tex.repeat_y = False
         fbo = self.ctx.framebuffer(color_attachments=[tex])
-        fbo.clear(0.0, 0.0, 0.0, 1.0)
+        fbo.clear(*BORDER)  # nothing drawn yet is border: feedback's first frames never flash it
         return tex, fbo
 
     def upload(self, rgb: np.ndarray) -> None:
@@ -247,8 +259,6 @@ class ShaderChain:
 
         drawn = [0]
 
-        drawn = [0]
-
         def draw(name, inputs, target, **uniforms):
             if drawn[0]:
                 self._between_passes()  # the previous pass is this one's input
@@ -275,7 +285,7 @@ class ShaderChain:
         tex, fbo = self._canvas[flip]
         covered = self._covers_canvas(image.size, s["fit"], s["zoom"])
         if not covered and self._bars[flip] is None:
-            fbo.clear(0.0, 0.0, 0.0, 1.0)
+            fbo.clear(*BORDER)
             self._bars[flip] = True
         draw("blit", {"u_src": image}, fbo, u_fit=s["fit"], u_zoom=s["zoom"])
         current = tex

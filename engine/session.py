@@ -494,19 +494,25 @@ class Session:
                 log.info("OSC in on %s:%d%s", c.osc_bind, self.osc_in.port,
                          f" from {', '.join(allow)} only" if allow else "")
             except OSError as e:
-                log.error("OSC in not started (%s:%d: %s); running without it", c.osc_bind, c.osc_port, e)
-        if self.osc_in is not None and c.oscquery_port is not None:
+                log.error("OSC in not started (%s:%d: %s): running without OSC over UDP; "
+                          "fix: --osc-port N (another program, maybe a vj, holds it) or --no-osc",
+                          c.osc_bind, c.osc_port, e)
+        # OSCQuery has a port of its own: a busy UDP port leaves it its WebSocket OSC and LISTEN
+        if c.osc_port is not None and c.oscquery_port is not None:
             from engine.control.oscquery import OscQueryServer
             # its own handler: the WebSocket thread never shares counters with the UDP one
             handler = OscHandler(self.bus, control=self.dispatcher.dispatch)
             try:
                 self.oscquery = OscQueryServer(self.publisher.nodes, lambda data: handler.datagram(data, None, "ws"),
-                                               c.oscquery_port, c.osc_bind, osc_port=self.osc_in.port,
+                                               c.oscquery_port, c.osc_bind,
+                                               osc_port=self.osc_in.port if self.osc_in else None,
                                                allow=allow, origins=c.oscquery_origins).start()
                 self.own("OSCQuery", self.oscquery.stop)
-                log.info("OSCQuery on http://%s:%d/", c.osc_bind, self.oscquery.port)
+                log.info("OSCQuery on http://%s:%d/%s", c.osc_bind, self.oscquery.port,
+                         "" if self.osc_in else " (OSC over its WebSocket only: no UDP in)")
             except OSError as e:
-                log.error("OSCQuery not started (port %d: %s)", c.oscquery_port, e)
+                log.error("OSCQuery not started (port %d: %s): running without it; "
+                          "fix: --oscquery-port N (another program holds it) or --no-oscquery", c.oscquery_port, e)
         if c.midi is not None:
             from engine.signals.midi import MidiIn
             self.midi = MidiIn(self.bus, names=c.midi).start()

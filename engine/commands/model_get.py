@@ -96,7 +96,7 @@ def load_catalogue(given: str | None = None) -> dict[str, CatalogueEntry]:
 
 
 def _entry(path: Path, name: str, spec) -> CatalogueEntry:
-    where = f"catalogue {path}, [models.{shown(name)}]"
+    where = f"catalogue {path}, [models.{name if NAME_RE.match(name) else shown(name)}]"
     if not NAME_RE.match(name):
         raise GetError(f"{where}: a name is lower-case letters, digits, '.', '_' and '-'", 2)
     if not isinstance(spec, dict):

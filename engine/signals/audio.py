@@ -367,8 +367,8 @@ class FileSource:
     def _open_stream(self):
         sd, err = _import_sounddevice()
         if sd is None:
-            log.warning("audio: sounddevice/PortAudio unavailable (%s); playing %s silently",
-                        err, os.path.basename(self.path))
+            log.warning("audio: PortAudio unavailable (%s): playing %s silently, still analysed; "
+                        "fix: sudo apt install libportaudio2 (vj doctor checks)", err, os.path.basename(self.path))
             return None
         try:
             channels = min(self.channels, 2)
@@ -377,7 +377,8 @@ class FileSource:
             stream.start()
             return stream
         except Exception as e:  # noqa: BLE001
-            log.warning("audio: cannot open output device %r (%s); playing %s silently",
+            log.warning("audio: cannot open output device %r (%s): playing %s silently, still analysed; "
+                        "fix: free or plug in the device (vj devices lists them), or --mute",
                         self.device, e, os.path.basename(self.path))
             return None
 
@@ -429,7 +430,8 @@ class FileSource:
                     stream.write(np.ascontiguousarray(frames[:, :stream.channels]))
                     t_heard = time.monotonic() + float(stream.latency or 0.0)
                 except Exception as e:  # noqa: BLE001
-                    log.warning("audio: output device failed (%s); continuing silently", e)
+                    log.warning("audio: output device failed (%s): continuing silently, still analysed; "
+                                "fix: reconnect it and restart the show, or --mute", e)
                     self._close_stream()
                     self.audible = False
                     now = time.monotonic()
@@ -492,7 +494,7 @@ class InputSource:
             return self
         sd, err = _import_sounddevice()
         if sd is None:
-            return self._fail(f"sounddevice/PortAudio unavailable ({err})")
+            return self._fail(f"PortAudio unavailable ({err})", "sudo apt install libportaudio2 (vj doctor checks)")
         try:
             stream = sd.InputStream(samplerate=self.sr, blocksize=self.block, device=self.device,
                                     channels=self.channels, dtype="float32",
@@ -509,7 +511,8 @@ class InputSource:
             self._stream = None
             self._stop.set()
             self._ready.set()
-            return self._fail(f"cannot open input device {self.device!r} ({e})")
+            return self._fail(f"cannot open input device {self.device!r} ({e})",
+                              "--audio-in NAME or INDEX of an input vj devices lists")
         return self
 
     def set_tempo(self, bpm: float | None, phase_time: float | None = None, **how) -> None:
@@ -535,9 +538,9 @@ class InputSource:
             self._thread = None
 
     # -- internals ----------------------------------------------------------------------
-    def _fail(self, why: str) -> "InputSource":
+    def _fail(self, why: str, fix: str) -> "InputSource":
         self.error = why
-        log.warning("audio: %s; audio input disabled, audio.* channels stay 0", why)
+        log.warning("audio: %s: running without audio input, audio.* channels stay 0; fix: %s", why, fix)
         return self
 
     def _callback(self, indata, frames, time_info, status) -> None:
@@ -557,7 +560,9 @@ class InputSource:
 
     def _finished(self) -> None:
         if not self._stop.is_set():
-            log.warning("audio: input stream from device %r stopped unexpectedly", self.device)
+            log.warning("audio: input stream from device %r stopped unexpectedly (unplugged, or taken by "
+                        "another program): running without audio input; fix: reconnect it and restart the show",
+                        self.device)
             self.error = "input stream stopped"
             self._ready.set()
 

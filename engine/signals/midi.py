@@ -224,7 +224,9 @@ class MidiIn:
         except Exception as e:  # noqa: BLE001 - no ALSA sequencer, no CoreMIDI...
             if self.unavailable is None:
                 self.unavailable = f"{type(e).__name__}: {e}"
-                self._note(f"MIDI unavailable ({self.unavailable}); will keep looking", logging.WARNING)
+                fix = "sudo modprobe snd-seq" if "ALSA sequencer" in str(e) else "vj doctor says more"
+                self._note(f"MIDI unavailable ({self.unavailable}): running without MIDI in, looking again "
+                           f"every few seconds; fix: {fix}, or pass --no-midi", logging.WARNING)
             return
         if self.unavailable is not None:
             self.unavailable = None

@@ -16,6 +16,15 @@ EASES = {
 }
 
 
+def _ease(name: str):
+    """The easing function called ``name``; a ValueError that lists the choices for any other
+    (the patch API, engine/patching/api.py, adds a did-you-mean before it gets here)."""
+    try:
+        return EASES[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"ease={name!r} is not a choice (choices: {', '.join(map(repr, EASES))})") from None
+
+
 def slerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
     a = np.asarray(a, dtype=np.float32)
     b = np.asarray(b, dtype=np.float32)
@@ -45,7 +54,7 @@ def walk(keys, position: float, ease: str = "linear", closed: bool = True) -> np
     i = min(int(math.floor(position)), n - 1)
     j = (i + 1) % n if closed else min(i + 1, n - 1)
     frac = position - i
-    return slerp(keys[i], keys[j], EASES[ease](frac))
+    return slerp(keys[i], keys[j], _ease(ease)(frac))
 
 
 def loop(keys, phase: float, ease: str = "linear") -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import difflib
 import math
 import time
 from dataclasses import dataclass, field
@@ -10,9 +11,33 @@ from typing import Any
 
 import numpy as np
 
+from engine.generators.base import NOISE_MODES
 from engine.latent import arithmetic, grid, paths, seeds, styles
 from engine.patching import ops
 from engine.patching.params import ParamSet
+
+
+def nearest(name: str, known, n: int = 1) -> list[str]:
+    """The ``n`` known names closest to ``name`` (difflib), best first; [] when none is close."""
+    return difflib.get_close_matches(str(name), [str(k) for k in known], n=n, cutoff=0.6)
+
+
+def choice_error(where: str, arg: str, value, choices) -> ValueError:
+    """A string argument that is none of its choices, said so a patch writer can fix it:
+    ``p.walk: ease='smoth' is not a choice; did you mean 'smooth'? (choices: 'linear', ...)``."""
+    close = nearest(value, choices) if isinstance(value, str) else []
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return ValueError(f"{where}: {arg}={value!r} is not a choice{hint} "
+                      f"(choices: {', '.join(repr(c) for c in choices)})")
+
+
+def check_choice(where: str, arg: str, value, choices) -> None:
+    try:
+        ok = value in choices  # a dict or tuple lookup: cheap enough to run every frame
+    except TypeError:          # a list or an array, which no dict holds
+        ok = False
+    if not ok:
+        raise choice_error(where, arg, value, tuple(choices))
 
 
 @dataclass
@@ -42,6 +67,8 @@ class Controls:
                 raise ValueError(f"frame() returned a non-finite {name} (NaN or inf)")
         if not math.isfinite(float(self.psi)):
             raise ValueError("frame() returned a non-finite psi")
+        if isinstance(self.noise, str) and self.noise not in NOISE_MODES:
+            raise choice_error("p.controls", "noise", self.noise, NOISE_MODES)
         for k, v in self.post.items():
             try:
                 x = float(v)
@@ -117,6 +144,7 @@ class PatchContext:
     slerp = staticmethod(paths.slerp)
 
     def walk(self, keys, position: float, ease: str = "linear", closed: bool = True) -> np.ndarray:
+        check_choice("p.walk", "ease", ease, paths.EASES)
         return paths.walk(keys, position, ease=ease, closed=closed)
 
     def mix(self, keys, weights, sharpness: float = 1.0) -> np.ndarray:
@@ -138,6 +166,7 @@ class PatchContext:
              phase: float = 0.0, ease: str = "linear", bars: float | None = None) -> np.ndarray:
         """A closed slerp loop through ``keys``, once around every ``beats`` beats or ``bars``
         bars (tempo-locked) or every ``seconds`` seconds. Default: 4 beats per key."""
+        check_choice("p.loop", "ease", ease, paths.EASES)
         pos = self._laps(beats, seconds, bars, 4.0 * len(keys))
         return paths.loop(keys, pos + phase, ease=ease)
 
@@ -204,7 +233,15 @@ class PatchContext:
         self._space("save_direction").save_direction(name, vector)
 
     def direction_named(self, name: str) -> np.ndarray:
-        return self._space("direction_named").direction_named(name)
+        space = self._space("direction_named")
+        try:
+            return space.direction_named(name)
+        except KeyError as e:
+            saved = space.named_directions()
+            close = nearest(name, saved)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise KeyError(f"{e.args[0] if e.args else e}{hint} (saved: {', '.join(map(repr, saved)) or 'none'})"
+                           ) from None
 
     combine = staticmethod(arithmetic.combine)
 
@@ -230,11 +267,24 @@ class PatchContext:
 
     def lfo(self, shape: str = "sine", beats: float | None = None, seconds: float | None = None,
             phase: float = 0.0, seed: int = 0) -> ops.LFO:
+        check_choice("p.lfo", "shape", shape, ops.LFO_SHAPES)
         return _made(ops.LFO(self._ft, shape, beats=beats, seconds=seconds, phase=phase, seed=seed),
                      "lfo", shape, beats, seconds, phase, seed)
 
-    remap = staticmethod(ops.remap)
-    curve = staticmethod(ops.curve)
+    @staticmethod
+    def remap(x, in_lo: float = 0.0, in_hi: float = 1.0, out_lo: float = 0.0, out_hi: float = 1.0,
+              shape: str | float = "linear", clamp: bool = True):
+        """:func:`ops.remap`; a ``shape`` that names no curve is a clear error, not a KeyError."""
+        if isinstance(shape, str):
+            check_choice("p.remap", "shape", shape, ops.CURVES)
+        return ops.remap(x, in_lo, in_hi, out_lo, out_hi, shape, clamp)
+
+    @staticmethod
+    def curve(x, shape: str | float = "linear"):
+        """:func:`ops.curve`; a ``shape`` that names no curve is a clear error, not a KeyError."""
+        if isinstance(shape, str):
+            check_choice("p.curve", "shape", shape, ops.CURVES)
+        return ops.curve(x, shape)
 
     # parameters (engine/patching/params.py): live-settable from OSC, OSCQuery and MIDI
     def param(self, name: str, default: float = 0.5, lo: float = 0.0, hi: float = 1.0,

@@ -510,6 +510,7 @@ class Session:
                 self.own("OSCQuery", self.oscquery.stop)
                 log.info("OSCQuery on http://%s:%d/%s", c.osc_bind, self.oscquery.port,
                          "" if self.osc_in else " (OSC over its WebSocket only: no UDP in)")
+                log.info("control page on %s", ", ".join(self.oscquery.page_urls()))
             except OSError as e:
                 log.error("OSCQuery not started (port %d: %s): running without it; "
                           "fix: --oscquery-port N (another program holds it) or --no-oscquery", c.oscquery_port, e)
@@ -589,7 +590,8 @@ class Session:
                 self.audio_sources.append(src)
                 self.own(f"audio {a.file}", src.close)
             except Exception as e:  # noqa: BLE001 - missing or undecodable file
-                log.error("audio file %s not played, running on silence: %s", a.file, e)
+                log.error("audio file %s not played, running on silence: %s; fix: check the path "
+                          "(vj analyze FILE tries a file)", a.file, e)
         if a.input is not None:
             dev = a.input
             dev = int(dev) if isinstance(dev, str) and dev.isdigit() else (dev or None)

@@ -511,7 +511,8 @@ class InputSource:
             self._stream = None
             self._stop.set()
             self._ready.set()
-            return self._fail(f"cannot open input device {self.device!r} ({e})",
+            which = "the default input" if self.device is None else f"input device {self.device!r}"
+            return self._fail(f"cannot open {which} ({e})",
                               "--audio-in NAME or INDEX of an input vj devices lists")
         return self
 

@@ -132,7 +132,7 @@ def licence_terms(e: CatalogueEntry) -> str:
 
 
 def list_catalogue(catalogue: dict[str, CatalogueEntry], models_dir: Path) -> str:
-    lines = [f"{'':2s}{'name':26s} {'architecture':12s} {'size':>6s} {'MB':>7s}  licence"]
+    lines = [f"{'':2s}{'name':26s} {'architecture':12s} {'px':>6s} {'MB':>7s}  licence"]
     for e in catalogue.values():
         mark = "*" if (models_dir / f"{e.name}.safetensors").exists() else " "
         nc = "" if e.commercial else ", non-commercial"

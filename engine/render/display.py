@@ -6,7 +6,12 @@ controller's (source ``keys``): Space ``/vj/tap``, Right/Left (or Page Down/Up)
 ``/vj/cue/next`` / ``/vj/cue/prev``, 1..9 ``/vj/cue/goto n`` (a set's scene n), L ``/vj/learn``
 (the next parameter in turn), B ``/vj/bookmark/save``.
 The canvas is drawn aspect-correct into whatever size the window has. ``WindowStage`` is
-the window's stage of a frame: present, keys, HUD."""
+the window's stage of a frame: present, keys, HUD.
+
+The HUD is on in a window and off fullscreen (a fullscreen window is the audience's
+projector). ``H`` toggles it for the mode the window is in, and each mode keeps its own
+choice: going fullscreen with ``F`` hides the HUD unless ``H`` turned it on while fullscreen
+before, and going back to a window shows it as it was there."""
 from __future__ import annotations
 
 import logging
@@ -32,6 +37,20 @@ def _keys() -> dict:
     return out
 
 
+class HudShown:
+    """Whether the HUD shows, kept apart for a window and fullscreen."""
+
+    def __init__(self, window: bool = True, fullscreen: bool = False):
+        self.by_mode = {False: window, True: fullscreen}
+        self.fullscreen = False
+
+    @property
+    def shown(self) -> bool:
+        return self.by_mode[self.fullscreen]
+
+    def toggle(self) -> None:
+        self.by_mode[self.fullscreen] = not self.shown
+
 
 class Window:
     def __init__(self, size: tuple[int, int], title: str = "vj", monitor: int = 0,
@@ -55,7 +74,8 @@ class Window:
         glfw.make_context_current(self.win)
         glfw.swap_interval(1 if vsync else 0)
         self.ctx = moderngl.create_context()
-        self.show_hud = True
+        self.hud = HudShown()
+        self.hud_dots: list = []   # hud.py beat_dots: squares drawn over the HUD every frame
         self.commands: list[str] = []  # namespace addresses the keys sent, for the dispatcher
         self._prog = load_program(self.ctx, "present.frag")
         self._vao = self.ctx.vertex_array(self._prog, [])
@@ -78,6 +98,7 @@ class Window:
         if glfw.get_window_monitor(self.win):
             w, h = self.windowed_size
             glfw.set_window_monitor(self.win, None, 100, 100, w, h, 0)
+            self.hud.fullscreen = False
             return
         mon = self._monitor()
         if mon is None:
@@ -85,6 +106,11 @@ class Window:
             return
         mode = glfw.get_video_mode(mon)
         glfw.set_window_monitor(self.win, mon, 0, 0, mode.size.width, mode.size.height, mode.refresh_rate)
+        self.hud.fullscreen = True
+
+    @property
+    def show_hud(self) -> bool:
+        return self.hud.shown
 
     def _on_key(self, win, key, scancode, action, mods):
         glfw = self.glfw
@@ -95,7 +121,7 @@ class Window:
         elif key == glfw.KEY_F:
             self.toggle_fullscreen()
         elif key == glfw.KEY_H:
-            self.show_hud = not self.show_hud
+            self.hud.toggle()
         elif key in self.keys:
             self.commands.append(self.keys[key])
 
@@ -140,6 +166,8 @@ class Window:
             self._prog["u_flip_y"].value = 1.0
             self._vao.render(moderngl.TRIANGLES, vertices=3)
             self.ctx.disable(moderngl.BLEND)
+            for x, y, size, rgb in self.hud_dots:   # a scissored clear: no texture, no program
+                screen.clear(*rgb, 1.0, viewport=(x, fh - y - size, size, size))
         self.glfw.swap_buffers(self.win)
 
     def close(self) -> None:
@@ -153,17 +181,23 @@ class Window:
 
 class WindowStage:
     """The last stage of a live frame: show the canvas, hand key commands to the dispatcher,
-    refresh the HUD four times a second (``lines()`` composes it), and ask the loop to stop when
-    the window is closed."""
+    move the beat dots every frame, refresh the HUD text four times a second and on each new
+    beat (``lines(beat)`` composes it), and ask the loop to stop when the window is closed."""
 
     name = "window"
+    TEXT_EVERY = 0.25   # seconds between HUD text refreshes ...
+    TEXT_BEAT = 0.08    # ... or this soon after the last one when a new beat starts
 
     def __init__(self, window: Window, dispatch, hud=None, lines=None):
         self.window, self.dispatch, self.hud, self.lines = window, dispatch, hud, lines
         self._hud_at = 0.0
+        self._last_beat: float | None = None
+        self._shown_bar: tuple[int, int] | None = None
 
     def run(self, frame) -> None:
         w = self.window
+        if self.hud is not None and self.lines is not None:
+            self._hud(frame)
         try:
             if frame.texture is not None:
                 w.present(frame.texture)
@@ -172,11 +206,24 @@ class WindowStage:
         while w.commands:
             address, args = w.commands.pop(0)
             self.dispatch(address, args, None, source="keys")
-        now = time.monotonic()
-        if self.hud is not None and self.lines is not None and w.show_hud and now - self._hud_at >= 0.25:
-            self._hud_at = now
-            img = self.hud.render(self.lines())
-            if img is not None:
-                w.set_hud(img)
         if w.should_close:
             frame.quit = True
+
+    def _hud(self, frame) -> None:
+        from engine.render.hud import beat_dots, beat_of, dots_lead
+        w = self.window
+        # a beat that does not move is a stopped transport (MIDI Stop), not a slow frame
+        running = self._last_beat is None or frame.snap.beat != self._last_beat
+        self._last_beat = frame.snap.beat
+        if not w.show_hud:
+            return
+        beat = beat_of(frame, running)
+        w.hud_dots = beat_dots(beat, self.hud.line_h)
+        now = time.monotonic()
+        bar = beat.bar()
+        since = now - self._hud_at
+        if since >= self.TEXT_EVERY or (bar != self._shown_bar and since >= self.TEXT_BEAT):
+            self._hud_at, self._shown_bar = now, bar
+            img = self.hud.render(self.lines(beat), lead=dots_lead(beat))
+            if img is not None:
+                w.set_hud(img)

@@ -1,16 +1,25 @@
-"""The on-screen HUD: fps, frame time, patch, dropped frames, the last error, and with audio
-its level and input gain (``audio -12 dB  gain manual +6 dB``).
+"""The on-screen HUD: what a performer reads at a glance first (the tempo, its source, the
+beat in the bar with a flashing beat dot, and which inputs are live), then fps, frame time,
+patch, dropped frames, the last error, and with audio its level and input gain
+(``audio -12 dB  gain manual +6 dB``).
 
 Text is drawn with Pillow's built-in font into a small RGBA image and uploaded only
-when it changes (a few times a second), so the HUD costs one extra blended quad.
+when it changes (a few times a second, and on each new beat), so the HUD costs one extra
+blended quad. The beat dots are not text: ``beat_dots`` gives a few small squares per frame,
+in the space ``HudText`` leaves free at the start of the first line, so they flash on the
+beat at the frame rate without re-rendering any text.
 """
 from __future__ import annotations
 
 import logging
+import math
 import time
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from engine.signals.features import DB_FLOOR
 
 
 class HudText:
@@ -19,26 +28,122 @@ class HudText:
         self.line_h = size + 4
         self._last: tuple[str, ...] | None = None
 
-    def render(self, lines: list[str]) -> np.ndarray | None:
-        """RGBA uint8 image of the lines, top row first; None if unchanged since last call."""
-        key = tuple(lines)
+    def render(self, lines: list[str], lead: int = 0) -> np.ndarray | None:
+        """RGBA uint8 image of the lines, top row first, the first line moved right by ``lead``
+        pixels (room for the beat dots); None if unchanged since last call."""
+        key = (tuple(lines), lead)
         if key == self._last:
             return None
         self._last = key
         h = self.line_h * max(1, len(lines)) + 8
-        w = 12 + int(max(self.font.getlength(line) for line in lines)) if lines else 12
+        w = 12 + int(max(self.font.getlength(line) + (lead if i == 0 else 0) for i, line in enumerate(lines))) \
+            if lines else 12 + lead
         img = Image.new("RGBA", (w, h), (0, 0, 0, 150))
         draw = ImageDraw.Draw(img)
         for i, line in enumerate(lines):
             colour = (255, 110, 90, 255) if line.startswith("!") else (235, 235, 235, 255)
-            draw.text((6, 4 + i * self.line_h), line, font=self.font, fill=colour)
+            draw.text((6 + (lead if i == 0 else 0), 4 + i * self.line_h), line, font=self.font, fill=colour)
         return np.asarray(img)
 
 
+# the clock sync's owners (control/clock_sync.py PRIORITY) as a performer names them
+SOURCES = {"keys": "tap", "osc": "OSC", "midi": "MIDI", "audio": "audio", "set": "set", "link": "Link"}
+
+
+@dataclass(frozen=True)
+class Beat:
+    """The clock as the HUD shows it: tempo, who set it, where the beat is. ``audio_bar`` is
+    ``audio.bar_phase`` (with ``audio_phase``, ``audio.beat_phase``) while the audio owns the
+    tempo: then the bar is the tracker's, not the clock's count."""
+
+    bpm: float = 120.0
+    beat: float = 0.0
+    beats_per_bar: int = 4
+    source: str = "set"
+    running: bool = True
+    audio_bar: float | None = None
+    audio_phase: float = 0.0
+    link_peers: int | None = None     # None: not in a Link session
+
+    @property
+    def phase(self) -> float:
+        return self.beat % 1.0
+
+    def bar(self) -> tuple[int, int]:
+        """(the beat in the bar, from 1; beats in the bar)."""
+        if self.audio_bar is not None:
+            return audio_bar(self.audio_bar, self.audio_phase)
+        n = max(1, int(self.beats_per_bar))
+        return int(math.floor(self.beat)) % n + 1, n
+
+
+def audio_bar(bar_phase: float, beat_phase: float) -> tuple[int, int]:
+    """The beat in the bar and the meter from the tracker's ``bar_phase = (k + beat_phase) / B``
+    (B is 3 or 4; the tracker knows no other): the B that makes k a whole number."""
+    def off(b: int) -> float:
+        return abs((bar_phase * b - beat_phase + 0.5) % 1.0 - 0.5)
+    b = min((4, 3), key=off)
+    return int(round(bar_phase * b - beat_phase)) % b + 1, b
+
+
+def beat_of(frame, running: bool = True) -> Beat:
+    """A frame's Beat: the tempo and its owner the clock sync left in ``frame.status``, the beat
+    from its snapshot."""
+    snap, st = frame.snap, frame.status
+    owner = st.get("tempo_source", "set")
+    label = SOURCES.get(owner, owner)
+    values = snap.values
+    if owner == "midi" and "midi.clock.bpm" in values:
+        label = "MIDI clock"
+    audio = owner == "audio" and "audio.bar_phase" in values
+    return Beat(bpm=float(st.get("tempo", snap.bpm)), beat=float(snap.beat), beats_per_bar=int(snap.beats_per_bar),
+                source=label, running=running, audio_bar=float(values["audio.bar_phase"]) if audio else None,
+                audio_phase=float(values.get("audio.beat_phase", 0.0)), link_peers=st.get("link_peers"))
+
+
+def tempo_line(beat: Beat) -> str:
+    """``128.0 bpm tap  2/4`` (``stopped`` while a MIDI transport holds the beat)."""
+    k, n = beat.bar()
+    return f"{beat.bpm:5.1f} bpm {beat.source}  {k}/{n}" + ("" if beat.running else "  stopped")
+
+
+DOT, DOT_GAP, MAX_DOTS = 10, 6, 8     # pixels; a longer bar shows one dot
+DOWNBEAT_RGB, BEAT_RGB, UNLIT_RGB = (1.0, 0.6, 0.15), (0.92, 0.92, 0.92), (0.2, 0.2, 0.2)
+
+
+def dots_lead(beat: Beat) -> int:
+    """The room the beat dots take at the start of the first line, in pixels."""
+    n = beat.bar()[1]
+    return (n if n <= MAX_DOTS else 1) * (DOT + DOT_GAP) + DOT_GAP
+
+
+def flash(phase: float, running: bool = True) -> float:
+    """The lit dot's brightness: full on the beat, fading over the first 0.4 of it."""
+    return 0.3 + 0.7 * max(0.0, 1.0 - phase / 0.4) if running else 0.3
+
+
+def beat_dots(beat: Beat, line_h: int) -> list[tuple[int, int, int, tuple[float, float, float]]]:
+    """One square per beat of the bar, (x, y from the top, size, rgb 0..1) in the HUD image's
+    pixels; the current beat's lit (the one orange), the others unlit."""
+    k, n = beat.bar()
+    f = flash(beat.phase, beat.running)
+    lit = tuple(c * f for c in (DOWNBEAT_RGB if k == 1 else BEAT_RGB))
+    y = 4 + (line_h - DOT) // 2
+    if n > MAX_DOTS:
+        return [(6, y, DOT, lit)]
+    return [(6 + i * (DOT + DOT_GAP), y, DOT, lit if i == k - 1 else UNLIT_RGB) for i in range(n)]
+
+
 def hud_lines(stats, patch_name: str, error: str | None, model: str, size, fps_target: float,
-              note: str | None = None, display: str = "") -> list[str]:
+              note: str | None = None, display: str = "", beat: Beat | None = None,
+              inputs: list[tuple[str, str]] | None = None) -> list[str]:
+    """The HUD's text, top line first: with ``beat``, the tempo line (the beat dots go before
+    it); with ``inputs`` (name, state), which are live; then frames, patch, news, errors."""
     latency = f"  input {stats.latency_ms:4.0f} ms" if stats.latency_ms is not None else ""
-    lines = [
+    lines = [tempo_line(beat)] if beat is not None else []
+    if inputs:
+        lines.append("  ".join(f"{name} {state}" for name, state in inputs))
+    lines += [
         f"{stats.fps:5.1f} fps (target {fps_target:g})  frame {stats.frame_ms:5.1f} ms  "
         f"gen {stats.gen_ms:5.1f} ms  dropped {stats.dropped}{latency}",
         f"patch {patch_name}   model {model}   {size[0]}x{size[1]}" + (f"   {display}" if display else ""),
@@ -61,6 +166,7 @@ class StatusBoard:
     shown for five seconds each."""
 
     NEWS_S = 5.0
+    LIVE_S = 2.0    # an input is live while it has been heard from this recently
 
     def __init__(self, stats, patches, model: str, size, fps: float, setlist=None, params=None, dispatcher=None,
                  recording=None, osc_in=None, oscquery=None, midi=None, mappings=None, display: str = "",
@@ -78,6 +184,7 @@ class StatusBoard:
         self.news: list[tuple[float, str]] = []
         self._shown: dict[str, str] = {}
         self._reported = 0
+        self._heard: dict[str, tuple[int, float]] = {}   # input -> (its count, when it last grew)
 
     def _add(self, now: float, msg: str) -> None:
         self.news.append((now, msg))
@@ -101,7 +208,8 @@ class StatusBoard:
             parts.append(self.dispatcher.summary())
         return ", ".join(parts)
 
-    def hud_lines(self) -> list[str]:
+    def hud_lines(self, beat: Beat | None = None) -> list[str]:
+        """The HUD's text; the tempo and the inputs' line only with the window's ``beat``."""
         now = time.monotonic()
         p = self.patches
         note = p.last_message[1] if p.last_message and now - p.last_message[0] < self.NEWS_S else None
@@ -110,7 +218,43 @@ class StatusBoard:
             sl = self.setlist
             label = f"{label}  (scene {sl.index + 1}/{len(sl.scenes)} {sl.scene.name}{self.show_line()})"
         return hud_lines(self.stats, label, p.last_error, self.model, self.size, self.fps, note,
-                         self.display_line()) + self.control_lines(now)
+                         self.display_line(), beat, self.inputs(beat, now) if beat is not None else None) \
+            + self.control_lines(now)
+
+    def inputs(self, beat: Beat | None = None, now: float | None = None) -> list[tuple[str, str]]:
+        """OSC, MIDI, audio, hands and Link, each ``live`` (heard from in the last ``LIVE_S``),
+        ``idle`` (open, quiet), ``off`` (not asked for, or not running), or what else it lacks."""
+        now = time.monotonic() if now is None else now
+        out = []
+        if self.osc_in is None:
+            out.append(("OSC", "off"))
+        else:
+            ws = self.oscquery.stats["ws_messages"] if self.oscquery is not None else 0
+            out.append(("OSC", self._live("osc", self.osc_in.stats["messages"] + ws, now)))
+        midi = self.midi
+        if midi is None or midi.unavailable:
+            out.append(("MIDI", "off"))
+        elif not midi.ports:
+            out.append(("MIDI", "no device"))
+        else:
+            out.append(("MIDI", self._live("midi", sum(d.stats["messages"] for d in midi.decoders.values()), now)))
+        if self.audio is None or not self.audio.sources:
+            out.append(("audio", "off"))
+        else:
+            out.append(("audio", "live" if self.audio.rms_db > DB_FLOOR else "silent"))
+        if self.hands is None:
+            out.append(("hands", "off"))
+        else:
+            out.append(("hands", self._live("hands", self.hands.tracker.stats["frames"], now)))
+        peers = None if beat is None else beat.link_peers
+        out.append(("Link", "off" if peers is None else f"{peers} peer{'' if peers == 1 else 's'}"))
+        return out
+
+    def _live(self, name: str, count: int, now: float) -> str:
+        last, at = self._heard.get(name, (0, -1e9))
+        if count != last:
+            self._heard[name] = (count, at := now)
+        return "live" if now - at < self.LIVE_S else "idle"
 
     def show_line(self) -> str:
         """`` crossfade 40%`` while a transition is under way, `` held at sunrise`` while a bookmark holds."""

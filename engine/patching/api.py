@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import math
+import re
+import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
@@ -15,6 +19,7 @@ from engine.generators.base import NOISE_MODES
 from engine.latent import arithmetic, grid, paths, seeds, styles
 from engine.patching import ops
 from engine.patching.params import ParamSet
+from engine.signals.bus import Snapshot
 
 
 def nearest(name: str, known, n: int = 1) -> list[str]:
@@ -38,6 +43,124 @@ def check_choice(where: str, arg: str, value, choices) -> None:
         ok = False
     if not ok:
         raise choice_error(where, arg, value, tuple(choices))
+
+
+# ---------------------------------------------------------------------------------------
+# reading signals: a name no input has published and none documents is most likely a typo
+
+# what engine/signals/hands.py writes per side (its _emit), documented in docs/patches.md, "Hands"
+HAND_FIELDS = ("palm.x", "palm.y", "palm.z", "palm_mm", "velocity", "pitch", "roll", "yaw", "grab", "pinch",
+               "openness", "visible", "time_visible", "tips", "extended")
+_CHANNEL = r"(?:[1-9]|1[0-6])"
+# families whose members no list can hold: every OSC address, every MIDI controller and note
+FAMILIES = re.compile(rf"""\A(?:
+    osc\..+
+  | midi\.(?:ch{_CHANNEL}\.)?(?:cc|cc14|note)\.\d{{1,3}}
+  | midi\.ch{_CHANNEL}\.(?:pitchbend|pressure|program)
+)\Z""", re.X | re.S)
+# spellings offered for a near miss of a family member, with the number from the name filled in
+_FAMILY_SPELLINGS = ("midi.cc.{n}", "midi.cc14.{n}", "midi.note.{n}")
+
+
+@functools.lru_cache(maxsize=1)
+def documented_signals() -> frozenset:
+    """The channel names the engine's inputs document (besides :data:`FAMILIES`): the audio
+    features, MIDI's fixed channels, the hands' and the channels of the control namespace."""
+    from engine.control.namespace import TABLE
+    from engine.signals.features import GAIN_DB, feature_names, vector_names
+    from engine.signals.hands import SIDES
+    names = {*feature_names(), *vector_names(), GAIN_DB, "hands.count",
+             "midi.pitchbend", "midi.pressure", "midi.program",
+             "midi.clock.bpm", "midi.clock.beat", "midi.clock.running"}
+    names.update(f"hands.{side}.{f}" for side in SIDES for f in HAND_FIELDS)
+    dummy = {"f": 0.0, "i": 0, "s": "x"}
+    for entry in TABLE:  # what each /vj/ address writes (the latent.* channels), from the table itself
+        if entry.does is None or entry.pattern:
+            continue
+        for sig in entry.signatures:
+            try:
+                values, _ = entry.does("", tuple(dummy[a.type] for a in sig))
+            except Exception:  # noqa: BLE001 - an action that needs a real argument writes no channel anyway
+                continue
+            names.update(values)
+    return frozenset(names)
+
+
+def known_signal(name: str) -> bool:
+    return name in documented_signals() or bool(FAMILIES.match(name))
+
+
+class SignalWatch:
+    """Warns, once per name, when a patch version reads a signal that nothing has published
+    and no input documents, with the nearest names; the read itself still gives 0.0. Only a
+    missed lookup gets here, and each name is judged once, so a patch reading an absent
+    channel every frame pays one set lookup."""
+
+    MAX_NAMES = 1024  # names judged per version; a patch that makes up names each frame stops here
+
+    def __init__(self, path, warn: Callable[[str], None]):
+        self.path = Path(path)
+        self._file = str(self.path)
+        self.warn = warn
+        self._judged: set = set()
+
+    def view(self, snapshot: Snapshot) -> "PatchSignals":
+        return PatchSignals.of(snapshot, self)
+
+    def missed(self, name, values) -> None:
+        if name in self._judged or len(self._judged) >= self.MAX_NAMES:
+            return
+        self._judged.add(name)
+        if isinstance(name, str) and known_signal(name):
+            return
+        close = nearest(name, self._candidates(name, values)) if isinstance(name, str) else []
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        self.warn(f"patch {self.path.name}{self._line()}: no signal {name!r}{hint}")
+
+    @staticmethod
+    def _candidates(name: str, values) -> list[str]:
+        out = [k for k in values if isinstance(k, str)] + sorted(documented_signals())
+        for n in dict.fromkeys(re.findall(r"\d+", name)):
+            out += [s.format(n=n) for s in _FAMILY_SPELLINGS]
+        return out
+
+    def _line(self) -> str:
+        """`` line N``: the innermost line of the patch file on this thread's stack."""
+        f = sys._getframe(2)
+        while f is not None:
+            if f.f_code.co_filename == self._file:
+                return f" line {f.f_lineno}"
+            f = f.f_back
+        return ""
+
+
+_MISSING = object()
+
+
+class PatchSignals(Snapshot):
+    """The snapshot as ``frame(p, s)`` sees it: the same values, clock and events, and a
+    read of a name that is not there goes by the version's :class:`SignalWatch` first."""
+
+    @classmethod
+    def of(cls, snapshot: Snapshot, watch: SignalWatch) -> "PatchSignals":
+        view = object.__new__(cls)
+        view.__dict__.update(snapshot.__dict__)  # frozen: filled in directly, as the dataclass does
+        view.__dict__["_watch"] = watch
+        return view
+
+    def __getitem__(self, name: str):
+        v = self.values.get(name, _MISSING)
+        if v is _MISSING:
+            self._watch.missed(name, self.values)
+            return 0.0
+        return v
+
+    def get(self, name: str, default=0.0):
+        v = self.values.get(name, _MISSING)
+        if v is _MISSING:
+            self._watch.missed(name, self.values)
+            return default
+        return v
 
 
 @dataclass

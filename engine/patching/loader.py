@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.paths import file_stamp
-from engine.patching.api import Controls, PatchContext, as_controls, carry_state, setup_record
+from engine.patching.api import Controls, PatchContext, SignalWatch, as_controls, carry_state, setup_record
 from engine.patching.params import ParamSet
 from engine.patching.watchdog import Missed, PatchTimeout, Worker, bounded, nag
 from engine.reporting import Once, Rate
@@ -56,10 +56,20 @@ class LoadedPatch:
     setup_state: dict | None = None  # fingerprints of what setup(p) made (api.setup_record)
     carry: bool = False   # a new version of the running file: takes over its state
     source: str = ""      # the text it was compiled from (a show recording keeps it)
+    signals: SignalWatch | None = None  # warns of signal names it reads that nothing publishes
+    scene: str | None = None  # the scene change that loaded it ("" unnamed; None: first load or live edit)
 
     @property
     def name(self) -> str:
         return self.path.stem
+
+
+def shown_path(path: Path) -> str:
+    """``patches/pulse.py`` under the working folder, the whole path elsewhere."""
+    try:
+        return str(Path(path).relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def describe_exception(e: BaseException, path: Path) -> str:
@@ -74,13 +84,14 @@ def describe_exception(e: BaseException, path: Path) -> str:
 
 
 def compile_patch(path: Path, model_info, version: int, report, params=None,
-                  base: LoadedPatch | None = None, space=None) -> LoadedPatch:
+                  base: LoadedPatch | None = None, space=None, warn=None) -> LoadedPatch:
     """Read, compile, execute the module body and run setup(p) on a fresh context; raise
     PatchError with a one-line description on any failure. With ``base`` (the running
     version of the same file) the new context shares its frame clock and the result is
     marked to take over its state when it is swapped in (nothing of ``base`` is touched
     here: this runs off the render thread). ``space`` is the model's LatentSpace
-    (engine/latent/space.py) for ``p.w``, ``p.direction`` and friends, or None."""
+    (engine/latent/space.py) for ``p.w``, ``p.direction`` and friends, or None. ``warn(text)``
+    hears of signal names this version reads that nothing publishes (api.SignalWatch)."""
     path = Path(path).resolve()
     try:
         source = path.read_text()
@@ -101,7 +112,8 @@ def compile_patch(path: Path, model_info, version: int, report, params=None,
     except BaseException as e:  # noqa: BLE001 - user code may raise anything, KeyboardInterrupt and SystemExit too
         raise PatchError(describe_exception(e, path)) from e
     return LoadedPatch(path=path, module=module, ctx=ctx, version=version, setup_state=record,
-                       carry=base is not None, source=source)
+                       carry=base is not None, source=source,
+                       signals=SignalWatch(path, warn if warn is not None else (lambda text: None)))
 
 
 class PatchHost:
@@ -139,6 +151,7 @@ class PatchHost:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._fresh = False  # a scene change is under way: its patch starts with no carried state
+        self._scene: str | None = None  # ... and what the log calls it
         self.errors = 0
         self.reloads = 0
         self.carried: dict | None = None  # what the last live edit kept, replaced, dropped, carried
@@ -181,10 +194,12 @@ class PatchHost:
         self._reported.clear()  # "once" means once per save of the file
         running = self.active
         base = running if running is not None and running.path == self.path and not self._fresh else None
+        scene = (self._scene or "") if self._fresh else None
         try:
             stamp = self._mtime
             patch = bounded(self.setup_budget, compile_patch, self.path, self.model_info, self._version,
-                            lambda m: self.report(m, logging.INFO), self.params, base, self.space, path=self.path,
+                            lambda m: self.report(m, logging.INFO), self.params, base, self.space,
+                            lambda m: self.report(m, logging.WARNING), path=self.path,
                             # a newer save while this one is stuck: stop waiting, load that instead
                             give_up=lambda: self._thread is not None and self._stat() not in (stamp, None))
         except Missed as e:
@@ -193,9 +208,30 @@ class PatchHost:
         except PatchError as e:
             self._not_loaded(str(e))
             return False
+        patch.scene = scene
         with self._lock:
             self._pending = patch
         return True
+
+    def trial(self, snapshot) -> str | None:
+        """Load a fresh copy of the file (its own context, parameters and state: nothing of the
+        running version is touched, nothing is reported) and run its ``frame`` once on
+        ``snapshot``, under the same budgets. None when it draws, else what went wrong, as the
+        patch errors are written. ``vj render`` asks this before it analyses a whole song."""
+        try:
+            patch = bounded(self.setup_budget, compile_patch, self.path, self.model_info, 0, lambda m: None,
+                            ParamSet(), None, self.space, name="patch-trial", path=self.path)
+        except Missed as e:
+            return f"{self.path.name}: loading (module body and setup) {e}"
+        except PatchError as e:
+            return str(e)
+        try:
+            ok, out = bounded(self.frame_budget, self._run, patch, snapshot, name="patch-trial", path=self.path)
+        except Missed as e:
+            return f"{self.path.name}: frame() {e}"
+        if not ok:
+            return describe_exception(out, patch.path)
+        return None
 
     def _not_loaded(self, why: str) -> None:
         self.report(f"patch not loaded, {'keeping the last good one' if self.last_good else 'no patch running'}: {why}")
@@ -208,10 +244,12 @@ class PatchHost:
         self.load()
         return True
 
-    def switch(self, path) -> None:
-        """Run another patch file (a scene change). With the watcher running it compiles the
-        file off the render thread within one poll; the current patch runs until then."""
+    def switch(self, path, scene: str | None = None) -> None:
+        """Run another patch file (a scene change; ``scene`` is what the log calls it, e.g.
+        ``2 'drop'``). With the watcher running it compiles the file off the render thread
+        within one poll; the current patch runs until then."""
         self.path = Path(path).resolve()
+        self._scene = scene
         self._fresh = True  # a scene starts fresh, even when it is the same file
         self._mtime = None  # the current patch runs until the new one has loaded and drawn
         if self._thread is None:
@@ -274,8 +312,9 @@ class PatchHost:
     def _run(patch: LoadedPatch, snapshot):
         """On the worker thread: (True, Controls) or (False, what the patch raised)."""
         try:
-            patch.ctx._begin(snapshot)
-            controls = as_controls(patch.module.frame(patch.ctx, snapshot))
+            s = patch.signals.view(snapshot) if patch.signals is not None else snapshot
+            patch.ctx._begin(s)
+            controls = as_controls(patch.module.frame(patch.ctx, s))
             controls.check()
             return True, controls
         except PatchTimeout:
@@ -309,7 +348,12 @@ class PatchHost:
         if not patch.proven:
             patch.proven = True
             if self.last_good is not None and self.last_good is not patch:
-                log.info("patch %s reloaded (v%d)", patch.name, patch.version)
+                if patch.scene:
+                    log.info("scene %s (%s)", patch.scene, shown_path(patch.path))
+                elif patch.scene is not None:
+                    log.info("scene change: patch %s", shown_path(patch.path))
+                else:  # "reloaded" only ever means the file was saved again
+                    log.info("patch %s reloaded (v%d)", patch.name, patch.version)
             self.last_good = patch
             self._good = [g for g in self._good if g is not patch][-(self.KEEP_GOOD - 1):] + [patch]
             self.last_error = None

@@ -21,6 +21,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from engine.patching.loader import shown_path
 from engine.render.stages import Layer
 from engine.show.transition import Transition, TransitionSpec
 
@@ -87,8 +88,8 @@ class SetStage:
         n = spec.frames(snap.bpm, self.fps)
         sc = self.setlist.scenes[target]
         self.cues.append((self.frames, target, spec.describe()))
-        log.info("scene %d/%d: %s (frame %d, %s)", target + 1, len(self.setlist.scenes), sc.name,
-                 self.frames, spec.describe())
+        log.info("scene %d/%d: %s (%s; frame %d, %s)", target + 1, len(self.setlist.scenes), sc.name,
+                 shown_path(sc.patch), self.frames, spec.describe())
         if self.on_enter is not None:
             self.on_enter(target, sc)
         if spec.kind == "cut" or n <= 1 or target == source:

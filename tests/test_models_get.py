@@ -134,7 +134,7 @@ def check_installed(models: Path, model_bytes: bytes, tmp_path: Path) -> None:
     assert leftovers == []
 
 
-def test_get_through_the_cli_downloads_verifies_converts_and_registers(tmp_path, server, model_bytes):
+def test_get_through_the_cli_downloads_verifies_converts_and_registers(tmp_path, server, model_bytes, monkeypatch):
     cat = catalogue(tmp_path, server, model_bytes)
     home = tmp_path / "home"
     (home / "models").mkdir(parents=True)
@@ -146,9 +146,11 @@ def test_get_through_the_cli_downloads_verifies_converts_and_registers(tmp_path,
     assert "non-commercial".lower() in p.stderr.lower()
     assert server.log == [("/files/tiny-sg2.pkl", None)]
     check_installed(home / "models", model_bytes, tmp_path)
-    # again: nothing fetched, nothing changed
-    p = run_vj("models", "get", "tiny-sg2", "--catalogue", cat, "--accept-licence", env=env)
-    assert "already installed" in p.stdout and len(server.log) == 1
+    # again (in this process, the same home): nothing fetched, nothing changed
+    monkeypatch.setattr(paths, "MODELS", home / "models")
+    out = io.StringIO()
+    assert model_get.get("tiny-sg2", accept_licence=True, catalogue=str(cat), out=out, err=io.StringIO()) == 0
+    assert "already installed" in out.getvalue() and len(server.log) == 1
 
 
 def test_a_non_commercial_licence_is_refused_without_accepting_it(tmp_path, server, model_bytes):

@@ -303,7 +303,8 @@ def convert_into_place(source: Path, out: Path) -> dict:
             tools.convert(str(source), str(tmp))
             info = tools.describe(str(tmp))
         except (ModelLoadError, ValueError, KeyError) as e:
-            raise GetError(f"{source.name}: verified, but it does not convert: {e}") from None
+            raise GetError(f"{source.name[1:].replace('.verified', '')}: the download is verified, but it does "
+                           f"not convert: {e}") from None
         os.chmod(tmp, 0o666 & ~_umask())  # safetensors writes owner-only; a model is for sharing
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
@@ -424,12 +425,19 @@ def get(name: str, dest: str | None = None, accept_licence: bool = False, url: s
         raise GetError(f"{source}: sha256 mismatch: expected {e.sha256}, got {got}; the download was deleted "
                        f"(a corrupt transfer or a different file; run again, or check --url)")
 
-    verified = folder / f".{e.name}.verified{e.suffix}"  # the loader tells the format by the suffix
-    os.replace(part, verified)
+    # the loader tells the format by the suffix; a link, so the verified download survives a
+    # conversion that dies (the next run checks it again instead of fetching it again)
+    verified = folder / f".{e.name}.verified{e.suffix}"
+    atomic.unlink_quietly(verified)
+    try:
+        os.link(part, verified)
+    except OSError:  # a file system without hard links
+        os.replace(part, verified)
     try:
         info = convert_into_place(verified, target)
     finally:
         atomic.unlink_quietly(verified)
+    atomic.unlink_quietly(part)
     notice = _write_notice(folder / f"{e.name}.NOTICE.md", notice_text(e, source))
     try:
         register(registry_path, e, target, notice)

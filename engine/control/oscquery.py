@@ -3,7 +3,8 @@
 One port (default 9001) serves both, as the OSCQuery proposal asks
 (Vidvox/OSCQueryProposal): ``GET /`` (or any node's path) answers the JSON tree
 (``FULL_PATH``, ``CONTENTS``, ``TYPE``, ``ACCESS``, ``VALUE``, ``RANGE``, ``DESCRIPTION``),
-``GET /path?VALUE`` one attribute, ``GET /?HOST_INFO`` the server's name and OSC port. A
+``GET /path?VALUE`` one attribute, ``GET /?HOST_INFO`` the server's name and OSC port,
+``GET /control`` the browser control page (``control_page.py``). A
 WebSocket client sends ``{"COMMAND": "LISTEN", "DATA": "/vj/tempo"}`` (or ``IGNORE``) and
 then receives each change of that value as a binary frame holding an OSC message; binary
 frames it sends are OSC packets handled exactly like UDP input. ``PATH_ADDED`` /
@@ -16,7 +17,11 @@ The WebSocket follows the UDP input's rules, and a web page cannot drive the eng
   any other peer is answered HTTP 403.
 - ``origins``: a WebSocket handshake that carries an ``Origin`` header (every browser sends
   one) is refused with HTTP 403 unless that origin is listed; clients that send none
-  (TouchDesigner, Max, Python) are accepted. HTTP answers carry
+  (TouchDesigner, Max, Python) are accepted, and so is the control page's own origin:
+  ``http://<an address the server listens on>:<its port>`` (``localhost`` when it listens on
+  loopback), decided from the listening sockets and the address a connection reached, never
+  from the ``Host`` header, so a hostile name resolving here (DNS rebinding) is refused.
+  HTTP answers carry
   ``Access-Control-Allow-Origin`` only for a listed origin, so other pages cannot read them.
 - Each client has its own bounded outbound queue and its own sender task, so the push loop
   never waits on a socket. A client that stops reading fills its TCP buffers and then its
@@ -43,6 +48,8 @@ import time
 from collections import Counter
 
 from pythonosc.osc_message_builder import OscMessageBuilder
+
+from engine.control import control_page
 
 log = logging.getLogger("vj.oscquery")
 logging.getLogger("websockets").setLevel(logging.WARNING)
@@ -174,8 +181,23 @@ class OscQueryServer:
         """One line for a HUD: clients connected, frames received, what was refused or dropped."""
         return f"{len(self.clients)} ws, {self.stats.summary()}"
 
-    def origin_allowed(self, origin: str) -> bool:
-        return "*" in self.origins or _origin(origin) in self.origins
+    def origin_allowed(self, origin: str, local=None) -> bool:
+        """May a WebSocket handshake carrying ``origin`` go on? A listed origin, or the control
+        page's own, on a connection that reached this server at ``local`` (its sockname)."""
+        if "*" in self.origins or _origin(origin) in self.origins:
+            return True
+        return control_page.is_own_origin(origin, self.port, self.listening,
+                                          peer_ip(local) if local else None)
+
+    @property
+    def listening(self) -> list[str]:
+        """The addresses the server listens on (wildcards as such), from its own sockets."""
+        server = self._server
+        return [peer_ip(s.getsockname()) for s in server.sockets] if server is not None else []
+
+    def page_urls(self) -> list[str]:
+        """Where a browser opens the control page (for the log line at startup)."""
+        return control_page.urls(self.bind, self.port)
 
     # --- lifecycle
     def start(self) -> "OscQueryServer":
@@ -310,11 +332,14 @@ class OscQueryServer:
         if self.allow is not None and peer not in self.allow:
             return self._refuse(connection, "refused_peer", 403, peer, f"{peer} is not allowed (--osc-allow)")
         origins = request.headers.get_all("Origin")
+        local = connection.local_address
         if "upgrade" not in ",".join(request.headers.get_all("Connection")).lower():
-            allowed = origins[0] if len(origins) == 1 and self.origin_allowed(origins[0]) else None
+            if control_page.is_page(request.path):
+                return self._page(connection)
+            allowed = origins[0] if len(origins) == 1 and self.origin_allowed(origins[0], local) else None
             return self._http(connection, request, allowed)
         # a WebSocket handshake: browsers always send Origin, other clients need not
-        if origins and (len(origins) > 1 or not self.origin_allowed(origins[0])):
+        if origins and (len(origins) > 1 or not self.origin_allowed(origins[0], local)):
             return self._refuse(connection, "refused_origin", 403, peer,
                                 f"origin {origins[0]} is not allowed (--oscquery-origin)")
         if len(self.clients) >= self.max_clients:
@@ -344,6 +369,17 @@ class OscQueryServer:
         if query not in node:
             return 204, None
         return 200, {query: node[query]}
+
+    def _page(self, connection):
+        self.stats["http_requests"] += 1
+        body, headers = control_page.page()
+        response = connection.respond(200, "")
+        response.body = body
+        for name, value in {**headers, "Content-Length": str(len(body))}.items():
+            if name in response.headers:
+                del response.headers[name]
+            response.headers[name] = value
+        return response
 
     def _http(self, connection, request, origin: str | None):
         self.stats["http_requests"] += 1

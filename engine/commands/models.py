@@ -1,14 +1,11 @@
 """``vj models [list | info | convert | sample | random | get]``: the registry, one model,
-random-weight models for benchmarks, and pretrained models from the catalogue (model_get.py)."""
+random-weight models for benchmarks (``vj models get`` lives in model_get.py; the CLI calls it)."""
 from __future__ import annotations
 
 import sys
 
 
 def main(args) -> int:
-    if args.action == "get":
-        from engine.commands import model_get
-        return model_get.main(args)
     from engine.generators.registry import Registry
     reg = Registry()
     if args.action == "info":

@@ -21,8 +21,8 @@ The WebSocket follows the UDP input's rules, and a web page cannot drive the eng
   ``http://<an address the server listens on>:<its port>`` (``localhost`` when it listens on
   loopback), decided from the listening sockets and the address a connection reached, never
   from the ``Host`` header, so a hostile name resolving here (DNS rebinding) is refused.
-  HTTP answers carry
-  ``Access-Control-Allow-Origin`` only for a listed origin, so other pages cannot read them.
+  HTTP answers carry ``Access-Control-Allow-Origin`` only for a listed origin or the page's
+  own, so other pages cannot read them.
 - Each client has its own bounded outbound queue and its own sender task, so the push loop
   never waits on a socket. A client that stops reading fills its TCP buffers and then its
   queue; once its queue is full and nothing has left it for ``max_stall`` seconds it is

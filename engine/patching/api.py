@@ -9,13 +9,13 @@ import math
 import re
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from engine.generators.base import NOISE_MODES
 from engine.latent import arithmetic, grid, paths, seeds, styles
 from engine.patching import ops
 from engine.patching.params import ParamSet
@@ -57,7 +57,7 @@ FAMILIES = re.compile(rf"""\A(?:
     osc\..+
   | midi\.(?:ch{_CHANNEL}\.)?(?:cc|cc14|note)\.\d{{1,3}}
   | midi\.ch{_CHANNEL}\.(?:pitchbend|pressure|program)
-)\Z""", re.X | re.S)
+)\Z""", re.VERBOSE | re.DOTALL)
 # spellings offered for a near miss of a family member, with the number from the name filled in
 _FAMILY_SPELLINGS = ("midi.cc.{n}", "midi.cc14.{n}", "midi.note.{n}")
 
@@ -104,7 +104,7 @@ class SignalWatch:
         self.warn = warn
         self._judged: set = set()
 
-    def view(self, snapshot: Snapshot) -> "PatchSignals":
+    def view(self, snapshot: Snapshot) -> PatchSignals:
         return PatchSignals.of(snapshot, self)
 
     def missed(self, name, values) -> None:
@@ -142,7 +142,7 @@ class PatchSignals(Snapshot):
     read of a name that is not there goes by the version's :class:`SignalWatch` first."""
 
     @classmethod
-    def of(cls, snapshot: Snapshot, watch: SignalWatch) -> "PatchSignals":
+    def of(cls, snapshot: Snapshot, watch: SignalWatch) -> PatchSignals:
         view = object.__new__(cls)
         view.__dict__.update(snapshot.__dict__)  # frozen: filled in directly, as the dataclass does
         view.__dict__["_watch"] = watch
@@ -190,8 +190,9 @@ class Controls:
                 raise ValueError(f"frame() returned a non-finite {name} (NaN or inf)")
         if not math.isfinite(float(self.psi)):
             raise ValueError("frame() returned a non-finite psi")
-        if isinstance(self.noise, str) and self.noise not in NOISE_MODES:
-            raise choice_error("p.controls", "noise", self.noise, NOISE_MODES)
+        if isinstance(self.noise, str):
+            from engine.generators.base import NOISE_MODES  # here: a patch alone (tests, tools) needs no torch
+            check_choice("p.controls", "noise", self.noise, NOISE_MODES)
         for k, v in self.post.items():
             try:
                 x = float(v)

@@ -106,6 +106,17 @@ def file_features(path, fps: float, n_frames: int | None = None, **kwargs
         return feats, reader.sr, duration, n_frames
 
 
+def file_length(path) -> tuple[int, int]:
+    """(samples, sample rate) of an audio file, without analysing it: the container's count,
+    or one decoding pass when it has none. Raises AudioError like :func:`file_features`."""
+    from engine.signals.audio import AudioError, AudioReader
+    with AudioReader(path, mono=True) as reader:
+        n = _FileSignal(reader).length()
+        if n == 0:
+            raise AudioError(f"audio file has no samples: {path}")
+        return n, reader.sr
+
+
 class _ArraySignal:
     """A mono signal in memory, handed out a block at a time like a file."""
 
@@ -726,3 +737,12 @@ class FrameFeed:
                     [(name, float(values[k]) if values is not None else 1.0)
                      for name, fired, values in self.events if fired[k]],
                     t=t, source="audio")
+
+
+def silence() -> dict:
+    """The channels :class:`FrameFeed` puts on the bus for a silent frame (no events)."""
+    from engine.signals.features import DB_FLOOR, feature_names, vector_names
+    out = {name: 0.0 for name in feature_names()}
+    out[RMS_DB] = DB_FLOOR
+    out.update((name, np.zeros(12, np.float32)) for name in vector_names())
+    return out

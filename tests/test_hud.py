@@ -110,6 +110,12 @@ def light(img) -> np.ndarray:
     return img.min(axis=2) > 200
 
 
+def unlit_dots(shot) -> int:
+    """How many of the four beat squares show the unlit grey, solid."""
+    row = shot[9:19, 6:64].astype(int)
+    return sum(bool((row[:, i * 16:i * 16 + 10] == 51).all()) for i in range(4))
+
+
 def wait_frames(env, box, timeout=60.0) -> np.ndarray:
     """Screenshots until the picture (a face, not black) shows in ``box`` (rows, cols)."""
     deadline = time.monotonic() + timeout
@@ -142,30 +148,30 @@ def test_window_shows_tempo_and_a_flashing_beat(display):
         lead = dots_lead(Beat())
         want = light(hud.render([text], lead=lead)[:hud.line_h + 4, :, :3])
         cols = slice(lead, want.shape[1])
+
+        def text_match() -> float:
+            got = light(screenshot(display)[:want.shape[0], :want.shape[1]])
+            return (got & want)[:, cols].sum() / max(1, (got | want)[:, cols].sum())
+
         deadline = time.monotonic() + 20
-        while True:
-            shot = screenshot(display)
-            got = light(shot[:want.shape[0], :want.shape[1]])
-            match = (got & want)[:, cols].sum() / max(1, (got | want)[:, cols].sum())
-            if match > 0.8 or time.monotonic() > deadline:
-                break
+        while (match := text_match()) < 0.8 and time.monotonic() < deadline:
             time.sleep(0.1)
         assert match > 0.8, match
-        # the dot flashes: over two beats the lit square is bright on the beat and faded after it
-        dots = []
-        for _ in range(14):
+        # the dot flashes: over a few beats the lit square moves on and is brighter on the beat
+        # than later in it (a busy machine draws few frames: any two brightnesses tell)
+        dots, end = [], time.monotonic() + 2.5
+        while time.monotonic() < end:
             row = screenshot(display)[9:19, 6:64].astype(int)
             dots.append([row[:, i * 16:i * 16 + 10].max() for i in range(4)])
-            time.sleep(0.06)
+            time.sleep(0.03)
         dots = np.array(dots)
-        assert dots.max() > 200 and (dots.max(axis=1).min() < 150), dots
-        assert len(set(dots.argmax(axis=1))) >= 2, dots          # it moved on to the next beat
-        with_hud = screenshot(display)[:120, :300].astype(int)
+        lit = dots.max(axis=1)
+        assert lit.min() > 60 and lit.max() - lit.min() > 50, dots        # one lit, at changing brightness
+        assert len(set(dots.argmax(axis=1))) >= 2, dots                   # it moved on to the next beat
+        assert unlit_dots(screenshot(display)) == 3
         key(display, win, "h")                                    # HUD off in the window
         time.sleep(0.5)
-        without = screenshot(display)[:120, :300].astype(int)
-        assert light(with_hud).sum() > light(without).sum() + 300     # the text has gone
-        assert np.abs(with_hud - without).mean() > 20                  # and the panel that darkened the picture
+        assert text_match() < 0.3 and unlit_dots(screenshot(display)) == 0
     finally:
         stop(p)
     assert p.returncode in (0, -15), p.stderr.read() if p.stderr else ""

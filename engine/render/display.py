@@ -193,11 +193,18 @@ class WindowStage:
         self._hud_at = 0.0
         self._last_beat: float | None = None
         self._shown_bar: tuple[int, int] | None = None
+        self._hud_error = ""
 
     def run(self, frame) -> None:
         w = self.window
         if self.hud is not None and self.lines is not None:
-            self._hud(frame)
+            try:
+                self._hud(frame)
+            except Exception as e:  # noqa: BLE001 - a HUD that cannot say something never stops the picture or the keys
+                msg = f"HUD: {type(e).__name__}: {e}"
+                if msg != self._hud_error:
+                    self._hud_error = msg
+                    log.error("%s", msg)
         try:
             if frame.texture is not None:
                 w.present(frame.texture)

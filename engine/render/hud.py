@@ -74,7 +74,7 @@ class Beat:
         if self.audio_bar is not None:
             return audio_bar(self.audio_bar, self.audio_phase)
         n = max(1, int(self.beats_per_bar))
-        return int(math.floor(self.beat)) % n + 1, n
+        return math.floor(self.beat) % n + 1, n
 
 
 def audio_bar(bar_phase: float, beat_phase: float) -> tuple[int, int]:
@@ -83,7 +83,7 @@ def audio_bar(bar_phase: float, beat_phase: float) -> tuple[int, int]:
     def off(b: int) -> float:
         return abs((bar_phase * b - beat_phase + 0.5) % 1.0 - 0.5)
     b = min((4, 3), key=off)
-    return int(round(bar_phase * b - beat_phase)) % b + 1, b
+    return round(bar_phase * b - beat_phase) % b + 1, b
 
 
 def beat_of(frame, running: bool = True) -> Beat:

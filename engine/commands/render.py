@@ -85,9 +85,9 @@ def part_of(args, samples: int, sr: int) -> Part | str:
     fps, song = args.fps, samples / sr
     total = max(1, round(song * fps))
     start = getattr(args, "start", None) or 0.0
-    first = round(start * fps)
-    if first >= total:
+    if start >= song:
         return f"--start {start:g} s is at or past the end of {args.audio} ({song:.2f} s)"
+    first = min(round(start * fps), total - 1)   # just before the end rounds to the last frame, not past it
     duration = getattr(args, "duration", None)
     frames = total - first if duration is None else min(max(1, round(duration * fps)), total - first)
     if duration is not None and first + round(duration * fps) > total:
@@ -168,21 +168,20 @@ def main(args) -> int:
     from engine.signals import audio, offline
 
     terminate_gracefully()
-    spread = _spread(args)
     cut = getattr(args, "start", None) is not None or getattr(args, "duration", None) is not None
-    if args.signals:
-        if cut:
-            log.error("--start and --duration cut a song: they go with --audio, not --signals")
-            return 2
-        return replay(args, spread)
-    if not args.audio or not args.patch:
-        log.error("vj render needs --audio and --patch (or --signals FILE)")
-        return 2
     why = _seconds_error(args)
-    if why is None and cut and spread:
+    if cut and args.signals:
+        why = "--start and --duration cut a song: they go with --audio, not --signals"
+    elif cut and (args.workers or args.ray):
         why = "--start and --duration render in one process: leave out --workers and --ray"
     if why is not None:
         log.error("%s", why)
+        return 2
+    spread = _spread(args)
+    if args.signals:
+        return replay(args, spread)
+    if not args.audio or not args.patch:
+        log.error("vj render needs --audio and --patch (or --signals FILE)")
         return 2
     args.fps = args.fps or 30.0
     patch = resolve_patch(args.patch)

@@ -3,6 +3,8 @@
 // about the centre, for trails and tunnels. u_amount 0 = off, near 1 = long trails.
 // Alpha is the picture's coverage (0 on a letterbox bar, see post.py) and trails with the
 // colour, so a trail drawn out over a bar stays picture while the bar itself stays border.
+// The trail lies over the new frame as far as it covers: where there is no history yet (the
+// first frame, a bar) the new frame shows whole, not faded towards black.
 uniform sampler2D u_src;
 uniform sampler2D u_prev;
 uniform vec2 u_out_size;
@@ -20,5 +22,6 @@ void main() {
     vec2 q = p / vec2(aspect, 1.0) + 0.5;
     vec4 cur = texture(u_src, v_uv);
     vec4 prev = texture(u_prev, q);
-    f_color = mix(cur, prev, clamp(u_amount, 0.0, 0.999));
+    float k = clamp(u_amount, 0.0, 0.999);
+    f_color = cur * (1.0 - k * prev.a) + prev * k;
 }

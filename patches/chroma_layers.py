@@ -19,6 +19,6 @@ def frame(p, s):
     treble = p.mix(p.keys, p.treble(s.get("audio.chroma_treble", [0.0] * 12)), sharpness=2.0)
     middle = p.slerp(bass, treble, 0.5)
     if p.model.num_ws == 1:
-        return p.controls(z=middle)
+        return p.controls(z=middle, fit=1.0)
     layers = [bass] * p.coarse + [middle] * (p.fine - p.coarse) + [treble] * (p.model.num_ws - p.fine)
-    return p.controls(z=layers)                  # one z per layer
+    return p.controls(z=layers, fit=1.0)         # one z per layer

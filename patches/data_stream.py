@@ -53,5 +53,5 @@ def frame(p, s):
     pos = min(len(p.keys) - 1.0, max(0.0, p.pos + drift))
     flash = p.flash()
     z = p.walk(p.keys, pos, ease="smooth", closed=False)
-    return p.controls(z=z, saturation=1.0 - 0.6 * stale, brightness=0.25 * flash,
+    return p.controls(z=z, fit=1.0, saturation=1.0 - 0.6 * stale, brightness=0.25 * flash,
                       zoom=1.0 + 0.05 * flash, feedback=0.2 + 0.4 * stale)

@@ -9,4 +9,4 @@ def setup(p):
 
 def frame(p, s):
     z = p.loop(p.keys, beats=8 * 4)
-    return p.controls(z=z, zoom=1.0 + 0.03 * p.breath())
+    return p.controls(z=z, fit=1.0, zoom=1.0 + 0.03 * p.breath())   # fit=1: fill the frame

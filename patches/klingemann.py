@@ -25,5 +25,5 @@ def frame(p, s):
     kick = p.kick(0.5 + 0.5 * hit if hit else None)
     flash = p.flash(hit)
     z = base + p.direction * 0.6 * kick
-    return p.controls(z=z, zoom=1.0 + 0.06 * kick, feedback=0.55 + 0.35 * kick,
+    return p.controls(z=z, fit=1.0, zoom=1.0 + 0.06 * kick, feedback=0.55 + 0.35 * kick,
                       feedback_zoom=1.0 + 0.03 * kick, brightness=0.3 * flash)

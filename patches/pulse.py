@@ -15,4 +15,4 @@ def frame(p, s):
     # keyframes per second: a crawl in silence, brisk when loud
     p.position += p.dt * (0.02 + 1.5 * energy + 2.0 * kick)
     z = p.walk(p.keys, p.position)
-    return p.controls(z=z, zoom=1.0 + 0.08 * kick, brightness=0.12 * kick)
+    return p.controls(z=z, fit=1.0, zoom=1.0 + 0.08 * kick, brightness=0.12 * kick)

@@ -113,7 +113,7 @@ def frame(p, s):
     idle_psi = min(1.0, 0.45 + 0.3 * energy) if p.model.c_dim else 1.0
     psi = (1 - here) * idle_psi + here * top * (1 - p.fist(grab))     # a fist -> psi 0
     if not p.model.c_dim:
-        return p.controls(z=z, psi=psi)
+        return p.controls(z=z, psi=psi, fit=1.0)
     position = (1 - here) * p.idle_a() + here * y                     # hand height -> class
     c = class_mix(p.classes, position * (len(p.classes) - 1), p.model.c_dim)
-    return p.controls(z=z, c=c, psi=psi)
+    return p.controls(z=z, c=c, psi=psi, fit=1.0)

@@ -141,6 +141,8 @@ class PatchSignals(Snapshot):
     """The snapshot as ``frame(p, s)`` sees it: the same values, clock and events, and a
     read of a name that is not there goes by the version's :class:`SignalWatch` first."""
 
+    _watch: SignalWatch | None = None   # a copy made by dataclasses.replace has none: it just reads 0.0
+
     @classmethod
     def of(cls, snapshot: Snapshot, watch: SignalWatch) -> PatchSignals:
         view = object.__new__(cls)
@@ -151,14 +153,16 @@ class PatchSignals(Snapshot):
     def __getitem__(self, name: str):
         v = self.values.get(name, _MISSING)
         if v is _MISSING:
-            self._watch.missed(name, self.values)
+            if self._watch is not None:
+                self._watch.missed(name, self.values)
             return 0.0
         return v
 
     def get(self, name: str, default=0.0):
         v = self.values.get(name, _MISSING)
         if v is _MISSING:
-            self._watch.missed(name, self.values)
+            if self._watch is not None:
+                self._watch.missed(name, self.values)
             return default
         return v
 

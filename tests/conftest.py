@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+from x_display import display  # noqa: E402,F401 - the Xvfb fixture, registered here for every test
 # every vj the tests start (run_vj gives each its own) keeps its state away from the user's
 os.environ.setdefault("VJ_STATE", tempfile.mkdtemp(prefix="vj-tests-state-"))
 

@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 
 from engine.signals import audio
-from engine.signals.audio import (BANDS, AudioError, BlockAnalyzer, FileSource, InputSource,
+from engine.signals.audio import (AudioError, BlockAnalyzer, FileSource, InputSource,
                                   list_devices, load_audio)
 from engine.signals.offline import offline_features
 from engine.signals.bus import SignalBus

@@ -3,7 +3,7 @@ and StyleGAN3's input transform driven from a patch."""
 import numpy as np
 import pytest
 
-from conftest import ROOT, frame_motion, read_video, run_vj
+from conftest import frame_motion, read_video, run_vj
 from official_pickle import fixtures_dir
 
 FIX = fixtures_dir()

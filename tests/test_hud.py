@@ -13,7 +13,7 @@ from engine.render.display import HudShown
 from engine.render.hud import (Beat, HudText, StatusBoard, audio_bar, beat_dots, dots_lead, flash, hud_lines,
                                tempo_line)
 from engine.render.loop import FrameStats
-from x_display import display, find_window, key, needs_x, screenshot  # noqa: F401 - display: a fixture
+from x_display import find_window, key, needs_x, screenshot
 
 
 def lines_for(beat, inputs=None):

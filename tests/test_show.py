@@ -3,7 +3,6 @@ frames, checked in the recorded video against renders of each scene on its own."
 import socket
 
 import numpy as np
-import pytest
 
 from conftest import ROOT, read_video, wait_for
 from engine.latent.seeds import seed_z

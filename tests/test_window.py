@@ -4,7 +4,7 @@ import subprocess
 import time
 
 from conftest import ROOT, read_video, vj_cmd
-from x_display import display, find_window, geometry, key, needs_x, screenshot  # noqa: F401 - display: a fixture
+from x_display import find_window, geometry, key, needs_x, screenshot
 
 pytestmark = needs_x
 

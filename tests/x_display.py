@@ -1,5 +1,5 @@
 """A virtual X display (Xvfb) for window tests: the fixture, real key presses (xdotool) and
-screenshots (xwd). Tests import ``display`` (a fixture) and the helpers from here."""
+screenshots (xwd). Tests import the helpers from here; tests/conftest.py registers the ``display`` fixture."""
 import os
 import shutil
 import struct

@@ -10,7 +10,7 @@ import math
 
 
 def setup(p):
-    p.keys = p.seeds([180, 44, 161, 15, 181, 128, 78, 3])   # faces whose eyes meet the mirrors
+    p.keys = p.seeds([180, 44, 161, 38, 181, 128, 78, 3])   # faces whose eyes meet the mirrors
     p.push = p.seed(6) - p.seed(5)              # "a direction": the beat's kick in latent space
     p.level = p.follow(attack=0.03, release=0.8)
     p.hit = p.envelope(attack=0.005, decay=0.3)
@@ -20,7 +20,7 @@ def setup(p):
 
 
 def frame(p, s):
-    segments = p.param("segments", default=8, lo=2, hi=16, description="kaleidoscope segments")
+    segments = p.param("segments", default=10, lo=2, hi=16, description="kaleidoscope segments")
     trails = p.param("trails", default=0.5, lo=0.0, hi=0.9, description="feedback amount")
     level = p.level(max(s["audio.rms"], s["audio.low"]))
     heard = p.heard(1.0 if level > 0.02 else 0.0)
@@ -33,7 +33,7 @@ def frame(p, s):
     bar = s.beat / 4.0
     return p.controls(
         z=z, fit=1.0,
-        zoom=1.45 + 0.1 * math.sin(bar * math.tau / 4) + 0.08 * pulse,
+        zoom=1.1 + 0.06 * math.sin(bar * math.tau / 4) + 0.06 * pulse,
         kaleido=round(segments), kaleido_rotate=bar / 8,
         feedback=trails + 0.2 * pulse, feedback_zoom=1.008 + 0.03 * pulse, feedback_rotate=0.01,
         hue=bar / 16 + 0.1 * p.air(s["audio.high"]), saturation=1.4, contrast=1.15,

@@ -1,5 +1,5 @@
 # tunnel: long feedback trails pushed outwards, so the picture seems to fly towards you
-# through rings of its own past. The face is mirrored four ways (a mask more than a face);
+# through rings of its own past. The face is folded into six mirrored wedges;
 # every beat throws a new ring out with a push in latent space and a flash, every bar the
 # colour steps on, and the trails sway one way then the other over two bars. Without audio
 # the clock's beat (120 bpm, tap Space) drives it; with audio the kicks and the loudness do.
@@ -24,9 +24,9 @@ def frame(p, s):
     bar = s.beat / 4.0
     z = p.loop(p.keys, beats=3 * len(p.keys), ease="smooth") + p.push * (0.15 + 0.2 * level) * pulse
     return p.controls(
-        z=z, fit=1.0, zoom=1.15 + 0.1 * pulse,
-        kaleido=4, kaleido_rotate=0.125,
-        feedback=0.8, feedback_zoom=1.02 + 0.04 * pulse,
+        z=z, fit=1.0, zoom=1.1 + 0.08 * pulse,
+        kaleido=6, kaleido_rotate=1 / 24,
+        feedback=0.7, feedback_zoom=1.012 + 0.05 * pulse,
         feedback_rotate=0.015 * math.sin(bar * math.tau / 2),
-        hue=math.floor(bar) * 0.13 + 0.05 * pulse, saturation=1.5, contrast=1.2,
+        hue=math.floor(bar) * 0.13 + 0.05 * pulse, saturation=1.5, contrast=1.3,
         brightness=0.12 * pulse)

@@ -104,8 +104,8 @@ def test_the_generator_blends_styles_per_layer_for_a_morph():
 
 def test_a_wipe_uncovers_the_new_scene_from_the_left_over_its_frames(tmp_path):
     sl = write_set(tmp_path, 'transition = { kind = "wipe", seconds = 0.2 }\n'
-                             '[[scene]]\npatch = "a.py"\npost = { brightness = -1 }\n'
-                             '[[scene]]\npatch = "a.py"\npost = { brightness = 1 }\n')
+                             '[[scene]]\npatch = "a.py"\npost = { brightness = -1, fit = 1 }\n'
+                             '[[scene]]\npatch = "a.py"\npost = { brightness = 1, fit = 1 }\n')
     o = Options(setlist=sl, patch=sl.scene.patch, size=(64, 16), fps=30, live=False)
     lit = []
     with Session(o) as s:

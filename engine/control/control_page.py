@@ -60,7 +60,9 @@ def is_page(target: str) -> bool:
     return target.partition("?")[0].rstrip("/") == PATH
 
 
-def _ip(host: str) -> str | None:
+def ip_text(host: str) -> str | None:
+    """An IP address as text (an IPv4-mapped IPv6 address as plain IPv4, a scope id dropped),
+    so that addresses compare; None if ``host`` is not an IP address."""
     try:
         ip = ipaddress.ip_address(host.split("%")[0])
     except ValueError:
@@ -76,11 +78,11 @@ def own_hosts(listening: list[str], local: str | None = None) -> set[str]:
     address a connection reached (under a wildcard bind, the LAN address a phone used)."""
     hosts: set[str] = set()
     for address in listening:
-        ip = _ip(address) if address not in WILDCARD else None
+        ip = ip_text(address) if address not in WILDCARD else None
         if address in WILDCARD:
             hosts.update(LOOPBACK)
             if local:
-                hosts.add(_ip(local) or "")
+                hosts.add(ip_text(local) or "")
         elif ip is not None:
             hosts.add(ip)
     hosts.discard("")
@@ -102,7 +104,7 @@ def is_own_origin(origin: str, port: int, listening: list[str], local: str | Non
     if parts.scheme != "http" or origin_port != port or parts.path not in ("", "/"):
         return False
     host = (parts.hostname or "").lower()
-    host = host if host == "localhost" else _ip(host)
+    host = host if host == "localhost" else ip_text(host)
     return host is not None and host in own_hosts(listening, local)
 
 

@@ -40,7 +40,6 @@ the bus through the OSC handler. Zeroconf advertising is not built in.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import logging
 import threading
@@ -103,13 +102,7 @@ def peer_ip(address) -> str:
     IPv6 address as plain IPv4, so that it compares with the entries of an allow-list."""
     host = address[0] if isinstance(address, (tuple, list)) and address else address
     host = str(host or "").strip()
-    try:
-        ip = ipaddress.ip_address(host.split("%")[0])
-    except ValueError:
-        return host
-    if ip.version == 6 and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return str(ip)
+    return control_page.ip_text(host) or host
 
 
 def _origin(value: str) -> str:

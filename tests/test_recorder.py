@@ -249,3 +249,16 @@ def test_write_after_close_and_bad_shape(tmp_path):
     rec.close()
     with pytest.raises(RecorderError):
         rec.write(gradient(160, 120, 0))
+
+
+def test_a_killed_take_over_an_existing_file_leaves_both(tmp_path, child):
+    """Replacing a file: a kill before close leaves the old file whole, and what was
+    recorded playable beside it (NAME.unfinished.mp4)."""
+    path = tmp_path / "take.mp4"
+    path.write_bytes(b"the take before")
+    proc = child(path)
+    time.sleep(2.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert path.read_bytes() == b"the take before"
+    assert len(decode_video(tmp_path / "take.unfinished.mp4")) >= 30

@@ -144,8 +144,7 @@ def _drop_recording(session) -> None:
     """Nothing was drawn: the file the session opened to record into goes again."""
     rec, session.recording.recorder = session.recording.recorder, None
     if rec is not None:
-        rec.close()
-        rec.path.unlink(missing_ok=True)
+        rec.discard()
 
 
 class _SayOnce(logging.Filter):

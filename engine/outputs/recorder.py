@@ -28,6 +28,11 @@ plain KeyboardInterrupt: the writer thread keeps running, so the caller's
 interpreter exits without close(), the (non-daemon) writer notices the main
 thread is gone and finishes the file itself rather than hanging the exit.
 
+Replacing a file (``--overwrite``): the new take is written beside it as
+``NAME.unfinished.mp4`` and moved over the old one only when it closes, so a run that
+fails before that (a patch that cannot draw, a crash, a kill) leaves the old file whole
+(and what was recorded, in the unfinished one). ``discard()`` drops a take nobody wants.
+
 Frames are encoded on a background thread fed by a bounded queue: ``write``
 blocks when the encoder falls behind (back-pressure: ``vj render`` loses nothing), or,
 with ``wait=False`` (a live show), drops the frame and counts it rather than slowing the
@@ -43,6 +48,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import pathlib
 import queue
 import threading
@@ -163,6 +169,9 @@ class Recorder:
         if width <= 0 or height <= 0 or fps <= 0:
             raise ValueError(f"bad recording geometry {width}x{height} @ {fps} fps")
         self.path = pathlib.Path(path)
+        # an existing file stays whole until the new take is finished (see the module doc)
+        self._file = self.path if not self.path.exists() else \
+            self.path.with_name(f"{self.path.stem}.unfinished{self.path.suffix}")
         self.width, self.height = int(width), int(height)
         self.fps = Fraction(fps).limit_denominator(1001)
         self.frames_written = 0
@@ -178,7 +187,7 @@ class Recorder:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             movflags = _MOVFLAGS if audio is None else _MOVFLAGS_AUDIO
-            self._container = av.open(str(self.path), "w", format="mp4", container_options={
+            self._container = av.open(str(self._file), "w", format="mp4", container_options={
                 **_CONTAINER_OPTIONS, "movflags": movflags})
             v = self._container.add_stream("libx264", rate=self.fps)
             v.width, v.height = self.width + self.width % 2, self.height + self.height % 2
@@ -199,10 +208,10 @@ class Recorder:
             # Writes the header now, so an unwritable path fails here, not in the thread.
             self._container.start_encoding()
         except RecorderError:
-            self._abort()
+            self._abort(opening=True)
             raise
         except (OSError, av.FFmpegError, ValueError) as e:
-            self._abort()
+            self._abort(opening=True)
             raise RecorderError(f"cannot open recording {self.path}: {e}") from e
         # A C-level queue and two counters instead of queue.Queue: the caller (the render
         # thread, where Ctrl-C lands) then never holds a Python lock that a KeyboardInterrupt
@@ -248,14 +257,24 @@ class Recorder:
         self._last_index = int(index)
         return True
 
-    def close(self) -> None:
-        """Drain the queue, flush the encoder and finish the file.  Idempotent."""
+    def close(self, keep: bool = True) -> None:
+        """Drain the queue, flush the encoder and finish the file (``keep=False``: and delete
+        it, leaving a file it was to replace as it was).  Idempotent."""
         if self._closed:
             return
         self._closed = True
         self._queue.put(_STOP)  # unbounded: the stop never waits for room
         self._thread.join()
+        if not keep:
+            self._file.unlink(missing_ok=True)
+            return
         self._raise_pending()
+        if self._file != self.path:
+            os.replace(self._file, self.path)
+
+    def discard(self) -> None:
+        """Close and delete this take; a file it was to replace is left as it was."""
+        self.close(keep=False)
 
     def __enter__(self):
         return self
@@ -321,10 +340,12 @@ class Recorder:
             if self._audio is not None:
                 self._container.mux(self._audio.packets_until(end))
 
-    def _abort(self):
+    def _abort(self, opening: bool = False):
         for closeable in (self._container, self._audio):
             if closeable is not None:
                 try:
                     closeable.close()
                 except Exception:
                     log.exception("recorder %s: error while closing", self.path)
+        if opening and self._file != self.path:     # nothing was recorded: no stray file
+            self._file.unlink(missing_ok=True)

@@ -183,3 +183,14 @@ def test_a_raising_generator_on_its_thread_never_stops_the_frames(tmp_path):
     # frames 3-5 show frame 2's image again; before and after, each frame its own
     assert counters[:3] == [0, 1, 2] and counters[3:6] == [2, 2, 2] and counters[6:] == list(range(6, 15))
     assert sum("device fell over" in r for r in reports) == 1  # said once, not per frame
+
+
+def test_the_fps_shown_is_the_frame_rate_kept():
+    """30 fps with a late frame and a quick one after it every second reads 30, not more
+    (an average of 1/interval read 58 fps for a 30 fps show on a busy machine)."""
+    from engine.render.loop import FrameStats
+    stats, t = FrameStats(), 0.0
+    for k in range(300):
+        t += (0.060 if k % 30 == 0 else 0.001 if k % 30 == 1 else 1 / 30) if k else 0.0
+        stats.tick(t, 5.0, 5.0)
+    assert abs(stats.fps - 30) < 3, stats.fps

@@ -58,14 +58,18 @@ class FrameStats:
     input_to_frame_ms: float | None = None   # input captured -> its image generated
     latency_by: dict = field(default_factory=dict)   # per input group ("hands"): input captured -> shown, ms
     _last: float | None = field(default=None, repr=False)
+    _dt: float | None = field(default=None, repr=False)
 
     def tick(self, now: float, frame_ms: float, gen_ms: float) -> None:
         self.frame += 1
         self.frame_ms = frame_ms
         self.gen_ms = gen_ms
         if self._last is not None:
-            inst = 1.0 / max(now - self._last, 1e-6)
-            self.fps = inst if self.fps == 0.0 else 0.9 * self.fps + 0.1 * inst
+            # the average of the intervals, not of their inverses: a late frame and the quick
+            # one after it must read as the frame rate they make together, not as a spike
+            dt = max(now - self._last, 1e-6)
+            self._dt = dt if self._dt is None else 0.9 * self._dt + 0.1 * dt
+            self.fps = 1.0 / self._dt
         self._last = now
 
 

@@ -102,6 +102,25 @@ def test_inputs_live_idle_and_off_from_real_parts():
         osc.stop()
 
 
+
+def test_osc_over_the_websocket_alone_is_an_input():
+    """With the OSC port taken, OSC arrives only over OSCQuery's WebSocket: the HUD says so."""
+    from websockets.sync.client import connect
+    from engine.control.oscquery import OscQueryServer, osc_message
+    srv = OscQueryServer(list, lambda packet, peer: None, 0, "127.0.0.1", osc_port=None).start()
+    try:
+        board = StatusBoard(FrameStats(), None, "m", (32, 32), 30, osc_in=None, oscquery=srv)
+        assert dict(board.inputs())["OSC"] == "idle"
+        with connect(f"ws://127.0.0.1:{srv.port}/") as ws:
+            ws.send(osc_message("/vj/x", "f", [1.0]))
+            deadline = time.monotonic() + 5
+            while srv.stats["ws_messages"] == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+        assert dict(board.inputs())["OSC"] == "live"
+    finally:
+        srv.stop()
+
+
 # --- the window, under Xvfb
 
 def light(img) -> np.ndarray:

@@ -226,11 +226,12 @@ class StatusBoard:
         ``idle`` (open, quiet), ``off`` (not asked for, or not running), or what else it lacks."""
         now = time.monotonic() if now is None else now
         out = []
-        if self.osc_in is None:
+        if self.osc_in is None and self.oscquery is None:
             out.append(("OSC", "off"))
-        else:
+        else:   # OSC comes over UDP, OSCQuery's WebSocket, or only the latter when the port is taken
             ws = self.oscquery.stats["ws_messages"] if self.oscquery is not None else 0
-            out.append(("OSC", self._live("osc", self.osc_in.stats["messages"] + ws, now)))
+            udp = self.osc_in.stats["messages"] if self.osc_in is not None else 0
+            out.append(("OSC", self._live("osc", udp + ws, now)))
         midi = self.midi
         if midi is None or midi.unavailable:
             out.append(("MIDI", "off"))

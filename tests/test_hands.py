@@ -111,6 +111,8 @@ def test_signals_names_and_ranges():
         assert snap[p + "visible"] == 1.0 and snap[p + "time_visible"] == 1.5
         assert snap.times[p + "palm.x"] == 1.0          # the frame's capture time
     assert snap["hands.count"] == 2
+    from engine.signals.hands import FIELDS    # the names patches are told of (did-you-mean)
+    assert {k for k in snap.values if k.startswith("hands.right.")} == {"hands.right." + f for f in FIELDS}
     r = "hands.right."
     assert snap[r + "palm.x"] == pytest.approx(60 / 235 + 0.5)
     assert snap[r + "palm.y"] == pytest.approx(50 / 235 + 0.5)

@@ -48,9 +48,6 @@ def check_choice(where: str, arg: str, value, choices) -> None:
 # ---------------------------------------------------------------------------------------
 # reading signals: a name no input has published and none documents is most likely a typo
 
-# what engine/signals/hands.py writes per side (its _emit), documented in docs/patches.md, "Hands"
-HAND_FIELDS = ("palm.x", "palm.y", "palm.z", "palm_mm", "velocity", "pitch", "roll", "yaw", "grab", "pinch",
-               "openness", "visible", "time_visible", "tips", "extended")
 _CHANNEL = r"(?:[1-9]|1[0-6])"
 # families whose members no list can hold: every OSC address, every MIDI controller and note
 FAMILIES = re.compile(rf"""\A(?:
@@ -68,11 +65,11 @@ def documented_signals() -> frozenset:
     features, MIDI's fixed channels, the hands' and the channels of the control namespace."""
     from engine.control.namespace import TABLE
     from engine.signals.features import GAIN_DB, feature_names, vector_names
-    from engine.signals.hands import SIDES
+    from engine.signals.hands import FIELDS, SIDES
     names = {*feature_names(), *vector_names(), GAIN_DB, "hands.count",
              "midi.pitchbend", "midi.pressure", "midi.program",
              "midi.clock.bpm", "midi.clock.beat", "midi.clock.running"}
-    names.update(f"hands.{side}.{f}" for side in SIDES for f in HAND_FIELDS)
+    names.update(f"hands.{side}.{f}" for side in SIDES for f in FIELDS)
     dummy = {"f": 0.0, "i": 0, "s": "x"}
     for entry in TABLE:  # what each /vj/ address writes (the latent.* channels), from the table itself
         if entry.does is None or entry.pattern:

@@ -75,6 +75,11 @@ MAX_JUMP = 250.0           # mm between frames for a hand to stay matched to its
 STALE = 0.25               # s without any frame before tick() takes the hands as gone
 DEFAULT_BOX = {"center": (0.0, 200.0, 0.0), "size": (235.0, 235.0, 147.0)}
 SIDES = ("left", "right")
+
+# what _emit writes per side, ``hands.<side>.<field>`` (docs/patches.md, "Hands")
+FIELDS = ("palm.x", "palm.y", "palm.z", "palm_mm", "velocity", "pitch", "roll", "yaw", "grab", "pinch",
+          "openness", "visible", "time_visible", "tips", "extended")
+
 FINGERS = 5
 _TYPES = ("left", "right", None)
 _HAND_KEYS = ("palm", "velocity", "normal", "direction", "grab", "pinch", "tips", "extended",

@@ -17,6 +17,12 @@ ROOT = Path(__file__).resolve().parent.parent
 from x_display import display  # noqa: E402,F401 - the Xvfb fixture, registered here for every test
 # every vj the tests start (run_vj gives each its own) keeps its state away from the user's
 os.environ.setdefault("VJ_STATE", tempfile.mkdtemp(prefix="vj-tests-state-"))
+# each xdist worker (and the vj processes its tests start) compiles librosa's numba functions
+# into a cache of its own: on a fresh install, workers compiling into the one shared cache at
+# the same time wrote a corrupt one, and every later analysis died of a segfault
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(tempfile.gettempdir(),
+                                                          f"vj-tests-numba-{os.environ['PYTEST_XDIST_WORKER']}"))
 
 
 def free_port(kind=socket.SOCK_STREAM) -> int:
@@ -131,3 +137,4 @@ def env_no_display():
     env.pop("WAYLAND_DISPLAY", None)
     env["PYTHONUNBUFFERED"] = "1"
     return env
+

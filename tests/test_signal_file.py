@@ -375,17 +375,35 @@ def test_recording_never_blocks_the_render_thread(tmp_path, monkeypatch):
     monkeypatch.setattr(sf, "QUEUE_SECONDS", 0.5)     # 64 records of queue at the minimum
     seq = live_sequence(200)
     rec = SignalRecorder(tmp_path / "show.vjsig.gz", {"fps": 60})
-    gate = threading.Event()
+    gate, stuck = threading.Event(), threading.Event()
     write = rec._gz.write
-    rec._gz.write = lambda data: (gate.wait(10), write(data))[1]      # a disk that hangs
+
+    def hanging_disk(data):
+        stuck.set()
+        gate.wait(10)
+        return write(data)
+
+    rec._gz.write = hanging_disk
     worst = 0.0
     ok = []
-    for snap, notes, now in seq:
-        t = time.perf_counter()
-        ok.append(rec.record(snap, notes, now=now))
-        worst = max(worst, time.perf_counter() - t)
-    assert worst < 0.05 and rec.dropped == ok.count(False) > 100
-    gate.set()
+
+    def play(part):
+        nonlocal worst
+        for snap, notes, now in part:
+            t = time.perf_counter()
+            ok.append(rec.record(snap, notes, now=now))
+            worst = max(worst, time.perf_counter() - t)
+
+    play(seq[:1])
+    assert stuck.wait(10)          # the writer hangs on the disk holding the first record
+    play(seq[1:150])
+    assert worst < 0.05 and rec.dropped == ok.count(False) > 80
+    gate.set()                     # the disk comes back: the queue drains, the show records again
+    deadline = time.monotonic() + 10
+    while rec._queued_bytes and time.monotonic() < deadline:
+        time.sleep(0.01)
+    play(seq[150:])
+    assert ok[150:] == [True] * 50
     rec.close()
     got = read_signal_file(rec.path)
     assert len(got) == ok.count(True) and got.stats["bad_lines"] == 0

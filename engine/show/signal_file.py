@@ -732,6 +732,10 @@ class SignalReplay:
             self._values, self._times, self._pos = {}, {}, start - 1
         base = self.time_base
         for fr in self.frames[self._pos + 1:k + 1]:
+            if fr.key:
+                # a keyframe restates everything: the state (its order too) is the same
+                # whichever way the replay reached it
+                self._values, self._times = {}, {}
             for name in fr.removed:
                 self._values.pop(name, None)
                 self._times.pop(name, None)

@@ -30,6 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from engine import atomic
 from engine.render.chunks import Chunk, feedback_amount, plan
 
 log = logging.getLogger("vj")
@@ -137,7 +138,9 @@ def render_chunk(spec: dict, chunk: Chunk, workdir: str, features=None, model_by
                 path = local / "show.vjsig.gz"
                 path.write_bytes(signals_bytes)
             prepared = Prepared(path, trust=spec.get("trust", False))
-        part = work / f"{chunk.name}.part.mp4"
+        # one name per attempt: on a cluster, a stopped render's task may still be finishing
+        # this chunk when the same command is run again
+        part = work / f"{chunk.name}.{os.getpid()}.part.mp4"
         part.unlink(missing_ok=True)
         with Session(options(spec, part, prepared)) as s:
             feed = _feeder(s, features, spec["fps"])
@@ -153,7 +156,7 @@ def render_chunk(spec: dict, chunk: Chunk, workdir: str, features=None, model_by
             raise DistributedError(f"{chunk.name}: {rec.frames_written} frames written, {chunk.frames} expected")
         os.replace(part, work / f"{chunk.name}.mp4")
         marker = {"start": chunk.start, "end": chunk.end, "frames": chunk.frames, "warmup": chunk.warmup}
-        (work / f"{chunk.name}.json").write_text(json.dumps(marker))
+        atomic.replace(work / f"{chunk.name}.json", json.dumps(marker).encode())
         return marker
     finally:
         if prepared is not None:
@@ -197,7 +200,12 @@ def _cluster(ray, workers: int | None, address: str | None, threads: int | None)
 
 def _start(ray, workers, address, threads, quiet) -> tuple[int, int, float]:
     if address:
-        ray.init(address=address, **quiet)
+        try:
+            ray.init(address=address, **quiet)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            why = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+            raise DistributedError(f"--ray {address}: could not join the Ray cluster ({why}); `ray status` on its "
+                                   "head says whether it runs and where") from None
         res = ray.cluster_resources()
         gpus = int(res.get("GPU", 0))
         if gpus:
@@ -206,7 +214,8 @@ def _start(ray, workers, address, threads, quiet) -> tuple[int, int, float]:
         n = workers or max(1, cpus // (threads or 2))
         return n, threads or max(1, cpus // n), 0.0
     cpus = os.cpu_count() or 1
-    ray.init(num_cpus=workers, **quiet)
+    # "local": a Ray of its own even when a cluster runs on this machine (ray.init would join it)
+    ray.init(address="local", num_cpus=workers, **quiet)
     return workers, threads or max(1, cpus // workers), 0.0
 
 
@@ -234,7 +243,7 @@ def render_chunked(spec: dict, out: Path, n_frames: int, workers: int | None, ad
         todo = [c for c in chunks if not finished(work, c)]
         if len(todo) < len(chunks):
             log.info("resuming: %d of %d chunks already rendered in %s", len(chunks) - len(todo), len(chunks), work)
-        log.info("render over %d workers (%d threads each%s): %d chunks, warm-up %.1f%% of the frames",
+        log.info("render over %d worker(s) (%d threads each%s): %d chunks, warm-up %.1f%% of the frames",
                  n_workers, threads, ", 1 GPU each" if gpus else "", len(chunks), 100 * overhead)
         features_ref = ray.put(features) if features is not None else None
         model_bytes = signals_bytes = None

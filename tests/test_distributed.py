@@ -1,5 +1,6 @@
 """`vj render --workers N`: chunks on local Ray workers, joined frame-exact with a one-process render;
 a worker killed mid-chunk, a render stopped and resumed, and Ray missing."""
+import os
 import signal
 import subprocess
 import sys
@@ -8,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import ROOT, poll, read_video, run_vj, vj_cmd, write_wav
+from conftest import ROOT, free_port, poll, read_video, run_vj, vj_cmd, write_wav
 
 try:
     import ray  # noqa: F401
@@ -31,6 +32,37 @@ def frame(p, s):
 
 
 @pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A Ray cluster on loopback that renders join with ``--ray ADDRESS``, as a studio's would be:
+    one head for the module (a local ``--workers`` render starts and stops Ray itself: ~15 s)."""
+    port = free_port()
+    env = dict(os.environ, RAY_AUTH_MODE="disabled")
+    log = tmp_path_factory.mktemp("ray") / "head.log"
+    head = subprocess.Popen([sys.executable, "-c", "import sys; from ray.scripts.scripts import main; sys.exit(main())",
+                             "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
+                             "--node-ip-address=127.0.0.1", "--include-dashboard=false", "--disable-usage-stats"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=log.open("w"), start_new_session=True)
+    try:
+        address = f"127.0.0.1:{port}"
+        check = [sys.executable, "-c", "import ray, sys; ray.init(address=sys.argv[1], logging_level=40); "
+                 "print(ray.cluster_resources().get('CPU'))", address]
+        up = poll(lambda: subprocess.run(check, env=env, capture_output=True, text=True, timeout=60).stdout.strip(),
+                  120, head, step=0.5, errors=(OSError, subprocess.TimeoutExpired))
+        assert up == "2.0", log.read_text()[-3000:]
+        yield address, env
+    finally:
+        head.terminate()      # --block: the head drains and stops its raylet and workers (a signal
+        # to them all at once left it waiting out its 30 s drain)
+        try:
+            head.wait(timeout=15)
+        finally:
+            try:
+                os.killpg(head.pid, signal.SIGKILL)   # and whatever of the group lingers
+            except ProcessLookupError:
+                pass
+
+
+@pytest.fixture(scope="module")
 def song(tmp_path_factory):
     d = tmp_path_factory.mktemp("song")
     sr = 22050
@@ -50,19 +82,22 @@ def psnr(a, b):
     return 10 * np.log10(255.0 ** 2 / np.maximum(mse, 1e-12))
 
 
-def render(out, audio, patch, *more, check=True, timeout=300):
+def render(out, audio, patch, *more, check=True, timeout=300, env=None):
     return run_vj("render", "--audio", audio, "--patch", patch, "--out", out, "--size", SIZE, "--quiet", *more,
-                  check=check, timeout=timeout)
+                  check=check, timeout=timeout, env=env)
 
 
 @needs_ray
-def test_two_workers_render_what_one_process_renders(tmp_path, song):
-    """klingemann (feedback trails, audio-driven) over two local Ray workers against one process."""
+def test_two_workers_render_what_one_process_renders(tmp_path, song, cluster):
+    """klingemann (feedback trails, audio-driven) over two Ray workers against one process: as
+    encoded on a local Ray the render starts itself, and lossless on a running cluster (the model
+    goes through its object store)."""
     patch = ROOT / "patches" / "klingemann.py"
-    for extra in ((), ("--lossless",)):
+    address, env = cluster
+    for extra, spread in (((), ("--workers", "2")), (("--lossless",), ("--ray", address, "--workers", "2"))):
         one, two = tmp_path / f"one{len(extra)}.mp4", tmp_path / f"two{len(extra)}.mp4"
         render(one, song, patch, *extra)
-        proc = render(two, song, patch, "--workers", "2", *extra)
+        proc = render(two, song, patch, *spread, *extra, env=env)
         assert "over 2 workers" in proc.stderr, proc.stderr[-2000:]
         a, ia = frames_of(one)
         b, ib = frames_of(two)
@@ -78,14 +113,15 @@ def test_two_workers_render_what_one_process_renders(tmp_path, song):
     assert not list(tmp_path.glob("*.chunks")), "the work folder is removed once joined"
 
 
-def slow_render(tmp_path, song, name):
-    """The one-process reference of the slow patch, and the command that renders it over two workers."""
+def slow_render(tmp_path, song, name, address):
+    """The one-process reference of the slow patch, and the command that renders it over two
+    workers of the cluster at ``address``."""
     patch = tmp_path / "slow.py"
     patch.write_text(SLOW)
     out, ref = tmp_path / name, tmp_path / "ref.mp4"
     render(ref, song, patch, "--lossless")
     cmd = vj_cmd("render", "--audio", song, "--patch", patch, "--out", out, "--size", SIZE, "--quiet", "--lossless",
-                 "--workers", "2")
+                 "--ray", address, "--workers", "2")
     return out, ref, cmd
 
 
@@ -94,9 +130,10 @@ def chunk_files(out, suffix):
 
 
 @needs_ray
-def test_a_worker_killed_mid_chunk_is_retried_and_the_render_completes(tmp_path, song):
-    out, ref, cmd = slow_render(tmp_path, song, "killed.mp4")
-    proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+def test_a_worker_killed_mid_chunk_is_retried_and_the_render_completes(tmp_path, song, cluster):
+    address, env = cluster
+    out, ref, cmd = slow_render(tmp_path, song, "killed.mp4", address)
+    proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True, env=env)
     try:
         def running_chunk():
             for pid_file in chunk_files(out, ".pid"):
@@ -107,7 +144,6 @@ def test_a_worker_killed_mid_chunk_is_retried_and_the_render_completes(tmp_path,
             return None
         pid = poll(running_chunk, 120, proc, step=0.02)
         assert pid, "no chunk seen running"
-        import os
         os.kill(pid, signal.SIGKILL)
         err = proc.communicate(timeout=300)[1]
     finally:
@@ -120,9 +156,10 @@ def test_a_worker_killed_mid_chunk_is_retried_and_the_render_completes(tmp_path,
 
 
 @needs_ray
-def test_a_stopped_render_resumes_with_the_chunks_it_finished(tmp_path, song):
-    out, ref, cmd = slow_render(tmp_path, song, "resumed.mp4")
-    proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+def test_a_stopped_render_resumes_with_the_chunks_it_finished(tmp_path, song, cluster):
+    address, env = cluster
+    out, ref, cmd = slow_render(tmp_path, song, "resumed.mp4", address)
+    proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True, env=env)
     try:
         assert poll(lambda: chunk_files(out, ".json"), 120, proc, step=0.05), "no chunk finished"
         proc.send_signal(signal.SIGTERM)   # a service manager stopping it, or Ctrl-C
@@ -132,7 +169,7 @@ def test_a_stopped_render_resumes_with_the_chunks_it_finished(tmp_path, song):
             proc.kill()
     assert "the same command resumes" in err, err[-2000:]
     assert not out.exists() and chunk_files(out, ".mp4")
-    again = run_vj(*cmd[3:], timeout=300)
+    again = run_vj(*cmd[3:], timeout=300, env=env)
     assert "resuming:" in again.stderr, again.stderr[-2000:]
     a, _ = frames_of(ref)
     b, _ = frames_of(out)
@@ -149,7 +186,7 @@ def test_without_ray_the_flags_say_how_to_install_it(tmp_path, song):
 
 
 @needs_ray
-def test_a_recorded_show_replays_over_workers_as_in_one_process(tmp_path):
+def test_a_recorded_show_replays_over_workers_as_in_one_process(tmp_path, cluster):
     """`vj render --signals` too: the patch's versions, fader moves and cues reach each chunk."""
     from engine.session import Options, Session
     patch = tmp_path / "show.py"
@@ -165,7 +202,8 @@ def test_a_recorded_show_replays_over_workers_as_in_one_process(tmp_path):
             time.sleep(1 / 60)
     one, two = tmp_path / "one.mp4", tmp_path / "two.mp4"
     run_vj("render", "--signals", signals, "--out", one, "--quiet", "--lossless")
-    proc = run_vj("render", "--signals", signals, "--out", two, "--quiet", "--lossless", "--workers", "2")
+    proc = run_vj("render", "--signals", signals, "--out", two, "--quiet", "--lossless", "--ray", cluster[0],
+                  "--workers", "2", env=cluster[1])
     assert "over 2 workers" in proc.stderr
     a, _ = frames_of(one)
     b, _ = frames_of(two)

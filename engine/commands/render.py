@@ -37,7 +37,7 @@ def _spread(args) -> bool:
 
 
 def chunked(args, spec: dict, n_frames: int, features=None, audio=None) -> int:
-    from engine.distributed import render_chunked
+    from engine.distributed import DistributedError, render_chunked
     t0 = time.perf_counter()
     try:
         r = render_chunked(spec, Path(args.out), n_frames, args.workers, args.ray, features=features, audio=audio,
@@ -45,6 +45,9 @@ def chunked(args, spec: dict, n_frames: int, features=None, audio=None) -> int:
     except KeyboardInterrupt:
         log.info("stopped; the chunks rendered so far are kept in %s.chunks: the same command resumes", args.out)
         return 130
+    except DistributedError as e:
+        log.error("%s", e)
+        return 1
     log.info("wrote %s: %d frames in %.1f s over %d workers (%d chunks, warm-up %.1f%% of the frames)",
              r["path"], r["frames"], time.perf_counter() - t0, r["workers"], r["chunks"], 100 * r["warmup_overhead"])
     return 0

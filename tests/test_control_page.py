@@ -207,6 +207,19 @@ def open_page(page, oq, host="127.0.0.1"):
     page.wait_for_selector('body[data-ws="open"] input[data-path="/vj/param/speed"]', timeout=10000)
 
 
+def steady_box(locator, timeout=10.0):
+    """Where the element is once the page stops moving it (on a busy machine the rest of the
+    page may still be laying out: a touch aimed at an earlier box lands elsewhere)."""
+    box, end = locator.bounding_box(), time.monotonic() + timeout
+    while time.monotonic() < end:
+        time.sleep(0.1)
+        again = locator.bounding_box()
+        if again == box:
+            return box
+        box = again
+    return box
+
+
 @needs_browser
 def test_slider_drives_the_engine_and_osc_moves_the_slider(engine, page):
     oq = engine["oq"]
@@ -214,7 +227,7 @@ def test_slider_drives_the_engine_and_osc_moves_the_slider(engine, page):
     open_page(page, oq)
     slider = page.locator('input[data-path="/vj/param/speed"]')
     # a finger on the slider, 80% along its track
-    box = slider.bounding_box()
+    box = steady_box(slider)
     assert box["height"] >= 44, "the slider is too small a touch target"
     page.mouse.click(box["x"] + 0.8 * box["width"], box["y"] + box["height"] / 2)
     shown = float(slider.input_value())

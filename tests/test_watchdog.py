@@ -10,11 +10,18 @@ import pytest
 
 from engine.generators.base import ModelInfo
 from engine.patching.loader import PatchHost
-from engine.patching.watchdog import nag
+from engine.patching.watchdog import STARVED_GRACE, nag
 from engine.signals.bus import SignalBus
 from engine.signals.clock import VirtualClock
 
 INFO = ModelInfo(name="t", architecture="dcgan", resolution=64, z_dim=8, w_dim=8, num_ws=1)
+
+
+def at_most(budget):
+    """How long a stuck call may hold the frame: its budget, or on a machine so loaded that the
+    call got under half its budget of CPU, one grace more by design (a good patch on a busy
+    machine is not retired); the CI machine, running tests side by side, can be that busy."""
+    return budget * (1 + STARVED_GRACE) + 0.2
 
 
 def seed_z(n):
@@ -93,7 +100,7 @@ def test_hang_in_frame_costs_one_budget_then_last_good_runs(rig, hang):
     r.save(patch(2, body=hang))
     assert r.host.check()
     c, took = r.frame()  # the hanging version's first frame: waited for one budget, no more
-    assert took < r.host.frame_budget + 0.2
+    assert took < at_most(r.host.frame_budget)
     assert np.allclose(c.z, seed_z(1))  # the last good controls
     assert any("frame() did not return within 0.25 s" in m and "live.py:" in m and "v1" in m
                for m in r.messages), r.messages
@@ -122,7 +129,7 @@ def test_a_proven_version_that_hangs_later_falls_back_to_the_one_before(rig):
     assert np.allclose(c.z, seed_z(2))
     for _ in range(3):
         c, took = r.frame()
-        assert took < 0.5
+        assert took < at_most(r.host.frame_budget)
     assert np.allclose(c.z, seed_z(1))
     assert r.host.active.version == 1
 
@@ -130,7 +137,7 @@ def test_a_proven_version_that_hangs_later_falls_back_to_the_one_before(rig):
 def test_hang_with_no_good_version_holds_the_picture_until_saved(rig):
     r = rig(patch(1, body="while True: pass"))
     c, took = r.frame()
-    assert took < 0.5 and np.allclose(c.z, 0)
+    assert took < at_most(r.host.frame_budget) and np.allclose(c.z, 0)
     c, took = r.frame()
     assert took < 0.05  # retired: never waited for again
     assert any("holding the last picture" in m for m in r.messages)
@@ -145,7 +152,7 @@ def test_setup_that_loops_during_a_reload(rig):
     r.save(patch(2, setup="while True: pass"))
     t0 = time.monotonic()
     assert r.host.check()
-    assert time.monotonic() - t0 < 1.5
+    assert time.monotonic() - t0 < at_most(1.0)
     assert any("did not return within 1 s" in m and "live.py:3" in m for m in r.messages), r.messages
     c, took = r.frame()
     assert np.allclose(c.z, seed_z(1)) and took < 0.1

@@ -26,6 +26,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -198,6 +199,19 @@ def _cluster(ray, workers: int | None, address: str | None, threads: int | None)
             signal.signal(sig, handler)
 
 
+def _answers(address: str, timeout: float = 5.0) -> None:
+    """DistributedError unless something listens at a HOST:PORT address (ray.init would
+    keep retrying one where nothing does for minutes); other forms ("auto") go to Ray as they are."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "/" in host:
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise DistributedError(f"--ray {address}: nothing answers there ({e.strerror or e}); start the cluster "
+                               "with `ray start --head` on that machine, or check the address") from None
+
+
 def _start(ray, workers, address, threads, quiet) -> tuple[int, int, float]:
     if address:
         try:
@@ -223,6 +237,8 @@ def render_chunked(spec: dict, out: Path, n_frames: int, workers: int | None, ad
                    features=None, audio: str | None = None, quiet: bool = False, overwrite: bool = False) -> dict:
     """The whole render over Ray workers, joined into ``out``; returns what it measured."""
     ray = need_ray()
+    if address:
+        _answers(address)        # before the planning run: a wrong address is said at once
     from engine.outputs.join import join_segments
     prepared = None
     if spec.get("signals"):

@@ -90,8 +90,8 @@ def render(out, audio, patch, *more, check=True, timeout=300, env=None):
 @needs_ray
 def test_two_workers_render_what_one_process_renders(tmp_path, song, cluster):
     """klingemann (feedback trails, audio-driven) over two Ray workers against one process: as
-    encoded on a local Ray the render starts itself, and lossless on a running cluster (the model
-    goes through its object store)."""
+    encoded on a local Ray the render starts itself (beside the running cluster, which it must not
+    join), and lossless on that cluster (the model goes through its object store)."""
     patch = ROOT / "patches" / "klingemann.py"
     address, env = cluster
     for extra, spread in (((), ("--workers", "2")), (("--lossless",), ("--ray", address, "--workers", "2"))):
@@ -208,3 +208,13 @@ def test_a_recorded_show_replays_over_workers_as_in_one_process(tmp_path, cluste
     a, _ = frames_of(one)
     b, _ = frames_of(two)
     assert len(a) == len(b) == 90 and psnr(a, b).min() > 45
+
+
+@needs_ray
+def test_a_cluster_address_where_nothing_answers_is_said_at_once(tmp_path, song):
+    out = tmp_path / "x.mp4"
+    t0 = time.monotonic()
+    proc = render(out, song, "drift", "--ray", f"127.0.0.1:{free_port()}", check=False, timeout=120)
+    assert proc.returncode == 1 and "nothing answers there" in proc.stderr and "ray start --head" in proc.stderr
+    assert "Traceback" not in proc.stderr and time.monotonic() - t0 < 60, proc.stderr[-2000:]
+    assert not out.exists() and not (tmp_path / "x.mp4.chunks").exists()

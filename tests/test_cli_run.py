@@ -41,16 +41,20 @@ def test_timestamps_follow_real_frame_rate(tmp_path, env_no_display):
 
 
 def test_ctrl_c_and_kill_leave_playable_recordings(tmp_path, env_no_display):
-    for sig, name in ((signal.SIGINT, "int"), (signal.SIGKILL, "kill")):
+    shows = {}
+    for sig, name in ((signal.SIGINT, "int"), (signal.SIGKILL, "kill")):      # side by side
         out = tmp_path / f"{name}.mp4"
-        p = subprocess.Popen(vj_cmd("run", "--headless", "--record", out, "--size", "160x90", "--fps", "30"),
-                             cwd=ROOT, env=env_no_display, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)
+        shows[name] = sig, out, subprocess.Popen(
+            vj_cmd("run", "--headless", "--record", out, "--size", "160x90", "--fps", "30"),
+            cwd=ROOT, env=env_no_display, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for name, (sig, out, p) in shows.items():
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not (out.exists() and out.stat().st_size > 20000):
             time.sleep(0.2)
-        time.sleep(3.0)
+    time.sleep(3.0)
+    for name, (sig, out, p) in shows.items():
         p.send_signal(sig)
+    for name, (sig, out, p) in shows.items():
         _, err = p.communicate(timeout=30)
         frames, _ = read_video(out)
         # at least the completed seconds before the signal are in the file

@@ -520,7 +520,7 @@ def test_engine_learn_with_a_hostile_name_writes_nothing(rig, name):
     e = rig(learn=name)
     mf = e.dir / "rig.mappings.toml"
     assert e.wait(lambda: "learn is off" in e.text(), 30), e.text()
-    e.move_until("/fader/1", lambda: False, timeout=1.5)
+    e.move_until("/fader/1", lambda: False, timeout=0.75)
     log = e.stop()
     assert not mf.exists() and not (e.dir / "rig.mappings.learned.toml").exists()
     assert "not a parameter's name or a learnable address" in log

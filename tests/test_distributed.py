@@ -25,7 +25,7 @@ def setup(p):
     p.kick = p.envelope(0.01, 0.3)
 
 def frame(p, s):
-    time.sleep(0.03)    # a slow patch: chunks take long enough to be interrupted
+    time.sleep(0.02)    # a slow patch: chunks take long enough to be interrupted
     k = p.kick(s.fired("audio.onset"))
     return p.controls(z=p.loop(p.keys, beats=8), feedback=0.6, brightness=0.2 * k)
 """

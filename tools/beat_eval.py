@@ -3,6 +3,11 @@
 
     python tools/beat_eval.py --corpus build/beat_corpus [--split held|tune|all]
         [--trackers live,offline,librosa] [--limit N] [--jobs 2] [--json out.json] [--verbose]
+        [--set prior_octaves=0.5 --set tempo_lambda=200 ...]
+
+``--set NAME=NUMBER`` overrides a keyword argument of the live tracker's bar-pointer model
+(engine/signals/bar_pointer.py: prior_bpm, prior_octaves, tempo_lambda, region, leak): a sweep
+on the tune split without editing the engine.
 
 Trackers: ``live`` (engine.signals.features.BlockAnalyzer, block by block, causal),
 ``offline`` (engine.signals.offline.offline_features, what ``vj render`` uses) and
@@ -33,8 +38,32 @@ def _scored_median(values, times, skip):
     return float(np.median(v)) if len(v) else None
 
 
+def _sweep(over: dict) -> None:
+    """Give the live tracker's BarPointer the ``--set`` keyword arguments (in this process)."""
+    import engine.signals.beats as beats
+    from engine.signals.bar_pointer import BarPointer
+    if not over or getattr(beats.BarPointer, "swept", None) == over:
+        return
+
+    class Swept(BarPointer):
+        swept = dict(over)
+
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **{**kw, **over})
+    beats.BarPointer = Swept
+
+
+def _setting(text: str) -> tuple[str, float]:
+    name, sep, value = text.partition("=")
+    try:
+        return name.strip(), float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--set wants NAME=NUMBER, got {text!r}") from None
+
+
 def run_item(args) -> dict:
-    item, corpus, trackers, skip = args
+    item, corpus, trackers, skip, over = args
+    _sweep(over)
     import soundfile as sf
     from engine.signals.beat_score import live_beats, score_beats
     y, sr = sf.read(str(Path(corpus) / item["audio"]), dtype="float32", always_2d=True)
@@ -124,6 +153,8 @@ def main(argv=None):
     ap.add_argument("--skip", type=float, default=8.0, help="warm-up discarded before scoring, s")
     ap.add_argument("--json", default=None)
     ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--set", type=_setting, action="append", default=[], metavar="NAME=NUMBER",
+                    help="a bar-pointer keyword argument for the live tracker (repeatable)")
     args = ap.parse_args(argv)
     corpus = Path(args.corpus)
     items = json.loads((corpus / "corpus.json").read_text())
@@ -133,7 +164,7 @@ def main(argv=None):
     items = items[:args.limit] if args.limit else items
     trackers = [t.strip() for t in args.trackers.split(",") if t.strip()]
     t0 = time.time()
-    jobs = [(i, str(corpus), trackers, args.skip) for i in items]
+    jobs = [(i, str(corpus), trackers, args.skip, dict(args.set)) for i in items]
     if args.jobs > 1:
         with ProcessPoolExecutor(max_workers=args.jobs) as ex:
             results = list(ex.map(run_item, jobs))

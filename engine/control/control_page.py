@@ -9,7 +9,8 @@ nothing from another host), and the page may connect to its own origin alone.
 
 Which origins may open the WebSocket is the server's decision (``OscQueryServer``): the
 page's own origin is recognised from the addresses the server listens on, never from a
-request's ``Host`` header.
+request's ``Host`` header. HTTP answers, the page's included, go only to a ``Host`` that is an
+IP address or one of this machine's names (``is_own_host``).
 """
 from __future__ import annotations
 
@@ -106,6 +107,42 @@ def is_own_origin(origin: str, port: int, listening: list[str], local: str | Non
     host = (parts.hostname or "").lower()
     host = host if host == "localhost" else ip_text(host)
     return host is not None and host in own_hosts(listening, local)
+
+
+def own_names(origins=()) -> set[str]:
+    """The names a Host header may carry to this server besides an IP address: ``localhost``,
+    this machine's host name and its ``.local`` (mDNS) name, and the hosts of ``origins``
+    (``--oscquery-origin``: the user vouched for them)."""
+    me = socket.gethostname().lower().rstrip(".")
+    names = {"localhost", me, me + ".local", me.split(".")[0] + ".local"}
+    for origin in origins:
+        try:
+            names.add((urlsplit(origin).hostname or "").rstrip("."))
+        except ValueError:
+            pass
+    names.discard("")
+    return names
+
+
+def host_name(host: str) -> str | None:
+    """A Host header's host, lower-case, without its port; None if it is not a host[:port]."""
+    try:
+        parts = urlsplit("//" + host.strip())
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError:
+        return None
+    name = parts.hostname
+    if not name or parts.username is not None or parts.path or parts.query or parts.fragment:
+        return None
+    return name.rstrip(".") if ip_text(name) is None else ip_text(name)
+
+
+def is_own_host(host: str, names: set[str]) -> bool:
+    """May an HTTP request carrying ``Host: host`` be answered? An IP address, or one of
+    ``names`` (``own_names``). A web page under any other name that resolves here (DNS
+    rebinding) would read the answer as its own origin's."""
+    name = host_name(host)
+    return name is not None and (ip_text(name) is not None or name in names)
 
 
 def lan_address() -> str | None:

@@ -23,6 +23,10 @@ The WebSocket follows the UDP input's rules, and a web page cannot drive the eng
   from the ``Host`` header, so a hostile name resolving here (DNS rebinding) is refused.
   HTTP answers carry ``Access-Control-Allow-Origin`` only for a listed origin or the page's
   own, so other pages cannot read them.
+- ``Host``: an HTTP request (the tree, ``HOST_INFO``, the page) whose ``Host`` header is not an
+  IP address, ``localhost``, this machine's host name (or ``<name>.local``) or the host of a
+  listed origin is answered 403: a page under a hostile name made to resolve here (DNS
+  rebinding) would otherwise read the answers as same-origin. OSCQuery clients send an address.
 - Each client has its own bounded outbound queue and its own sender task, so the push loop
   never waits on a socket. A client that stops reading fills its TCP buffers and then its
   queue; once its queue is full and nothing has left it for ``max_stall`` seconds it is
@@ -111,11 +115,11 @@ def _origin(value: str) -> str:
 
 class Stats(Counter):
     """Counts by kind: http_requests, ws_clients (accepted), ws_messages (frames received),
-    ws_sent (frames sent), and the problems: refused_peer, refused_origin, refused_full,
-    dropped_slow, listen_full, osc_errors."""
+    ws_sent (frames sent), and the problems: refused_peer, refused_host, refused_origin,
+    refused_full, dropped_slow, listen_full, osc_errors."""
 
-    PROBLEMS = ("refused_peer", "refused_origin", "refused_full", "dropped_slow", "listen_full",
-                "osc_errors")
+    PROBLEMS = ("refused_peer", "refused_host", "refused_origin", "refused_full", "dropped_slow",
+                "listen_full", "osc_errors")
 
     def problems(self) -> int:
         return sum(self[k] for k in self.PROBLEMS)
@@ -152,6 +156,7 @@ class OscQueryServer:
         if isinstance(origins, str):
             origins = origins.split(",")
         self.origins: frozenset[str] = frozenset(_origin(o) for o in (origins or ()) if o and o.strip())
+        self.names = control_page.own_names(self.origins)  # what a Host header may name
         self.max_clients = max(1, int(max_clients))
         self.max_queue = max(1, int(max_queue))
         self.max_listen = max(1, int(max_listen))
@@ -327,6 +332,14 @@ class OscQueryServer:
         origins = request.headers.get_all("Origin")
         local = connection.local_address
         if "upgrade" not in ",".join(request.headers.get_all("Connection")).lower():
+            # DNS rebinding: a page whose name resolves here reads answers as same-origin ones,
+            # so they go only to an address or one of this machine's names. No Host: no browser
+            hosts = request.headers.get_all("Host")
+            if hosts and "*" not in self.origins and \
+                    (len(hosts) > 1 or not control_page.is_own_host(hosts[0], self.names)):
+                return self._refuse(connection, "refused_host", 403, peer,
+                                    f"host {hosts[0][:80]} is not this machine's address or name; "
+                                    "use its address, or list the page's origin with --oscquery-origin")
             if control_page.is_page(request.path):
                 return self._page(connection)
             allowed = origins[0] if len(origins) == 1 and self.origin_allowed(origins[0], local) else None

@@ -382,3 +382,57 @@ def test_other_origins_cannot_open_the_websocket(engine, page):
     assert f"origin http://127.0.0.1:{site.server_address[1]} is not allowed" in text
     assert f"host evil.example:{oq} is not this machine's address or name" in text
     assert "Traceback" not in text and engine["proc"].poll() is None
+
+
+# names and descriptions come from patches, set files and bookmarks: markup in them stays text
+EVIL = """</script><script>document.title="pwned"</script><img src=x onerror="document.title='pwned'">"'&amp;"""
+EVIL_NAME = "<img src=x onerror=document.title='pwned'>"   # a path part: no slash
+EVIL_GROUP = "<svg onload=document.title='pwned'>"
+
+
+@needs_browser
+def test_markup_in_names_and_descriptions_shows_as_text_and_runs_nothing(page):
+    nodes = [
+        {"FULL_PATH": "/vj/tempo", "TYPE": "f", "ACCESS": 3, "VALUE": [120.0],
+         "RANGE": [{"MIN": 20.0, "MAX": 400.0}], "DESCRIPTION": EVIL},
+        {"FULL_PATH": f"/vj/param/{EVIL_NAME}", "TYPE": "f", "ACCESS": 3, "VALUE": [0.5],
+         "RANGE": [{"MIN": 0.0, "MAX": 1.0}], "DESCRIPTION": EVIL},
+        {"FULL_PATH": "/vj/param/constructor", "TYPE": "f", "ACCESS": 3, "VALUE": [0.5],
+         "RANGE": [{"MIN": 0.0, "MAX": 1.0}], "DESCRIPTION": "__proto__"},
+        {"FULL_PATH": "/vj/learn", "TYPE": "s", "ACCESS": 2, "RANGE": [{"VALS": [EVIL_NAME, EVIL]}]},
+        {"FULL_PATH": "/vj/scene/name", "TYPE": "s", "ACCESS": 2, "DESCRIPTION": EVIL,
+         "RANGE": [{"VALS": [EVIL, "</option></select><img src=x onerror=alert(1)>"]}]},
+        {"FULL_PATH": f"/vj/{EVIL_GROUP}/{EVIL_NAME}", "TYPE": "N", "ACCESS": 2},
+        {"FULL_PATH": "/vj/__proto__/go", "TYPE": "N", "ACCESS": 2},
+    ]
+    got = []
+    srv = OscQueryServer(lambda: nodes, got.append, 0, "127.0.0.1", osc_port=9000, poll=0.01).start()
+    try:
+        page.goto(f"http://127.0.0.1:{srv.port}/control")
+        page.wait_for_selector('body[data-ws="open"][data-built]', timeout=10000)
+        time.sleep(0.3)  # values pushed over the WebSocket land too
+        assert page.title() == "vj control"
+        assert page.locator("img, svg, iframe, object, embed").count() == 0
+        assert page.locator("script").count() == 1
+        # the text as written, where a performer reads it
+        assert page.locator(".desc", has_text="document.title").count() == 2
+        for d in page.locator(".desc").all_text_contents():
+            assert d in (EVIL, "__proto__"), d
+        assert page.locator(".row .name", has_text=EVIL_NAME).first.text_content() == EVIL_NAME
+        assert page.locator("h2", has_text=EVIL_GROUP).text_content() == EVIL_GROUP
+        assert page.locator(f'button[data-path="/vj/{EVIL_GROUP}/{EVIL_NAME}"]').text_content() == EVIL_NAME
+        assert page.locator('button[data-path="/vj/__proto__/go"]').count() == 1
+        options = page.locator("option").all_text_contents()
+        assert EVIL in options and "</option></select><img src=x onerror=alert(1)>" in options
+        # values that do not change show from the start (the page once ignored what came in its
+        # first half second, as if the performer had just touched every slider)
+        for path in (f"/vj/param/{EVIL_NAME}", "/vj/param/constructor"):
+            assert page.locator(f'input[data-path="{path}"]').input_value() == "0.5", path
+        assert page.locator(".row output").all_text_contents() == ["0.500", "0.500"]
+        # and its controls still work: the learn button sends the name as it is
+        page.locator("button", has_text="learn").first.click()
+        assert poll(lambda: any(EVIL_NAME.encode() in g for g in got), 5), got
+        assert not page.errors, page.errors   # a CSP violation would be reported here
+        assert page.title() == "vj control"
+    finally:
+        srv.stop()

@@ -6,6 +6,7 @@ import base64
 import contextlib
 import gc
 import json
+import logging
 import os
 import socket
 import threading
@@ -348,3 +349,148 @@ def test_port_in_use_raises_and_leaves_nothing_running():
         with pytest.raises(OSError):
             OscQueryServer(Namespace(), print, srv.port, "127.0.0.1").start()
         assert threading.active_count() == threads
+
+
+# ---------------------------------------------------------------- hostile requests and frames
+def exchange(port, data, timeout=5):
+    """Send raw bytes on a fresh connection; everything the server answers until it closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        out = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := s.recv(65536):
+                out += chunk
+        return out
+
+
+def no_traceback(caplog):
+    bad = [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    assert not bad, [r.getMessage() for r in bad]
+    assert "Traceback" not in caplog.text
+
+
+def test_hostile_http_requests_are_refused_cleanly_and_the_server_serves_on(caplog):
+    caplog.set_level(logging.DEBUG)
+    with serving() as srv:
+        p = srv.port
+        host = f"Host: 127.0.0.1:{p}\r\n".encode()
+        # only GET: a HEAD or OPTIONS once got the namespace, a POST got nothing
+        for method in (b"HEAD", b"POST", b"OPTIONS", b"PUT", b"DELETE"):
+            got = exchange(p, method + b" /vj/tempo HTTP/1.1\r\n" + host + b"Content-Length: 0\r\n\r\n")
+            assert got.startswith(b"HTTP/1.1 405 "), (method, got[:80])
+            assert b"Allow: GET\r\n" in got and b"120" not in got
+        # a body, huge lines, too many headers, not HTTP: an error status or a plain close
+        for req, status in ((b"POST / HTTP/1.1\r\n" + host + b"Content-Length: 5\r\n\r\nhello", None),
+                            (b"GET /" + b"a" * 100_000 + b" HTTP/1.1\r\n" + host + b"\r\n", b"414"),
+                            (b"GET / HTTP/1.1\r\n" + host + b"X: " + b"a" * 100_000 + b"\r\n\r\n", b"431"),
+                            (b"GET / HTTP/1.1\r\n" + host + b"".join(b"X%d: a\r\n" % i for i in range(500))
+                             + b"\r\n", b"431"),
+                            (b"GET / HTTP/1.1\r\n" + host + b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", None),
+                            (os.urandom(2000) + b"\r\n\r\n", None)):
+            got = exchange(p, req)
+            assert got == b"" or got.startswith(b"HTTP/1.1 4"), got[:80]
+            if status:
+                assert got.startswith(b"HTTP/1.1 " + status), got[:80]
+        # the URL names nodes of the tree, never files
+        for path in ("/control/../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd", "/..%2f..%2fetc%2fpasswd",
+                     "/control/..", "//etc/passwd", "/vj/../../../etc/passwd?VALUE"):
+            got = exchange(p, f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{p}\r\n\r\n".encode())
+            assert got.startswith(b"HTTP/1.1 404 ") and b"root:" not in got, (path, got[:80])
+        # and everyone else is served as before
+        assert http_get(srv, "/vj/tempo")[1]["VALUE"] == [120.0]
+
+        async def still():
+            async with connect(url(srv)) as ws:
+                assert await listen_and_get(ws) >= 1
+        asyncio.run(still())
+    no_traceback(caplog)
+
+
+def test_garbage_on_the_websocket_is_counted_and_the_client_carries_on(caplog):
+    caplog.set_level(logging.DEBUG)
+    with serving() as srv:
+        async def go():
+            async with connect(url(srv)) as ws, connect(url(srv)) as other:
+                assert await listen_and_get(other) >= 1
+                for text in ("{", "null", "[]", '"LISTEN"', "[" * 50_000, "{\"a\":" * 10_000,
+                             '{"COMMAND": "LISTEN", "DATA": {"x": 1}}', '{"COMMAND": "LISTEN"}',
+                             '{"COMMAND": "LISTEN", "DATA": "/' + "x" * 5000 + '"}', "1" * 60_000):
+                    await ws.send(text)
+                await ws.send(os.urandom(3000))           # binary: an OSC packet, the handler judges it
+                await ws.send(json.dumps({"COMMAND": "NEW_THING", "DATA": "/t/n"}))  # unknown: ignored
+                assert await listen_and_get(ws) >= 1      # still connected, still served
+                # a frame over the limit ends that client (1009), and only that one
+                with pytest.raises(ConnectionClosed) as e:
+                    await ws.send(b"x" * (1 << 17))
+                    await asyncio.wait_for(ws.recv(), 5)
+                assert e.value.rcvd.code == 1009
+                first = OscMessage(await asyncio.wait_for(other.recv(), 5)).params[0]
+                while OscMessage(await asyncio.wait_for(other.recv(), 5)).params[0] < first + 10:
+                    pass  # the other client is still sent every change
+        asyncio.run(go())
+        assert srv.stats["bad_commands"] == 10, srv.stats
+        assert "10 bad commands" in srv.summary()
+        assert len(srv.packets) == 1
+    no_traceback(caplog)
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert sum("OSCQuery: bad command" in m for m in warned) == 1   # once per peer, then counted
+    assert "x" * 200 not in caplog.text                   # a huge command is not copied into the log
+
+
+def test_endless_fragments_and_a_huge_frame_header_end_that_client_only():
+    with serving() as srv:
+        s = raw_client(srv.port)
+        with contextlib.suppress(OSError):  # the server may close while we still send
+            s.sendall(bytes([0x02, 0x80 | 126]) + (1000).to_bytes(2, "big") + b"\0" * 4 + b"a" * 1000)
+            for _ in range(200):
+                s.sendall(bytes([0x00, 0x80 | 126]) + (1000).to_bytes(2, "big") + b"\0" * 4 + b"a" * 1000)
+        got = s.recv(4096)
+        assert got[:1] == b"\x88" and got[2:4] == (1009).to_bytes(2, "big"), got  # closed: too big
+        s.close()
+        s = raw_client(srv.port)  # a header claiming a 1 GiB frame: refused before any of it arrives
+        s.sendall(bytes([0x82, 0x80 | 127]) + (1 << 30).to_bytes(8, "big") + b"\0" * 4 + b"x" * 100)
+        got = s.recv(4096)
+        assert got[:1] == b"\x88" and got[2:4] == (1009).to_bytes(2, "big"), got
+        s.close()
+
+        async def still():
+            async with connect(url(srv)) as ws:
+                assert await listen_and_get(ws) >= 1
+        asyncio.run(still())
+
+
+def test_a_flood_of_idle_connections_neither_holds_the_port_nor_exhausts_descriptors(caplog):
+    """Connections that never finish a request hold a descriptor each until open_timeout: past
+    max_pending the oldest is closed, so that the engine keeps its descriptors (recordings) and
+    a real request still gets in."""
+    caplog.set_level(logging.DEBUG)
+    with serving(max_pending=16) as srv:
+        async def client():
+            async with connect(url(srv)) as ws:
+                assert await listen_and_get(ws) >= 1
+                flood = []
+                for _ in range(300):
+                    flood.append(socket.create_connection(("127.0.0.1", srv.port), timeout=5))
+                try:
+                    # the listening client is not a pending connection: it carries on
+                    assert await listen_and_get(ws, "/vj/tempo") == 120.0
+                    await asyncio.wait_for(ws.recv(), 5)
+                    assert wait_for(lambda: srv.stats["dropped_idle"] >= 300 - 16, 10), srv.stats
+                    assert len(srv._conns) <= 16 + 1
+                    assert http_get(srv, "/vj/tempo")[1]["VALUE"] == [120.0]
+                    async with connect(url(srv)) as late:
+                        assert await listen_and_get(late) >= 1
+                    closed = 0
+                    for s in flood:  # the oldest ones were closed by the server
+                        s.settimeout(0.01)
+                        with contextlib.suppress(socket.timeout):
+                            closed += s.recv(1) == b""
+                    assert closed >= 300 - 16 - 2
+                finally:
+                    for s in flood:
+                        s.close()
+        asyncio.run(client())
+        assert "dropped idle" in srv.summary()
+    no_traceback(caplog)
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert sum("OSCQuery: closed idle connection" in m for m in warned) == 1, warned

@@ -32,8 +32,12 @@ The WebSocket follows the UDP input's rules, and a web page cannot drive the eng
   queue; once its queue is full and nothing has left it for ``max_stall`` seconds it is
   closed and dropped (counted, logged once) while every other client carries on. Values that
   do not fit in a queue are not lost but coalesced: the latest one goes out once there is room.
-- At most ``max_clients`` WebSocket clients (HTTP 503 beyond), ``max_listen`` LISTENed
-  paths each, 64 KiB frames in, ``write_limit`` bytes buffered out, no compression.
+- At most ``max_clients`` WebSocket clients (HTTP 503 beyond), ``max_pending`` connections
+  that have not finished a request (the oldest is closed beyond: a flood of idle connections
+  neither holds the port nor takes the process's descriptors), ``max_listen`` LISTENed paths
+  each, 64 KiB frames in (1009 beyond), ``write_limit`` bytes buffered out, no compression.
+  Only GET is served (405 otherwise); request lines and headers are bounded by ``websockets``
+  (414, 431). A text frame that is not a JSON command is counted and ignored, the client stays.
 
 Everything refused or dropped is counted in ``OscQueryServer.stats`` (``summary()`` is a
 HUD line). The server runs an asyncio loop (the ``websockets`` package) on its own thread;
@@ -115,11 +119,12 @@ def _origin(value: str) -> str:
 
 class Stats(Counter):
     """Counts by kind: http_requests, ws_clients (accepted), ws_messages (frames received),
-    ws_sent (frames sent), and the problems: refused_peer, refused_host, refused_origin,
-    refused_full, dropped_slow, listen_full, osc_errors."""
+    ws_sent (frames sent), and the problems: refused_peer, refused_host, refused_method,
+    refused_origin, refused_full, dropped_idle, dropped_slow, listen_full, bad_commands,
+    osc_errors."""
 
-    PROBLEMS = ("refused_peer", "refused_host", "refused_origin", "refused_full", "dropped_slow",
-                "listen_full", "osc_errors")
+    PROBLEMS = ("refused_peer", "refused_host", "refused_method", "refused_origin", "refused_full",
+                "dropped_idle", "dropped_slow", "listen_full", "bad_commands", "osc_errors")
 
     def problems(self) -> int:
         return sum(self[k] for k in self.PROBLEMS)
@@ -146,7 +151,8 @@ class OscQueryServer:
     def __init__(self, nodes, on_osc, port: int = 9001, bind: str = "127.0.0.1",
                  osc_port: int | None = None, name: str = "vj", poll: float = 1 / 30, *,
                  allow=None, origins=None, max_clients: int = 32, max_queue: int = 256,
-                 max_listen: int = 1024, max_stall: float = 2.0, write_limit: int = 1 << 15):
+                 max_listen: int = 1024, max_stall: float = 2.0, write_limit: int = 1 << 15,
+                 max_pending: int = 64):
         self.nodes = nodes          # () -> list of node dicts
         self.on_osc = on_osc        # (bytes) -> None: the OSC handler
         self.port, self.bind, self.osc_port, self.name, self.poll = int(port), bind, osc_port, name, poll
@@ -162,9 +168,10 @@ class OscQueryServer:
         self.max_listen = max(1, int(max_listen))
         self.max_stall = max(0.0, float(max_stall))
         self.write_limit = max(1, int(write_limit))
+        self.max_pending = max(1, int(max_pending))
         self.stats = Stats()
         self.clients: dict = {}     # connection -> {"peer", "listen", "sent", "queue", "sender", ...}
-        self._conns: set = set()    # every open TCP connection: handshaking, HTTP or WebSocket
+        self._conns: dict = {}      # every open TCP connection (handshaking, HTTP or WebSocket), oldest first
         self._logged: set = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -249,10 +256,11 @@ class OscQueryServer:
 
             def connection_made(self, transport):
                 super().connection_made(transport)
-                owner._conns.add(self)
+                owner._conns[self] = None
+                owner._evict_pending()
 
             def connection_lost(self, exc):
-                owner._conns.discard(self)
+                owner._conns.pop(self, None)
                 super().connection_lost(exc)
 
         self._loop = asyncio.get_running_loop()
@@ -302,6 +310,19 @@ class OscQueryServer:
         self._server = None
 
     # --- admission: the allow-list, origins, the number of clients
+    def _evict_pending(self) -> None:
+        """Past ``max_pending`` connections that are not (yet) WebSocket clients, close the
+        oldest: each holds a descriptor until open_timeout, and a flood of them would take the
+        engine's (its recordings') and shut out real requests, which finish in milliseconds."""
+        pending = [c for c in self._conns if c not in self.clients]
+        for conn in pending[:max(0, len(pending) - self.max_pending)]:
+            self._conns.pop(conn, None)
+            self.stats["dropped_idle"] += 1
+            peer = peer_ip(conn.remote_address)
+            self._log_once("dropped_idle", peer, "OSCQuery: closed idle connection from %s: more than %d "
+                           "connections at once have not finished a request", peer, self.max_pending)
+            conn.transport.abort()
+
     def _log_once(self, kind: str, peer: str, msg: str, *args) -> None:
         key = (kind, peer)
         if key not in self._logged and len(self._logged) < 256:
@@ -329,6 +350,11 @@ class OscQueryServer:
         peer = peer_ip(connection.remote_address)
         if self.allow is not None and peer not in self.allow:
             return self._refuse(connection, "refused_peer", 403, peer, f"{peer} is not allowed (--osc-allow)")
+        if request.method != "GET":  # a HEAD or OPTIONS must not be answered with the tree
+            response = self._refuse(connection, "refused_method", 405, peer,
+                                    f"{request.method[:16]}: only GET is served here")
+            response.headers["Allow"] = "GET"
+            return response
         origins = request.headers.get_all("Origin")
         local = connection.local_address
         if "upgrade" not in ",".join(request.headers.get_all("Connection")).lower():
@@ -433,15 +459,18 @@ class OscQueryServer:
         try:
             cmd = json.loads(text)
             command, data = cmd.get("COMMAND"), cmd.get("DATA")
-        except (ValueError, AttributeError):
-            return
+        except (ValueError, AttributeError, RecursionError):  # deep nesting: RecursionError
+            command = data = None
         if not isinstance(data, str) or len(data) > MAX_PATH:
+            self.stats["bad_commands"] += 1
+            self._log_once("bad_commands", state["peer"], "OSCQuery: bad command from %s (JSON "
+                           "{\"COMMAND\": ..., \"DATA\": \"/path\"} expected): %.60r", state["peer"], text)
             return
         if command == "LISTEN":
             if data not in state["listen"] and len(state["listen"]) >= self.max_listen:
                 self.stats["listen_full"] += 1
                 self._log_once("listen_full", state["peer"], "OSCQuery: %s listens to %d paths, the most "
-                               "allowed; LISTEN %s ignored", state["peer"], self.max_listen, data)
+                               "allowed; LISTEN %.80s ignored", state["peer"], self.max_listen, data)
                 return
             state["listen"].add(data)
             state["sent"].pop(data, None)

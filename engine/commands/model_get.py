@@ -14,7 +14,10 @@ names each model's source, size, sha256 and licence. ``get``:
 5. adds ``[models.NAME]`` to the registry (``models/models.toml``, rewritten atomically) with a
    ``NAME.NOTICE.md`` beside the model saying where it came from and under what licence.
 
-A network failure is one line naming the URL; the partial file stays for the next run.
+A network failure is one line naming the URL; the partial file stays for the next run. What
+a server can do is bounded: redirects are followed to http(s) only, a stall ends after
+``TIMEOUT_S`` and a trickle after ``SLOW_S``, a body never grows past the catalogue's size,
+and what it says reaches the terminal escaped and cut short.
 """
 from __future__ import annotations
 
@@ -23,11 +26,13 @@ import http.client
 import os
 import re
 import secrets
+import shutil
 import socket
 import sys
 import time
 import tomllib
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,10 +42,15 @@ from engine.limits import shown
 
 CATALOGUE = Path(__file__).resolve().parent.parent / "generators" / "catalogue.toml"
 CHUNK = 1 << 20
-TIMEOUT_S = 30.0
+TIMEOUT_S = 30.0  # no byte at all for this long: the server has stalled
+# fewer bytes than this in any SLOW_S seconds: given up (a server trickling a byte just inside
+# TIMEOUT_S would otherwise hold the command for ever); the bytes so far stay for a resume
+SLOW_S = 60.0
+SLOW_BYTES = 64 << 10
 USER_AGENT = "vj-engine (vj models get)"
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+# \A..\Z, not ^..$: "$" also matches before a trailing newline, and "x\n" is no file name
+NAME_RE = re.compile(r"\A[a-z0-9][a-z0-9._-]{0,63}\Z")
+SHA_RE = re.compile(r"\A[0-9a-f]{64}\Z")
 ARCHITECTURES = ("stylegan2", "stylegan3-t", "stylegan3-r", "dcgan", "biggan")
 
 
@@ -186,9 +196,40 @@ class Progress:
             self.stream.flush()
 
 
+def _clean(text, limit: int = 300) -> str:
+    """What a server (or a file) said, fit for one terminal line: control characters escaped
+    (no escape sequence reaches the terminal), runs of white space one space, cut short."""
+    text = " ".join(str(text).split())
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+class _Redirects(urllib.request.HTTPRedirectHandler):
+    """urllib's redirects (a CDN on another host is normal), but to http(s) only: urllib
+    itself would follow a server's ``Location: ftp://...`` to any host."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        scheme = urllib.parse.urlsplit(newurl).scheme.lower()
+        if scheme not in ("http", "https"):
+            raise urllib.error.HTTPError(newurl, code, f"{msg} - a redirect to {newurl} is not followed "
+                                                       f"(only http and https are)", headers, fp)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_opener = urllib.request.build_opener(_Redirects)
+
+
+def _bytes_kept(part: Path) -> int:
+    try:
+        return part.stat().st_size
+    except OSError:
+        return 0
+
+
 def _network_error(url: str, e: BaseException, part: Path) -> GetError:
     if isinstance(e, urllib.error.HTTPError):
         why = f"HTTP {e.code} {e.reason}"
+        e.close()
     elif isinstance(e, urllib.error.URLError):
         why = str(e.reason)
     elif isinstance(e, http.client.IncompleteRead):
@@ -197,10 +238,23 @@ def _network_error(url: str, e: BaseException, part: Path) -> GetError:
         why = f"no data for {TIMEOUT_S:.0f} s"
     else:
         why = f"{type(e).__name__}: {e}"
-    have = part.stat().st_size if part.exists() else 0
+    have = _bytes_kept(part)
     keep = (f"the {have:,} bytes so far stay in {part}; run the same command again to resume"
             if have else "check the network (or give a mirror with --url) and run the command again")
-    return GetError(f"download of {url} failed: {why}; {keep}")
+    return GetError(f"download of {_clean(url)} failed: {_clean(why)}; {keep}")
+
+
+def _write_error(part: Path, e: OSError) -> GetError:
+    have = _bytes_kept(part)
+    keep = f"the {have:,} bytes so far stay there; " if have else ""
+    return GetError(f"cannot write {part}: {e.strerror or e}; {keep}free some space (or choose another --dest) "
+                    f"and run the same command again to resume")
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def download(url: str, part: Path, size: int, progress_stream=None) -> dict:
@@ -215,61 +269,85 @@ def download(url: str, part: Path, size: int, progress_stream=None) -> dict:
     if have == size:
         result["resumed_from"] = have
         return result
-    req = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"})
-    if have:
-        req.add_header("Range", f"bytes={have}-")
     try:
-        resp = urllib.request.urlopen(req, timeout=TIMEOUT_S)
+        req = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"})
+        if have:
+            req.add_header("Range", f"bytes={have}-")
+        resp = _opener.open(req, timeout=TIMEOUT_S)
     except urllib.error.HTTPError as e:
         if e.code == 416 and have:  # what we hold is not a prefix the server agrees with: start over
             e.close()
             part.unlink()
             return download(url, part, size, progress_stream)
         raise _network_error(url, e, part) from None
-    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+    except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as e:
         raise _network_error(url, e, part) from None
     with resp:
+        where = f"download of {_clean(url)}"
+        if resp.status not in (200, 206):
+            raise GetError(f"{where}: the server answered HTTP {resp.status} {_clean(resp.reason)}, not the file")
         start = 0
-        if have and resp.status == 206:
-            m = re.match(r"bytes (\d+)-", resp.headers.get("Content-Range", ""))
-            if not m or int(m.group(1)) != have:
-                raise GetError(f"download of {url}: the server answered the resume at byte {have:,} with "
-                               f"Content-Range {resp.headers.get('Content-Range')!r}; delete {part} to start over")
+        if resp.status == 206:
+            # a 206 must start where the request said (byte 0 when it asked for the whole file)
+            # and be of this file; written anywhere else it would shift every byte after it
+            rng = resp.headers.get("Content-Range", "")
+            m = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+|\*)", rng.strip())
+            if not m or int(m.group(1)) != have or m.group(3) not in ("*", str(size)):
+                keep = f"; delete {part} to start over" if have else ""
+                raise GetError(f"{where}: the server answered the request for byte {have:,} on with "
+                               f"Content-Range {_clean(repr(rng), 80)}{keep}")
             start = have
             result["resumed_from"] = have
         elif have:
             result["restarted"] = True  # Range ignored: the whole file comes again
         length = resp.headers.get("Content-Length")
         if length is not None and length.isdigit() and start + int(length) != size:
-            raise GetError(f"download of {url}: the server offers {start + int(length):,} bytes, the catalogue "
+            raise GetError(f"{where}: the server offers {start + int(length):,} bytes, the catalogue "
                            f"says {size:,}; a different file (use --url for a mirror of the same file)")
         bar = Progress(size, start, progress_stream, label=f"{part.name[:-5]} ")
         done = start
         try:
-            with open(part, "r+b" if start else "wb") as f:
-                f.seek(start)
-                f.truncate()
+            # unbuffered: what was read is on disk before the next read, so a stall, a cut or
+            # Ctrl-C keeps every byte that came, and a failed write leaves nothing to flush later
+            try:
+                fd = os.open(part, os.O_WRONLY | os.O_CREAT | (0 if start else os.O_TRUNC), 0o666)
+            except OSError as e:
+                raise _write_error(part, e) from None
+            try:
+                os.lseek(fd, start, os.SEEK_SET)
+                os.ftruncate(fd, start)
+                window_t, window_done = time.monotonic(), done
                 while True:
                     try:
-                        chunk = resp.read(min(CHUNK, size + 1 - done))
-                    except (OSError, http.client.HTTPException) as e:
-                        f.flush()
-                        os.fsync(f.fileno())
+                        # read1: whatever has come, at most one receive; read(n) waits for all n
+                        # bytes and loses those that came if the wait times out
+                        chunk = resp.read1(min(CHUNK, size + 1 - done))
+                    except (OSError, http.client.HTTPException, ValueError) as e:
                         raise _network_error(url, e, part) from None
                     if not chunk:
                         break
-                    f.write(chunk)
+                    _write_all(fd, chunk)
                     done += len(chunk)
                     bar.update(len(chunk))
                     if done > size:
                         break
-                f.flush()
-                os.fsync(f.fileno())
+                    now = time.monotonic()
+                    if now - window_t >= SLOW_S:
+                        if done - window_done < SLOW_BYTES:
+                            raise GetError(f"{where} failed: too slow (only {done - window_done:,} bytes in "
+                                           f"{now - window_t:.0f} s); the {done:,} bytes so far stay in {part}; "
+                                           f"run the same command again to resume (or give a mirror with --url)")
+                        window_t, window_done = now, done
+                os.fsync(fd)
+            except OSError as e:
+                raise _write_error(part, e) from None
+            finally:
+                os.close(fd)
         finally:
             bar.close()
     if done > size:
         part.unlink()
-        raise GetError(f"download of {url}: the server sent more than the catalogue's {size:,} bytes; "
+        raise GetError(f"{where}: the server sent more than the catalogue's {size:,} bytes; "
                        f"a different file, deleted")
     if done < size:
         raise _network_error(url, http.client.IncompleteRead(b"", size - done), part)
@@ -297,6 +375,7 @@ def convert_into_place(source: Path, out: Path) -> dict:
     replace a file that appeared meanwhile."""
     from engine.generators import tools
     from engine.generators.load import ModelLoadError
+    from safetensors import SafetensorError
     tmp = out.with_name(f".{out.stem}.{os.getpid()}.{secrets.token_hex(4)}.tmp.safetensors")
     try:
         try:
@@ -304,7 +383,10 @@ def convert_into_place(source: Path, out: Path) -> dict:
             info = tools.describe(str(tmp))
         except (ModelLoadError, ValueError, KeyError) as e:
             raise GetError(f"{source.name[1:].replace('.verified', '')}: the download is verified, but it does "
-                           f"not convert: {e}") from None
+                           f"not convert: {_clean(e, 600)}") from None
+        except (OSError, SafetensorError) as e:  # a full disk, most likely
+            raise GetError(f"cannot write {tmp}: {_clean(getattr(e, 'strerror', None) or e)}; the verified "
+                           f"download stays; free some space and run the same command again") from None
         os.chmod(tmp, 0o666 & ~_umask())  # safetensors writes owner-only; a model is for sharing
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
@@ -396,7 +478,12 @@ def get(name: str, dest: str | None = None, accept_licence: bool = False, url: s
     registry_path = paths.MODELS / "models.toml"
     folder = Path(dest).expanduser() if dest else paths.MODELS
     target = folder / f"{e.name}.safetensors"
-    reg = Registry(registry_path) if registry_path.exists() else None
+    try:
+        reg = Registry(registry_path) if registry_path.exists() else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as ex:
+        # the model could not be registered at the end: say so before hundreds of MB come
+        raise GetError(f"{registry_path} cannot be read ({type(ex).__name__}: {_clean(ex, 200)}); fix or move "
+                       f"it first. Nothing was downloaded", 2) from None
     if reg is not None and e.name in reg.entries:
         have = reg.entries[e.name]
         if have.file == target.resolve() and have.file.exists():
@@ -411,18 +498,35 @@ def get(name: str, dest: str | None = None, accept_licence: bool = False, url: s
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as ex:
         raise GetError(f"cannot make {folder}: {ex.strerror or ex}") from None
+    part = folder / f"{e.name}.part"
+    have = _bytes_kept(part) if part.is_file() else 0
+    # the download and, beside it for a moment, its conversion (at most the same size again)
+    need = max(e.size - have, 0) + e.size
+    free = shutil.disk_usage(folder).free
+    if free < need:
+        raise GetError(f"{e.name} needs {need / 1e6:,.1f} MB free in {folder} (the download and its conversion); "
+                       f"{free / 1e6:,.1f} MB are. Free some space or choose another --dest. Nothing was "
+                       f"downloaded")
     err.write(f"{e.name}: {licence_terms(e)}\n")
 
-    part = folder / f"{e.name}.part"
     how = download(source, part, e.size, err)
     if how["resumed_from"]:
         err.write(f"resumed at byte {how['resumed_from']:,}\n")
     if how["restarted"]:
         err.write("the server ignored the resume request; the file was fetched again from the start\n")
     got = sha256_of(part)
+    if got != e.sha256 and how["resumed_from"]:
+        # the partial file was the start of something else (an older catalogue's file, another
+        # mirror's): it cannot be told by its bytes, only by the whole file's sha256. Once more,
+        # from nothing, before the user is told
+        atomic.unlink_quietly(part)
+        err.write(f"the partial download in {part} was of another file (sha256 {got[:12]}...); "
+                  f"it is fetched again from the start\n")
+        download(source, part, e.size, err)
+        got = sha256_of(part)
     if got != e.sha256:
         atomic.unlink_quietly(part)
-        raise GetError(f"{source}: sha256 mismatch: expected {e.sha256}, got {got}; the download was deleted "
+        raise GetError(f"{_clean(source)}: sha256 mismatch: expected {e.sha256}, got {got}; the download was deleted "
                        f"(a corrupt transfer or a different file; run again, or check --url)")
 
     # the loader tells the format by the suffix; a link, so the verified download survives a

@@ -225,6 +225,9 @@ def engine(tmp_path_factory):
             stop(proc)
 
 
+MY_NAME = socket.gethostname().lower().split(".")[0] + ".local"    # as a phone on the LAN finds it
+
+
 @pytest.fixture(scope="module")
 def browser():
     from playwright.sync_api import sync_playwright
@@ -233,7 +236,7 @@ def browser():
         # Chromium's own guard for a public page reaching this machine (a prompt the user may
         # accept; other browsers have none) is off, so that the engine's guards are tested
         b = pw.chromium.launch(executable_path=CHROMIUM,
-                               args=["--host-resolver-rules=MAP evil.example 127.0.0.1",
+                               args=[f"--host-resolver-rules=MAP evil.example 127.0.0.1, MAP {MY_NAME} 127.0.0.1",
                                      "--disable-features=LocalNetworkAccessChecks,PrivateNetworkAccessChecks"])
         try:
             yield b
@@ -382,6 +385,24 @@ def test_other_origins_cannot_open_the_websocket(engine, page):
     assert f"origin http://127.0.0.1:{site.server_address[1]} is not allowed" in text
     assert f"host evil.example:{oq} is not this machine's address or name" in text
     assert "Traceback" not in text and engine["proc"].poll() is None
+
+
+@needs_browser
+def test_the_page_opened_by_this_machines_name_works(engine, page):
+    """A phone opens http://<hostname>.local:PORT/control: the page loads and its WebSocket is
+    its own origin, so the slider drives the engine."""
+    oq = engine["oq"]
+    open_page(page, oq, host=MY_NAME)
+    slider = page.locator('input[data-path="/vj/param/speed"]')
+    box = steady_box(slider)
+    page.mouse.click(box["x"] + 0.35 * box["width"], box["y"] + box["height"] / 2)
+    shown = float(slider.input_value())
+    assert 0.2 < shown < 0.5
+    assert poll(lambda: value(oq, "/vj/param/speed") == pytest.approx(shown, abs=1e-4), 5)
+    # a plain-http page on a LAN name is not a "trustworthy origin": Chromium notes that it
+    # ignores the isolation header, which is all it can do there
+    errors = [e for e in page.errors if "Cross-Origin-Opener-Policy header has been ignored" not in e]
+    assert not errors, errors
 
 
 # names and descriptions come from patches, set files and bookmarks: markup in them stays text

@@ -93,10 +93,12 @@ def own_hosts(listening: list[str], local: str | None = None) -> set[str]:
 
 
 def is_own_origin(origin: str, port: int, listening: list[str], local: str | None = None) -> bool:
-    """Is ``origin`` this server's own page, ``http://<an address it listens on>:<its port>``?
+    """Is ``origin`` this server's own page, ``http://<an address it listens on>:<its port>``,
+    or the page opened by this machine's own name (``http://<hostname>.local:<port>``, as a
+    phone on the LAN finds it)?
 
-    A name other than ``localhost`` never is: a hostile name that resolves to this machine
-    (DNS rebinding) sends its own name as the origin, and is refused."""
+    Any other name never is: a hostile name that resolves to this machine (DNS rebinding)
+    sends its own name as the origin, and is refused."""
     try:
         parts = urlsplit(origin.strip())
         origin_port = parts.port or (80 if parts.scheme == "http" else None)
@@ -104,7 +106,9 @@ def is_own_origin(origin: str, port: int, listening: list[str], local: str | Non
         return False
     if parts.scheme != "http" or origin_port != port or parts.path not in ("", "/"):
         return False
-    host = (parts.hostname or "").lower()
+    host = (parts.hostname or "").lower().rstrip(".")
+    if host != "localhost" and host in own_names():
+        return True
     host = host if host == "localhost" else ip_text(host)
     return host is not None and host in own_hosts(listening, local)
 

@@ -129,18 +129,24 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
 
-@pytest.fixture
-def server(model_bytes):
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    srv.body, srv.mode, srv.cut_at, srv.log = model_bytes, "ok", 0, []
+def serve(body, host="127.0.0.1"):
+    """The model file from a loopback server (its behaviour set per test: srv.mode ...)."""
+    srv = ThreadingHTTPServer((host, 0), Handler)
+    srv.body, srv.mode, srv.cut_at, srv.log = body, "ok", 0, []
     srv.redirects, srv.extra, srv.reason, srv.release = {}, 0, "", threading.Event()
     srv.daemon_threads = True
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    yield srv
-    srv.release.set()
-    srv.shutdown()
-    srv.server_close()
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        yield srv
+    finally:
+        srv.release.set()
+        srv.shutdown()
+        srv.server_close()
+
+
+@pytest.fixture
+def server(model_bytes):
+    yield from serve(model_bytes)
 
 
 @pytest.fixture
@@ -330,14 +336,7 @@ def nothing_installed(home: Path, before: str = USER_REGISTRY) -> None:
 @pytest.fixture
 def other_host(model_bytes):
     """The same file from another address (127.0.0.2: a CDN the download is sent on to)."""
-    srv = ThreadingHTTPServer(("127.0.0.2", 0), Handler)
-    srv.body, srv.mode, srv.cut_at, srv.log = model_bytes, "ok", 0, []
-    srv.redirects, srv.extra, srv.reason, srv.release = {}, 0, "", threading.Event()
-    srv.daemon_threads = True
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+    yield from serve(model_bytes, "127.0.0.2")
 
 
 def test_a_redirect_to_another_host_is_followed_and_the_resume_goes_with_it(tmp_path, server, other_host,

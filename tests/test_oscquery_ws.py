@@ -494,3 +494,17 @@ def test_a_flood_of_idle_connections_neither_holds_the_port_nor_exhausts_descrip
     no_traceback(caplog)
     warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert sum("OSCQuery: closed idle connection" in m for m in warned) == 1, warned
+
+
+def test_host_info_on_a_wildcard_bind_names_the_address_the_client_reached():
+    """A LAN show binds 0.0.0.0: HOST_INFO must not tell a client to send its OSC to 0.0.0.0."""
+    packets = []
+    srv = OscQueryServer(Namespace(), packets.append, 0, "0.0.0.0", osc_port=9000, poll=0.01).start()
+    try:
+        _, info = http_get(srv, "/?HOST_INFO")
+        assert info["OSC_IP"] == info["WS_IP"] == "127.0.0.1"
+        assert info["OSC_PORT"] == 9000 and info["WS_PORT"] == srv.port and info["OSC_TRANSPORT"] == "UDP"
+    finally:
+        srv.stop()
+    with serving() as srv:      # a bind to one address names that address
+        assert http_get(srv, "/?HOST_INFO")[1]["OSC_IP"] == "127.0.0.1"

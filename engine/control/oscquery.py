@@ -380,17 +380,23 @@ class OscQueryServer:
         return None  # carry on with the handshake
 
     # --- HTTP
-    def host_info(self) -> dict:
-        return {"NAME": self.name, "EXTENSIONS": EXTENSIONS, "OSC_IP": self.bind,
+    def host_info(self, local=None) -> dict:
+        """HOST_INFO for a client that reached this server at ``local`` (its sockname): on a
+        wildcard bind, that address (a client told 0.0.0.0 would send its OSC nowhere)."""
+        ip = self.bind
+        if ip in ("0.0.0.0", "::", "") and local:
+            ip = peer_ip(local)
+        return {"NAME": self.name, "EXTENSIONS": EXTENSIONS, "OSC_IP": ip,
                 "OSC_PORT": self.osc_port, "OSC_TRANSPORT": "UDP",
-                "WS_IP": self.bind, "WS_PORT": self.port}
+                "WS_IP": ip, "WS_PORT": self.port}
 
-    def answer(self, target: str) -> tuple[int, object]:
-        """(status, JSON body) for an HTTP GET of ``target`` (path plus query)."""
+    def answer(self, target: str, local=None) -> tuple[int, object]:
+        """(status, JSON body) for an HTTP GET of ``target`` (path plus query) on a connection
+        that reached this server at ``local``."""
         path, _, query = target.partition("?")
         query = query.split("&")[0].split("=")[0]
         if query == "HOST_INFO":
-            return 200, self.host_info()
+            return 200, self.host_info(local)
         node = find(build_tree(self.nodes(), self.name), path or "/")
         if node is None:
             return 404, {"error": f"no such path {path}"}
@@ -416,7 +422,7 @@ class OscQueryServer:
     def _http(self, connection, request, origin: str | None):
         self.stats["http_requests"] += 1
         try:
-            status, body = self.answer(request.path)
+            status, body = self.answer(request.path, connection.local_address)
         except Exception as e:  # noqa: BLE001 - a bad request must not kill the server
             status, body = 500, {"error": f"{type(e).__name__}: {e}"}
         # CORS only for a listed origin: another web page may not read the namespace

@@ -136,6 +136,7 @@ class Session:
         self._closers: list[tuple[str, Callable[[], None]]] = []
         self._closed = False
         self.osc_in = self.oscquery = self.osc_out = self.midi = self.mappings = None
+        self.ws_osc = None    # OSC over OSCQuery's WebSocket: its own handler and counts
         self.window = self.setlist = None
         self.audio_sources: list = []
         self.audio_gain = None           # signals/audio.py GainStage, with --audio / --audio-in
@@ -284,7 +285,7 @@ class Session:
         from engine.render.hud import StatusBoard
         self.board = StatusBoard(self.stats, self.patches, self.runner.info.name, o.size, o.fps, setlist=o.setlist,
                                  params=self.params, dispatcher=self.dispatcher, recording=self.recording,
-                                 osc_in=self.osc_in, oscquery=self.oscquery, midi=self.midi,
+                                 osc_in=self.osc_in, oscquery=self.oscquery, ws_osc=self.ws_osc, midi=self.midi,
                                  mappings=self.mappings, generate=self.generate, hands=self.hands,
                                  scenes=self.scenes, bookmarks=self.bookmarks, audio=self.audio_gain,
                                  display=f"{'pipelined' if o.pipeline else 'serial'}, {self.frame_source.name}")
@@ -501,7 +502,7 @@ class Session:
         if c.osc_port is not None and c.oscquery_port is not None:
             from engine.control.oscquery import OscQueryServer
             # its own handler: the WebSocket thread never shares counters with the UDP one
-            handler = OscHandler(self.bus, control=self.dispatcher.dispatch)
+            handler = self.ws_osc = OscHandler(self.bus, control=self.dispatcher.dispatch)
             try:
                 self.oscquery = OscQueryServer(self.publisher.nodes, lambda data: handler.datagram(data, None, "ws"),
                                                c.oscquery_port, c.osc_bind,

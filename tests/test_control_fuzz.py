@@ -9,6 +9,7 @@ import time
 
 from pythonosc.osc_message_builder import OscMessageBuilder
 
+from conftest import wait_for
 from test_rig_run import free_port
 from engine.control import namespace
 
@@ -116,3 +117,24 @@ def test_every_bad_value_over_udp_and_websocket_is_counted_and_frames_keep_comin
         assert d.dispatch("/vj/tempo", (100.0,)) and d.dispatch("/vj/scene", ("two",))
         engine.run_live(frames=3)
         assert session.clock.bpm == 100.0 and session.setlist.index == 1
+
+
+def test_garbage_over_the_websocket_is_said_on_the_hud_like_garbage_over_udp(tmp_path):
+    """OSC over OSCQuery's WebSocket has a handler of its own: its bad packets reach the HUD's
+    news and the log's input summary too, not only the UDP port's."""
+    from websockets.sync.client import connect
+
+    from engine.session import ControlOptions, Options, Session
+    (tmp_path / "p.py").write_text("def frame(p, s):\n    return p.controls(z=p.seed(1))\n")
+    with Session(Options(patch=tmp_path / "p.py", size=(48, 32), fps=30.0, live=True,
+                         control=ControlOptions(osc_port=0, oscquery_port=free_port(socket.SOCK_STREAM), midi=None,
+                                                mappings=tmp_path / "m.toml", record_dir=tmp_path / "takes"))) as s:
+        s.engine.run_live(frames=3)
+        with connect(f"ws://127.0.0.1:{s.oscquery.port}/") as c:
+            for junk in (b"\xff" * 40, b"/vj/tempo\0\0\0,q\0\0", b"#bundle\0" + b"\0" * 8 + b"\0\0\0\x07"):
+                c.send(junk)
+        assert wait_for(lambda: s.ws_osc.stats.problems() >= 3, 5), dict(s.ws_osc.stats)
+        s.board.report_problems()
+        news = [m for _, m in s.board.news]
+        assert any("websocket OSC" in m and "malformed" in m for m in news), news
+        s.engine.run_live(frames=3)       # and the frames keep coming

@@ -169,7 +169,7 @@ class StatusBoard:
     LIVE_S = 2.0    # an input is live while it has been heard from this recently
 
     def __init__(self, stats, patches, model: str, size, fps: float, setlist=None, params=None, dispatcher=None,
-                 recording=None, osc_in=None, oscquery=None, midi=None, mappings=None, display: str = "",
+                 recording=None, osc_in=None, oscquery=None, ws_osc=None, midi=None, mappings=None, display: str = "",
                  generate=None, hands=None, scenes=None, bookmarks=None, audio=None):
         self.stats, self.patches, self.model, self.size, self.fps = stats, patches, model, size, fps
         self.display = display    # the frame's path: pipelined or serial, and how the image reaches OpenGL
@@ -180,6 +180,7 @@ class StatusBoard:
         self.audio = audio        # signals/audio.py GainStage: the level heard and the input gain
         self.setlist, self.params, self.dispatcher, self.recording = setlist, params, dispatcher, recording
         self.osc_in, self.oscquery, self.midi = osc_in, oscquery, midi
+        self.ws_osc = ws_osc      # OSC packets over OSCQuery's WebSocket: counted by a handler of their own
         self.mappings = mappings  # its load and save problems are news on the HUD
         self.news: list[tuple[float, str]] = []
         self._shown: dict[str, str] = {}
@@ -193,7 +194,8 @@ class StatusBoard:
     def report_problems(self) -> None:
         """Off the render thread, twice a second: say so when new bad packets or commands were counted."""
         problems = sum(part.problems() for part in (self.dispatcher, self.osc_in and self.osc_in.stats,
-                                                    self.oscquery and self.oscquery.stats) if part)
+                                                    self.oscquery and self.oscquery.stats,
+                                                    self.ws_osc and self.ws_osc.stats) if part)
         if problems > self._reported:
             self._reported = problems
             msg = f"osc: {self.input_summary()}"
@@ -204,6 +206,8 @@ class StatusBoard:
         parts = [self.osc_in.stats.summary()] if self.osc_in is not None else []
         if self.oscquery is not None:
             parts.append(self.oscquery.summary())
+        if self.ws_osc is not None and self.ws_osc.stats.problems():
+            parts.append(f"websocket OSC {self.ws_osc.stats.summary()}")
         if self.dispatcher is not None:
             parts.append(self.dispatcher.summary())
         return ", ".join(parts)

@@ -57,8 +57,9 @@ class Handler(BaseHTTPRequestHandler):
     "trickle" (a few bytes every 50 ms), "endless" (no Content-Length, the file then garbage for
     ever), "overlong" (Content-Length right, ``server.extra`` bytes more after it), "no_length"
     (the file then ``server.extra``, no Content-Length), "wrong_range" (206, but from byte 0),
-    "unasked_206" (206 from byte 100 to a request without Range) or "reason" (404 whose
-    reason phrase is ``server.reason``). ``server.redirects`` maps a path to a Location."""
+    "unasked_206" (206 from byte 100 to a request without Range), "reason" (404 whose
+    reason phrase is ``server.reason``) or "slow_head" (the status line and headers a byte
+    every 20 ms, never ending). ``server.redirects`` maps a path to a Location."""
 
     def log_message(self, *a):
         pass
@@ -72,6 +73,19 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Location", srv.redirects[self.path])
             self.send_header("Content-Length", "0")
             self.end_headers()
+            return
+        if srv.mode == "slow_head":
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nX-Pad: " + b"a" * 60000
+            try:
+                for i in range(len(head)):
+                    if srv.release.is_set():
+                        break
+                    self.wfile.write(head[i:i + 1])
+                    self.wfile.flush()
+                    time.sleep(0.02)
+            except OSError:
+                pass
+            self.close_connection = True
             return
         if srv.mode == "reason":
             self.send_response(404, srv.reason)
@@ -574,3 +588,71 @@ def test_ctrl_c_mid_download_keeps_the_partial_and_the_next_run_resumes(tmp_path
     p = run_vj("models", "get", "tiny-sg2", "--catalogue", cat, "--accept-licence", env=env)
     assert f"resumed at byte {third:,}" in p.stderr
     check_installed(home / "models", model_bytes, tmp_path)
+
+
+def test_headers_sent_a_byte_at_a_time_meet_a_deadline_and_the_partial_stays(tmp_path, server, other_host,
+                                                                             model_bytes, home, monkeypatch):
+    # a byte every 20 ms never trips the per-read timeout; only the deadline on the whole head
+    # ends it, and it spans the redirects (the first hop answers at once, the second trickles)
+    monkeypatch.setattr(model_get, "HEAD_S", 1.0)
+    cat = catalogue(tmp_path, server, model_bytes)
+    half = model_bytes[:len(model_bytes) // 2]
+    part = home / "tiny-sg2.part"
+    for redirected in (False, True):
+        part.write_bytes(half)
+        if redirected:
+            server.mode = "ok"
+            server.redirects["/files/tiny-sg2.pkl"] = f"http://127.0.0.2:{other_host.server_address[1]}/cdn/x.pkl"
+            other_host.mode = "slow_head"
+        else:
+            server.mode = "slow_head"
+        t0 = time.monotonic()
+        e = refused(cat)
+        assert time.monotonic() - t0 < 5
+        assert "headers took longer than 1 s" in str(e) and "http://127.0.0.1" in str(e), str(e)
+        assert f"{len(half):,} bytes so far stay in {part}" in str(e) and "resume" in str(e)
+        assert part.read_bytes() == half
+        nothing_installed(home)
+    assert other_host.log == [("/cdn/x.pkl", f"bytes={len(half)}-")]
+
+
+def test_a_model_converted_but_not_registered_is_registered_by_the_next_run(tmp_path, server, model_bytes,
+                                                                           monkeypatch):
+    # the registry write fails after NAME.safetensors is in place (a disk full just then: a
+    # process allowed files smaller than the registry it rewrites, EFBIG)
+    cat = catalogue(tmp_path, server, model_bytes)
+    limit = 4 * len(model_bytes)
+    models = tmp_path / "home" / "models"
+    models.mkdir(parents=True)
+    registry = USER_REGISTRY + "".join(f"# my notes, line {i:06d} {'.' * 60}\n" for i in range(limit // 70 + 100))
+    (models / "models.toml").write_text(registry)
+    env = {**os.environ, "VJ_HOME": str(models.parent)}
+    p = run_vj("models", "get", "tiny-sg2", "--catalogue", cat, "--accept-licence", env=env, check=False,
+               preexec_fn=_small_files(limit))
+    target = models / "tiny-sg2.safetensors"
+    assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
+    assert f"{target} is written, but" in p.stderr and "run the same command again to register it" in p.stderr
+    assert target.exists() and (models / "models.toml").read_text() == registry
+    assert len(server.log) == 1
+
+    # a file of the user's by that name (here: ours with one byte changed, the same size) is
+    # neither registered nor replaced, though the record of the earlier run is still there
+    monkeypatch.setattr(paths, "MODELS", models)
+    ours = target.read_bytes()
+    mine = bytearray(ours)
+    mine[-1] ^= 1
+    target.write_bytes(bytes(mine))
+    e = refused(cat)
+    assert e.code == 2 and "left as it is" in str(e)
+    assert target.read_bytes() == bytes(mine) and (models / "models.toml").read_text() == registry
+    assert len(server.log) == 1
+
+    # the file the command made: registered, nothing fetched or converted again
+    target.write_bytes(ours)
+    out = io.StringIO()
+    assert model_get.get("tiny-sg2", accept_licence=True, catalogue=str(cat), out=out, err=io.StringIO()) == 0
+    assert "earlier run" in out.getvalue() and len(server.log) == 1
+    assert target.read_bytes() == ours
+    check_installed(models, model_bytes, tmp_path)
+    assert (models / "models.toml").read_text().startswith(registry)
+    assert not [p.name for p in models.iterdir() if p.name.startswith(".")]  # the record went with it

@@ -14,21 +14,31 @@ names each model's source, size, sha256 and licence. ``get``:
 5. adds ``[models.NAME]`` to the registry (``models/models.toml``, rewritten atomically) with a
    ``NAME.NOTICE.md`` beside the model saying where it came from and under what licence.
 
+Before the converted file is linked into place, ``DEST/.NAME.get-record.json`` records its
+sha256 (and the catalogue's sha256 of the source); it goes once the model is registered. A run
+stopped between the two (Ctrl-C, a registry that could not be written) leaves the model
+unregistered: the next run finds ``NAME.safetensors`` with exactly the recorded digest and only
+registers it. Any other file of that name, the user's, is refused as before and left untouched.
+
 A network failure is one line naming the URL; the partial file stays for the next run. What
-a server can do is bounded: redirects are followed to http(s) only, a stall ends after
-``TIMEOUT_S`` and a trickle after ``SLOW_S``, a body never grows past the catalogue's size,
-and what it says reaches the terminal escaped and cut short.
+a server can do is bounded: redirects are followed to http(s) only, the response head (status
+line and headers, all redirects included) must have come within ``HEAD_S`` of the request, a
+stall ends after ``TIMEOUT_S`` and a trickle after ``SLOW_S``, a body never grows past the
+catalogue's size, and what it says reaches the terminal escaped and cut short.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import http.client
+import json
 import os
 import re
 import secrets
 import shutil
 import socket
 import sys
+import threading
 import time
 import tomllib
 import urllib.error
@@ -36,6 +46,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from engine import atomic, paths
 from engine.limits import shown
@@ -47,6 +58,9 @@ TIMEOUT_S = 30.0  # no byte at all for this long: the server has stalled
 # TIMEOUT_S would otherwise hold the command for ever); the bytes so far stay for a resume
 SLOW_S = 60.0
 SLOW_BYTES = 64 << 10
+# the status line and headers, from the request to the last header, redirects included: each
+# read is bounded by TIMEOUT_S, but a server sending its head a byte at a time never trips it
+HEAD_S = 30.0
 USER_AGENT = "vj-engine (vj models get)"
 # \A..\Z, not ^..$: "$" also matches before a trailing newline, and "x\n" is no file name
 NAME_RE = re.compile(r"\A[a-z0-9][a-z0-9._-]{0,63}\Z")
@@ -216,7 +230,104 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
-_opener = urllib.request.build_opener(_Redirects)
+class _HeadDeadline:
+    """Ends a response head that has not all come ``seconds`` after the request began: a
+    timer shuts the connection's socket down, so the read blocked in it returns at once."""
+
+    def __init__(self, seconds: float):
+        self.end = time.monotonic() + seconds
+        self.lock = threading.Lock()
+        self.sock = None
+        self.expired = self.done = False
+        self.timer = threading.Timer(seconds, self._expire)
+        self.timer.daemon = True
+        self.timer.start()
+
+    def remaining(self) -> float:
+        return max(self.end - time.monotonic(), 0.001)
+
+    def attach(self, sock):
+        with self.lock:
+            self.sock = sock
+            if self.expired:
+                self._shut(sock)
+        return sock
+
+    def _expire(self) -> None:
+        with self.lock:
+            if self.done:
+                return
+            self.expired = True
+            if self.sock is not None:
+                self._shut(self.sock)
+
+    @staticmethod
+    def _shut(sock) -> None:
+        try:
+            # socket.socket's own shutdown: on a TLS socket the override would also drop the
+            # SSL object under the read that another thread is in
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def finish(self) -> bool:
+        """Stop the clock; False when the head came too late (its socket is shut by now)."""
+        self.timer.cancel()
+        with self.lock:
+            self.done = True
+            return not self.expired and time.monotonic() < self.end
+
+
+class _Watched:
+    """A connection whose socket the head deadline can shut: from its creation, so a TLS
+    handshake trickled byte by byte is bounded too; its connect waits at most what is left."""
+
+    def __init__(self, watch: _HeadDeadline, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.watch = watch
+        make = getattr(self, "_create_connection", None)
+        if make is not None:
+            self._create_connection = lambda *a, **k: watch.attach(make(*a, **k))
+
+    def connect(self):
+        full = self.timeout
+        self.timeout = min(full, self.watch.remaining())
+        try:
+            super().connect()
+        finally:
+            self.timeout = full
+        self.sock.settimeout(full)
+        self.watch.attach(self.sock)
+
+
+class _WatchedHTTP(_Watched, http.client.HTTPConnection):
+    pass
+
+
+class _WatchedHTTPS(_Watched, http.client.HTTPSConnection):
+    pass
+
+
+class _HTTP(urllib.request.HTTPHandler):
+    def __init__(self, watch: _HeadDeadline):
+        super().__init__()
+        self.watch = watch
+
+    def http_open(self, req):
+        return self.do_open(functools.partial(_WatchedHTTP, self.watch), req)
+
+
+class _HTTPS(urllib.request.HTTPSHandler):
+    def __init__(self, watch: _HeadDeadline):
+        super().__init__()
+        self.watch = watch
+
+    def https_open(self, req):
+        return self.do_open(functools.partial(_WatchedHTTPS, self.watch), req, context=self._context)
+
+
+class _HeadTooSlow(Exception):
+    pass
 
 
 def _bytes_kept(part: Path) -> int:
@@ -234,6 +345,8 @@ def _network_error(url: str, e: BaseException, part: Path) -> GetError:
         why = str(e.reason)
     elif isinstance(e, http.client.IncompleteRead):
         why = "the connection closed before the whole file came"
+    elif isinstance(e, _HeadTooSlow):
+        why = f"the server's status line and headers took longer than {HEAD_S:g} s"
     elif isinstance(e, (socket.timeout, TimeoutError)):
         why = f"no data for {TIMEOUT_S:.0f} s"
     else:
@@ -269,19 +382,30 @@ def download(url: str, part: Path, size: int, progress_stream=None) -> dict:
     if have == size:
         result["resumed_from"] = have
         return result
+    in_time = True
     try:
         req = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"})
         if have:
             req.add_header("Range", f"bytes={have}-")
-        resp = _opener.open(req, timeout=TIMEOUT_S)
+        watch = _HeadDeadline(HEAD_S)
+        try:
+            resp = urllib.request.build_opener(_Redirects, _HTTP(watch), _HTTPS(watch)).open(req, timeout=TIMEOUT_S)
+        finally:
+            in_time = watch.finish()
+        if not in_time:
+            resp.close()
+            raise _network_error(url, _HeadTooSlow(), part)
     except urllib.error.HTTPError as e:
+        if not in_time:
+            e.close()
+            raise _network_error(url, _HeadTooSlow(), part) from None
         if e.code == 416 and have:  # what we hold is not a prefix the server agrees with: start over
             e.close()
             part.unlink()
             return download(url, part, size, progress_stream)
         raise _network_error(url, e, part) from None
     except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as e:
-        raise _network_error(url, e, part) from None
+        raise _network_error(url, _HeadTooSlow() if not in_time else e, part) from None
     with resp:
         where = f"download of {_clean(url)}"
         if resp.status not in (200, 206):
@@ -369,10 +493,10 @@ def _umask() -> int:
     return mask
 
 
-def convert_into_place(source: Path, out: Path) -> dict:
+def convert_into_place(source: Path, out: Path, made: Callable[[Path], None] | None = None) -> dict:
     """``source`` (verified) as ``out`` (.safetensors) through the safe loader; written under a
     temporary name, checked to build, then hard-linked to ``out``, which fails rather than
-    replace a file that appeared meanwhile."""
+    replace a file that appeared meanwhile. ``made(tmp)`` runs just before the link."""
     from engine.generators import tools
     from engine.generators.load import ModelLoadError
     from safetensors import SafetensorError
@@ -390,6 +514,8 @@ def convert_into_place(source: Path, out: Path) -> dict:
         os.chmod(tmp, 0o666 & ~_umask())  # safetensors writes owner-only; a model is for sharing
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        if made is not None:
+            made(tmp)
         try:
             os.link(tmp, out)
         except FileExistsError:
@@ -443,6 +569,41 @@ def register(registry_path: Path, e: CatalogueEntry, model_file: Path, notice: P
     atomic.replace(registry_path, tomlkit.dumps(doc).encode("utf-8"), check=lambda b: tomllib.loads(b.decode()))
 
 
+def record_path(folder: Path, name: str) -> Path:
+    return folder / f".{name}.get-record.json"
+
+
+def _write_record(record: Path, e: CatalogueEntry, converted: Path) -> None:
+    """What makes ``NAME.safetensors`` recognisable as this command's own, should the run stop
+    before it is registered: written before the file is linked into place."""
+    data = {"source_sha256": e.sha256, "sha256": sha256_of(converted), "size": converted.stat().st_size}
+    try:
+        atomic.replace(record, (json.dumps(data) + "\n").encode("utf-8"))
+    except OSError as ex:
+        raise GetError(f"cannot write {record}: {ex.strerror or ex}; the verified download stays; free some "
+                       f"space and run the same command again") from None
+
+
+def made_here(record: Path, e: CatalogueEntry, target: Path) -> bool:
+    """Whether ``target`` is byte for byte the file an earlier run converted from this
+    catalogue entry's download. Only then may it be registered without being made again: a
+    file of the user's with the same name differs in its digest (or there is no record)."""
+    try:
+        with open(record, "rb") as f:
+            rec = json.loads(f.read(4096))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(rec, dict) or rec.get("source_sha256") != e.sha256:
+        return False
+    want, size = rec.get("sha256"), rec.get("size")
+    if not isinstance(want, str) or not SHA_RE.match(want) or not isinstance(size, int):
+        return False
+    try:
+        return target.is_file() and target.stat().st_size == size and sha256_of(target) == want
+    except OSError:
+        return False
+
+
 def _write_notice(path: Path, text: str) -> Path | None:
     if path.exists():  # the user's own notes stay
         return path
@@ -487,13 +648,21 @@ def get(name: str, dest: str | None = None, accept_licence: bool = False, url: s
     if reg is not None and e.name in reg.entries:
         have = reg.entries[e.name]
         if have.file == target.resolve() and have.file.exists():
+            atomic.unlink_quietly(record_path(folder, e.name))  # a run stopped just after registering
             out.write(f"{e.name} is already installed: {have.file} (registered in {registry_path})\n")
             return 0
         raise GetError(f"{registry_path} already has a model named {e.name} ({have.file}); it is left as it is "
                        f"(remove that entry to fetch this one)", 2)
+    record = record_path(folder, e.name)
     if target.exists():
-        raise GetError(f"{target} exists and is not registered as {e.name}; it is left as it is "
-                       f"(move it, or choose another --dest)", 2)
+        if not made_here(record, e, target):
+            raise GetError(f"{target} exists and is not registered as {e.name}; it is left as it is "
+                           f"(move it, or choose another --dest)", 2)
+        # the file an earlier run made and could not register (Ctrl-C, an unwritable registry)
+        _finish(e, source, target, record, registry_path)
+        out.write(f"registered {target} (converted by an earlier run, which stopped before registering it) as "
+                  f"{e.name} in {registry_path}: vj run --model {e.name}\n")
+        return 0
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as ex:
@@ -538,22 +707,33 @@ def get(name: str, dest: str | None = None, accept_licence: bool = False, url: s
     except OSError:  # a file system without hard links
         os.replace(part, verified)
     try:
-        info = convert_into_place(verified, target)
+        info = convert_into_place(verified, target, made=lambda tmp: _write_record(record, e, tmp))
     finally:
         atomic.unlink_quietly(verified)
     atomic.unlink_quietly(part)
-    notice = _write_notice(folder / f"{e.name}.NOTICE.md", notice_text(e, source))
-    try:
-        register(registry_path, e, target, notice)
-    except OSError as ex:
-        raise GetError(f"{target} is written, but {registry_path} could not be updated: {ex.strerror or ex}; "
-                       f"use --model {target}") from None
+    _finish(e, source, target, record, registry_path)
     out.write(f"wrote {target} ({info['architecture']}, {info.get('resolution')}x{info.get('resolution')}, "
               f"{(info.get('parameters') or 0):,} parameters)\n"
               f"registered as {e.name} in {registry_path}: vj run --model {e.name}\n")
     if info.get("resolution") not in (None, e.resolution):
         err.write(f"note: the catalogue says {e.resolution} px, the model is {info['resolution']} px\n")
     return 0
+
+
+def _finish(e: CatalogueEntry, source: str, target: Path, record: Path, registry_path: Path) -> None:
+    """The NOTICE and the registry entry for ``target``, in place; then its record goes."""
+    again = f"run the same command again to register it (or use --model {target} meanwhile)"
+    try:
+        notice = _write_notice(target.with_name(f"{e.name}.NOTICE.md"), notice_text(e, source))
+        try:
+            register(registry_path, e, target, notice)
+        except OSError as ex:
+            raise GetError(f"{target} is written, but {registry_path} could not be updated: {ex.strerror or ex}; "
+                           f"{again}") from None
+    except KeyboardInterrupt:
+        raise GetError(f"interrupted: {target} is written but not registered; {again}",
+                       130) from None
+    atomic.unlink_quietly(record)
 
 
 def main(args) -> int:

@@ -142,3 +142,47 @@ def test_offline_beats_are_the_live_beats_or_better(pieces):
     assert off["f"] >= live["f"] - 0.02
     bar = f["audio.bar_phase"]
     assert bar.min() >= 0.0 and bar.max() < 1.0
+
+
+def _struck_chords(bpm: float, first_down: int, sr: int = 44100, seconds: float = 32.0):
+    """The same drum hit and the same chord stroke on every beat, the chord changing only on
+    the one (C, Am, F, G), the first bar starting on beat ``first_down``: only the harmony says
+    where the bar begins. (mono y, sr, beats, downbeats)"""
+    rng = np.random.default_rng(3)
+    n = int(seconds * sr)
+    y = np.zeros(n)
+    period = 60.0 / bpm
+    beats = np.arange(0.5, seconds, period)
+    hit = int(0.08 * sr)
+    env = np.exp(-np.arange(hit) / (0.02 * sr))
+    thump = 0.5 * env * np.sin(2 * np.pi * 60 * np.arange(hit) / sr)
+    chords = [(60, 64, 67), (57, 60, 64), (53, 57, 60), (55, 59, 62)]
+    for j, b in enumerate(beats):
+        a = int(b * sr)
+        y[a:a + hit] += (thump + 0.15 * env * rng.standard_normal(hit))[:n - a]
+        e = min(n, int((b + period) * sr))
+        tt = np.arange(e - a) / sr
+        strike = np.minimum(1, tt / 0.01) * np.exp(-tt / 0.4)
+        for m in chords[((j - first_down) // 4) % 4]:
+            f = 440 * 2 ** ((m - 69) / 12)
+            for h, g in ((1, 0.12), (2, 0.05), (3, 0.03)):
+                y[a:e] += g * strike * np.sin(2 * np.pi * f * h * tt)
+    return (y / np.abs(y).max() * 0.8).astype(np.float32), sr, beats, beats[first_down::4]
+
+
+@pytest.mark.parametrize("bpm, first_down", [(110.0, 1), (128.0, 2)])
+def test_the_bar_begins_where_the_harmony_changes(bpm, first_down):
+    """Drums and strokes alike on every beat: the tracker hears the chord change (the live
+    analyser's pitch classes, and the same in `vj render`'s tracker) and puts the one there."""
+    from engine.signals.beat_file import track_signal
+    y, sr, beats, downs = _struck_chords(bpm, first_down)
+    heard = live_beats(y, sr, 512)
+    s = score_beats(heard["beats"], beats, heard["downbeats"], downs)
+    deaf = live_beats(y, sr, 512, chroma=False)     # an analyser without pitch classes: drums only
+    s_deaf = score_beats(deaf["beats"], beats, deaf["downbeats"], downs)
+    f = track_signal([y], sr)
+    s_file = score_beats(f["beats"], beats, f["downbeats"], downs)
+    print(f"\n{bpm} bpm: downbeat F {s['downbeat_f']:.2f} live, {s_file['downbeat_f']:.2f} file, "
+          f"{s_deaf['downbeat_f']:.2f} without pitch classes")
+    assert s["f"] >= 0.9 and s_file["f"] >= 0.9
+    assert s["downbeat_f"] >= 0.8 and s_file["downbeat_f"] >= 0.8

@@ -80,6 +80,9 @@ class BarPointer:
         width = np.maximum(1, np.round(self.interval / region)).astype(np.int64)
         self.in_beat = within < width
         self.is_down = self.in_beat & (self.beat_index == 0)
+        # the beat nearest each state (this one until half way, then the next)
+        self.nearest_beat = np.where(within < self.interval / 2, self.beat_index,
+                                     (self.beat_index + 1) % self.meter)
         self.is_beat = self.in_beat & ~self.is_down
         self._rest = 1.0 / (region - 1)
         self._beat_idx = np.flatnonzero(self.is_beat)
@@ -146,6 +149,18 @@ class BarPointer:
 
     def meter_posterior(self) -> dict[int, float]:
         return {B: float(self.alpha[self.meter == B].sum()) for B in self.meters}
+
+    def after_downbeat(self, weight: float) -> None:
+        """Evidence from outside the activations that the beat before the nearest one was
+        the bar's first (``weight`` > 1: likelier; < 1: less likely), as a likelihood ratio
+        on the states whose nearest beat is the bar's second."""
+        if not (weight > 0 and math.isfinite(weight)) or weight == 1.0:
+            return
+        a = np.where(self.nearest_beat == 1, self.alpha * weight, self.alpha)
+        total = a.sum()
+        if total > 0 and math.isfinite(total):
+            self.alpha = a / total
+            self.best = int(np.argmax(self.alpha))
 
     # -- what someone outside knows -----------------------------------------------------
     def seed(self, bpm: float | None, since_beat: float | None = None, *, tempo_width: float = 0.04,

@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from engine.signals.beats import BeatTracker
-from engine.signals.features import LOG_GAMMA, default_fft_size, log_filterbank
+from engine.signals.features import LOG_GAMMA, ChromaStream, default_fft_size, log_filterbank
 
 
 class BandStream:
@@ -43,6 +43,7 @@ class BandStream:
         blocks = buf[head:head + n * self.block].reshape(n, self.block)
         rms = np.sqrt(np.mean(blocks.astype(np.float64) ** 2, axis=1))
         self._buf = buf[n * self.block:]
+        self.blocks = blocks          # the samples of those blocks (for the pitch classes)
         return out, rms
 
 
@@ -67,15 +68,16 @@ def track_signal(chunks, sr: int) -> dict:
     beats per bar."""
     block = tracker_block(sr)
     stream = BandStream(sr, block)
+    pitch = ChromaStream(sr, block)       # as the live analyser hears the harmony
     tracker = BeatTracker(sr / block, stream.freqs)
     beats, downs, times, bpm, meter = [], [], [], [], []
     k = 0
     for chunk in chunks:
         mags, rms = stream.feed(chunk)
-        for m, level in zip(np.log1p(LOG_GAMMA * mags), rms):
+        for m, level, x in zip(np.log1p(LOG_GAMMA * mags), rms, stream.blocks):
             k += 1
             t = k * block / sr
-            beat, down = tracker.update(m, t, float(level))
+            beat, down = tracker.update(m, t, float(level), pitch.feed(x)[0])
             if beat:
                 beats.append(t)
             if down:

@@ -85,7 +85,8 @@ def live_beats(y, sr: int, block: int = 512, **kwargs) -> dict:
     y = np.asarray(y, dtype=np.float32)
     if y.ndim > 1:
         y = y.mean(axis=int(np.argmin(y.shape)))
-    an = BlockAnalyzer(sr, block=block, chroma=False, **kwargs)
+    kwargs.setdefault("chroma", True)
+    an = BlockAnalyzer(sr, block=block, **kwargs)
     n = len(y) // block
     beats, downs, bpm, times, us = [], [], np.zeros(n), np.zeros(n), np.zeros(n)
     saw_down = False

@@ -8,7 +8,12 @@ ones the onset detector uses) and:
    on our own MIDI-rendered music; without its weights, a normalised spectral flux);
 2. filters them through the bar-pointer model (:mod:`engine.signals.bar_pointer`), a
    joint tempo, meter and phase state space, forward only;
-3. reports the most likely state: ``bpm``, ``phase`` (0 on the beat, rising to 1),
+3. at each beat, when the analyser gives its pitch classes (``chroma``), weighs how much
+   the harmony of the beat just ended differs from the beat before, against the usual
+   change, as evidence that the beat just ended began the bar (chords change on the
+   one; :meth:`BarPointer.after_downbeat`): the network's downbeat activation alone was
+   near chance on real music;
+4. reports the most likely state: ``bpm``, ``phase`` (0 on the beat, rising to 1),
    ``bar_phase``, ``beats_per_bar``, and fires a beat (and on the one, a downbeat) when
    the pointer enters a new beat.
 
@@ -35,6 +40,9 @@ from engine.signals.beat_net import BeatActivation
 CONFIDENCE_AFTER = 5  # frames either side of a beat whose activation counts for its confidence
 SILENT = 1e-4       # block RMS below which the input is silence (no evidence either way)
 PRIOR_OCTAVES = 1.0  # a log-normal tempo prior around 120 bpm, paid per beat (bar_pointer.py)
+HARMONY_GAIN = 1.0   # evidence per beat from a harmony change of z times the usual: exp(gain (z - 1))
+HARMONY_MAX_Z = 4.0
+HARMONY_MEAN = 0.1   # how fast the usual change between beats is learnt (per beat)
 
 
 class BeatTracker:
@@ -73,6 +81,9 @@ class BeatTracker:
         self._ext_until = -math.inf
         self._ext_phase: float | None = None
         self._beat_times: collections.deque = collections.deque(maxlen=9)
+        self._chroma_sum: np.ndarray | None = None     # the pitch classes heard in this beat
+        self._chroma_beats: collections.deque = collections.deque(maxlen=1)
+        self._change_mean = 0.0
 
     # -- from outside -------------------------------------------------------------------
     def set_tempo(self, bpm: float | None, phase_time: float | None = None, hold: float = 8.0,
@@ -109,9 +120,15 @@ class BeatTracker:
         self._ext_until = t + hold
 
     # -- one block ----------------------------------------------------------------------
-    def update(self, bands: np.ndarray, t: float, level: float = 1.0) -> tuple[bool, bool]:
+    def update(self, bands: np.ndarray, t: float, level: float = 1.0,
+               chroma: np.ndarray | None = None) -> tuple[bool, bool]:
         """One block's log-magnitude bands, ending at time ``t`` (s); ``level`` is the
-        block's RMS (silence gating). Returns (beat fired, downbeat fired)."""
+        block's RMS (silence gating); ``chroma``, the pitch classes heard now (12), when
+        known: where the harmony changes is evidence of where the bar begins. Returns
+        (beat fired, downbeat fired)."""
+        if chroma is not None:
+            c = np.asarray(chroma, np.float64)
+            self._chroma_sum = c.copy() if self._chroma_sum is None else self._chroma_sum + c
         self._t = t
         self._n += 1
         while self._commands:
@@ -152,6 +169,7 @@ class BeatTracker:
             self._since_beat = 0
             self._conf_wait, self._conf_max = CONFIDENCE_AFTER, max(self._act_trace)
             self._note_beat(t + self.lead, m.interval[s])
+            self._harmony_at_beat()
         self._last_phase = phase
         active = self._quiet < self._silent_n and self._n > self.fr   # a second of audio first
         self._heard = self._heard or (fired and active)
@@ -184,6 +202,23 @@ class BeatTracker:
         if beats and abs((t - beats[-1]) / period - 1.0) > 0.15:
             beats.clear()                       # a jump: start measuring again
         beats.append(t)
+
+    def _harmony_at_beat(self) -> None:
+        """A beat fired: how much the harmony of the beat that just ended differs from the
+        beat before it says how likely that beat began a bar (chords change on the one)."""
+        c, self._chroma_sum = self._chroma_sum, None
+        if c is None or not np.isfinite(c).all() or c.sum() <= 0:
+            self._chroma_beats.clear()
+            return
+        c = c / (np.linalg.norm(c) + 1e-12)
+        if self._chroma_beats:
+            prev = self._chroma_beats[-1]
+            change = 1.0 - float(prev @ c)
+            self._change_mean += HARMONY_MEAN * (change - self._change_mean)
+            if self._change_mean > 1e-6:
+                z = min(change / self._change_mean, HARMONY_MAX_Z)
+                self.model.after_downbeat(math.exp(HARMONY_GAIN * (z - 1.0)))
+        self._chroma_beats.append(c)
 
     def _confidence_update(self, got: float) -> None:
         """How much beat activation the recent beats landed on (0..1), smoothed over beats."""

@@ -301,6 +301,72 @@ def normalise_chroma(c: np.ndarray, floor: float) -> np.ndarray:
     return np.minimum(np.maximum(c / m, 0.0), 1.0).astype(np.float32)
 
 
+class ChromaStream:
+    """Pitch classes of a signal fed a block at a time: low-passed and decimated to ~11-12 kHz,
+    then an FFT of the last ~0.37 s (fine frequency resolution) every ~20 ms, folded into
+    12 classes (all, bass below middle C, treble from it). The live analyser and the beat
+    tracker's file path (engine/signals/beat_file.py) share it, so both hear the same."""
+
+    def __init__(self, sr: float, block: int):
+        self.sr = float(sr)
+        self.decimate = max(1, int(self.sr // (2 * CHROMA_RANGE[1] * 1.1)))
+        self.chroma_sr = self.sr / self.decimate
+        self.n = 1 << round(math.log2(CHROMA_SECONDS * self.chroma_sr))
+        self._aa = lowpass_fir(0.8 / self.decimate) if self.decimate > 1 else None
+        self.window = np.hanning(self.n + 1)[:-1].astype(np.float32)
+        cf = chroma_filters(self.chroma_sr, self.n)
+        split = int(math.ceil(CHROMA_SPLIT * self.n / self.chroma_sr))
+        self._hi = int(np.flatnonzero(cf.any(axis=0)).max()) + 1
+        self._split = split
+        self.bass_filters = np.ascontiguousarray(cf[:, :split])
+        self.treble_filters = np.ascontiguousarray(cf[:, split:self._hi])
+        self._scale = 2.0 / (self.n * float(np.sum(self.window.astype(np.float64) ** 2)))
+        self._floor = (10.0 ** (LEVEL_FLOOR_DB / 20.0)) ** 2     # power of a -60 dBFS sine
+        self.every = max(1, round(CHROMA_EVERY / (block / self.sr)))
+        self.reset()
+
+    def reset(self) -> None:
+        self._buf = np.zeros(self.n, np.float32)
+        self._k = 0
+        self._tail = np.zeros(0 if self._aa is None else len(self._aa) - 1, np.float32)
+        self._phase = 0
+        z = np.zeros(12, np.float32)
+        self.out = (z, z, z)
+
+    def rescale(self, r: float) -> None:
+        """The input's gain changed by ``r``: as if it had always been on."""
+        self._buf *= r
+        self._tail *= r
+
+    def feed(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One block in; the latest (all, bass, treble) pitch classes (max 1) out."""
+        D = self.decimate
+        if D > 1:
+            ext = np.concatenate([self._tail, x])
+            y = np.convolve(ext, self._aa, mode="valid")            # len(x) outputs
+            self._tail = ext[len(ext) - len(self._tail):]
+            y = y[self._phase::D]
+            self._phase = (self._phase - len(x)) % D
+        else:
+            y = x
+        cb, m = self._buf, len(y)
+        if m >= len(cb):
+            cb[:] = y[-len(cb):]
+        elif m:
+            cb[:-m] = cb[m:]
+            cb[-m:] = y
+        self._k += 1
+        if self._k >= self.every:
+            self._k = 0
+            spec = np.fft.rfft(self._buf * self.window)[:self._hi]
+            power = (spec.real * spec.real + spec.imag * spec.imag) * self._scale
+            bass = self.bass_filters @ power[:self._split]
+            treble = self.treble_filters @ power[self._split:]
+            self.out = (normalise_chroma(bass + treble, self._floor), normalise_chroma(bass, self._floor),
+                        normalise_chroma(treble, self._floor))
+        return self.out
+
+
 # ---------------------------------------------------------------------------------------
 # live analysis
 
@@ -425,23 +491,8 @@ class BlockAnalyzer:
         # centroid: bins above 20 Hz
         self._c_lo = max(1, int(math.ceil(20.0 / (self.sr / self.n_fft))))
         self._c_freqs = self.freqs[self._c_lo:].astype(np.float32)
-        # chroma: its own, longer window, on the signal low-passed and decimated to ~11-12 kHz
-        self.chroma = chroma
-        self.chroma_decimate = max(1, int(self.sr // (2 * CHROMA_RANGE[1] * 1.1)))
-        self.chroma_sr = self.sr / self.chroma_decimate
-        self.n_chroma = 1 << round(math.log2(CHROMA_SECONDS * self.chroma_sr))
-        if chroma:
-            self._aa = lowpass_fir(0.8 / self.chroma_decimate) if self.chroma_decimate > 1 else None
-            self.chroma_window = np.hanning(self.n_chroma + 1)[:-1].astype(np.float32)
-            cf = chroma_filters(self.chroma_sr, self.n_chroma)
-            split = int(math.ceil(CHROMA_SPLIT * self.n_chroma / self.chroma_sr))
-            self._chroma_hi = int(np.flatnonzero(cf.any(axis=0)).max()) + 1
-            self._chroma_split = split
-            self.chroma_bass_filters = np.ascontiguousarray(cf[:, :split])
-            self.chroma_treble_filters = np.ascontiguousarray(cf[:, split:self._chroma_hi])
-            self._chroma_scale = 2.0 / (self.n_chroma * float(np.sum(self.chroma_window.astype(np.float64) ** 2)))
-            self._chroma_floor = (10.0 ** (LEVEL_FLOOR_DB / 20.0)) ** 2     # power of a -60 dBFS sine
-            self._chroma_every = max(1, round(CHROMA_EVERY / self.dt))
+        # chroma: its own, longer window (ChromaStream)
+        self.chroma = ChromaStream(self.sr, self.block) if chroma else None
         self.release = release
         self.onset_delta = onset_delta
         self.drum_rel = drum_rel
@@ -480,13 +531,8 @@ class BlockAnalyzer:
             p.reset()
         self.envelopes = {name: 0.0 for name in [ONSET, *self.drum_names, BEAT, DOWNBEAT]}
         self._since_onset = math.inf
-        if self.chroma:
-            self._cbuf = np.zeros(self.n_chroma, np.float32)
-            self._chroma_k = 0
-            self._aa_tail = np.zeros(0 if self._aa is None else len(self._aa) - 1, np.float32)
-            self._dec_phase = 0
-            z = np.zeros(12, np.float32)
-            self._chroma_out = (z, z, z)
+        if self.chroma is not None:
+            self.chroma.reset()
         if self.tempo is not None:
             self.tempo.reset()
         self._beat_k, self._beat_level = 0, 0.0
@@ -533,9 +579,8 @@ class BlockAnalyzer:
             self._buf *= r
             self._logs[:] = np.log1p(np.expm1(self._logs) * r)
             self._hpss *= r
-            if self.chroma:
-                self._cbuf *= r
-                self._aa_tail *= r
+            if self.chroma is not None:
+                self.chroma.rescale(r)
             self.gain_db, self._gain = db, g
 
     def _level_gain(self, raw: np.ndarray, auto: np.ndarray, dt: float) -> np.ndarray:
@@ -677,13 +722,10 @@ class BlockAnalyzer:
         out[RMS_DB] = max(DB_FLOOR, 20.0 * math.log10(rms)) if rms > 1e-12 else DB_FLOOR
 
         # chroma, every few blocks, from a longer window
-        if self.chroma:
-            self._chroma_feed(x)
-            self._chroma_k += 1
-            if self._chroma_k >= self._chroma_every:
-                self._chroma_k = 0
-                self._chroma_out = self._chroma()
-            out[CHROMA], out[CHROMA_BASS], out[CHROMA_TREBLE] = self._chroma_out
+        pitch = None
+        if self.chroma is not None:
+            out[CHROMA], out[CHROMA_BASS], out[CHROMA_TREBLE] = self.chroma.feed(x)
+            pitch = out[CHROMA]
 
         # tempo, beats and the bar
         tr = self.tempo
@@ -692,7 +734,7 @@ class BlockAnalyzer:
             self._beat_level = max(self._beat_level, rms)
             beat = down = False
             if self._beat_k >= self._beat_every:
-                beat, down = tr.update(logb, self.time, self._beat_level)
+                beat, down = tr.update(logb, self.time, self._beat_level, pitch)
                 self._beat_k, self._beat_level = 0, 0.0
             if beat:
                 events[BEAT] = tr.confidence
@@ -715,40 +757,12 @@ class BlockAnalyzer:
         self._out = out
         return out, events
 
-    def _chroma_feed(self, x: np.ndarray) -> None:
-        """Low-pass, decimate and append one block to the chroma buffer."""
-        D = self.chroma_decimate
-        if D > 1:
-            ext = np.concatenate([self._aa_tail, x])
-            y = np.convolve(ext, self._aa, mode="valid")            # len(x) outputs
-            self._aa_tail = ext[len(ext) - len(self._aa_tail):]
-            y = y[self._dec_phase::D]
-            self._dec_phase = (self._dec_phase - len(x)) % D
-        else:
-            y = x
-        cb, m = self._cbuf, len(y)
-        if m >= len(cb):
-            cb[:] = y[-len(cb):]
-        elif m:
-            cb[:-m] = cb[m:]
-            cb[-m:] = y
-
-    def _chroma(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        spec = np.fft.rfft(self._cbuf * self.chroma_window)[:self._chroma_hi]
-        power = (spec.real * spec.real + spec.imag * spec.imag) * self._chroma_scale
-        s = self._chroma_split
-        bass = self.chroma_bass_filters @ power[:s]
-        treble = self.chroma_treble_filters @ power[s:]
-        floor = self._chroma_floor
-        return (normalise_chroma(bass + treble, floor), normalise_chroma(bass, floor),
-                normalise_chroma(treble, floor))
-
     def _last_values(self) -> dict:
         out = self._out
         if out is None:
             out = {name: 0.0 for name in feature_names(self.bands, self.drums)}
             out[RMS_DB] = DB_FLOOR
-            if self.chroma:
+            if self.chroma is not None:
                 for name in vector_names():
                     out[name] = np.zeros(12, np.float32)
         return dict(out)

@@ -5,7 +5,7 @@ of ``engine/commands/``, a thin layer over a Session (``engine/session.py``).
     vj render --audio FILE --patch PATCH --out OUT.mp4   offline, frame-exact with the audio (--start/--duration: a part)
     vj bench                                             frames per second, whole loop and generator
     vj models [list | info FILE]                         the model registry, one model
-    vj models convert IN OUT.safetensors                 a safe, fast-loading copy of a model
+    vj models convert IN OUT.safetensors [--overwrite]   a safe, fast-loading copy of a model
     vj models sample FILE --z Z.npy --out OUT.npy        raw images for given latents
     vj models random ARCH --out FILE.safetensors         random weights, official layout: benchmarks
     vj models get NAME [--accept-licence] | --list       a pretrained model: download, verify, convert, register
@@ -213,7 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--channel-divisor", type=Number(1, MAX_CHANNEL_DIVISOR, integer=True), default=1, metavar="N",
                    help="random: divide the channel widths by N (a power of two): a small stand-in with the "
                         "same layer names, for tests; not a real-size benchmark")
-    m.add_argument("--overwrite", action="store_true", help="random: --out may replace an existing file")
+    m.add_argument("--overwrite", action="store_true",
+                   help="random: --out may replace an existing file; convert: OUT may")
     m.add_argument("--list", action="store_true", help="get: list the catalogue of pretrained models")
     m.add_argument("--dest", dest="dest_dir", metavar="DIR", help="get: where the model goes (default: models/)")
     m.add_argument("--accept-licence", action="store_true",

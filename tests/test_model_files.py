@@ -212,6 +212,34 @@ def test_rosinality_and_safetensors_round_trips_draw_identical_images(tmp_path):
         assert want_line in info
 
 
+def test_convert_never_replaces_a_file_unasked_and_writes_it_whole(tmp_path):
+    """`vj models convert` onto a model the user has (or onto its own input) keeps it; with
+    --overwrite the new file takes the name in one step, readable as the umask says."""
+    state, kwargs = small_sg2(conv_clamp=None)
+    pkl = write_official_pickle(tmp_path / "net.pkl", state, kwargs)
+    out = tmp_path / "mine.safetensors"
+    out.write_bytes(b"the user's own model")
+    p = run_vj("models", "convert", pkl, out, check=False)
+    assert p.returncode == 1 and "exists; pass --overwrite" in p.stderr and "Traceback" not in p.stderr
+    assert out.read_bytes() == b"the user's own model"
+    run_vj("models", "convert", pkl, tmp_path / "net.safetensors")
+    before = (tmp_path / "net.safetensors").read_bytes()
+    p = run_vj("models", "convert", tmp_path / "net.safetensors", tmp_path / "net.safetensors", check=False)
+    assert p.returncode == 1 and (tmp_path / "net.safetensors").read_bytes() == before
+    old = os.umask(0o022)
+    try:
+        tools.convert(str(pkl), str(out), overwrite=True)
+    finally:
+        os.umask(old)
+    assert out.read_bytes() == before and (out.stat().st_mode & 0o777) == 0o644
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["mine.safetensors", "net.pkl", "net.safetensors"]
+    # a folder of that name, or no .safetensors name: said, nothing written
+    (tmp_path / "d.safetensors").mkdir()
+    for bad in ("d.safetensors", "x.pt"):
+        with pytest.raises(ModelLoadError):
+            tools.convert(str(pkl), str(tmp_path / bad), overwrite=True)
+
+
 def test_rosinality_training_checkpoint_without_latent_avg(tmp_path):
     state, _ = small_sg2(conv_clamp=None)
     g_ema, _ = rosinality.from_official(state)

@@ -179,13 +179,14 @@ def test_an_existing_file_is_kept_without_overwrite(tmp_path, capsys):
 
 
 def test_a_file_that_appears_while_the_weights_are_drawn_is_kept(tmp_path):
+    from engine.generators.output_file import FileTaken, place
     out, tmp = tmp_path / "m.safetensors", tmp_path / "new.tmp"
     tmp.write_bytes(b"new")
     out.write_bytes(b"old")
-    with pytest.raises(rm.RandomModelError, match="exists"):
-        rm._place(tmp, out, overwrite=False)
+    with pytest.raises(FileTaken):
+        place(tmp, out, overwrite=False)
     assert out.read_bytes() == b"old"
-    rm._place(tmp, out, overwrite=True)
+    place(tmp, out, overwrite=True)
     assert out.read_bytes() == b"new" and not tmp.exists()
 
 

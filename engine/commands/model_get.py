@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Callable
 
 from engine import atomic, paths
+from engine.generators.output_file import FileTaken, place
 from engine.limits import shown
 
 CATALOGUE = Path(__file__).resolve().parent.parent / "generators" / "catalogue.toml"
@@ -487,12 +488,6 @@ def sha256_of(path: Path) -> str:
 
 
 # ---------------------------------------------------------------- conversion and registry
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def convert_into_place(source: Path, out: Path, made: Callable[[Path], None] | None = None) -> dict:
     """``source`` (verified) as ``out`` (.safetensors) through the safe loader; written under a
     temporary name, checked to build, then hard-linked to ``out``, which fails rather than
@@ -511,19 +506,12 @@ def convert_into_place(source: Path, out: Path, made: Callable[[Path], None] | N
         except (OSError, SafetensorError) as e:  # a full disk, most likely
             raise GetError(f"cannot write {tmp}: {_clean(getattr(e, 'strerror', None) or e)}; the verified "
                            f"download stays; free some space and run the same command again") from None
-        os.chmod(tmp, 0o666 & ~_umask())  # safetensors writes owner-only; a model is for sharing
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
         if made is not None:
             made(tmp)
         try:
-            os.link(tmp, out)
-        except FileExistsError:
+            place(tmp, out, overwrite=False)   # tools.convert left it readable and on disk
+        except FileTaken:
             raise GetError(f"{out} appeared while converting; it is left as it is", 2) from None
-        except OSError:  # a file system without hard links
-            if out.exists():
-                raise GetError(f"{out} appeared while converting; it is left as it is", 2) from None
-            os.replace(tmp, out)
         atomic.fsync_dir(out.parent)
     finally:
         atomic.unlink_quietly(tmp)

@@ -37,7 +37,7 @@ def models_tool(args) -> int:
             if not args.dest:
                 print("vj: models convert needs IN and OUT.safetensors", file=sys.stderr)
                 return 2
-            config = tools.convert(args.file, args.dest)
+            config = tools.convert(args.file, args.dest, overwrite=args.overwrite)
             print(f"wrote {args.dest} ({config['architecture']})")
         else:
             if not args.out:

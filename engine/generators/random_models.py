@@ -41,8 +41,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -286,53 +284,16 @@ def write(p: Plan, out, seed: int = 0, overwrite: bool = False) -> dict:
     """Write the random model to ``out`` atomically (a temporary file in the same folder,
     then renamed): an existing file is replaced only with ``overwrite``, and a failure
     leaves nothing behind. Returns what was written (path, bytes, parameters, tensors)."""
-    from safetensors.torch import save_file
-
     from engine.generators.load import CONFIG_KEY
+    from engine.generators.output_file import FileTaken, write_safetensors
     out = check_out(out, overwrite)
     g = build(p, seed)
     tensors, parameters = file_tensors(g), g.parameter_count()
     del g
     config = {**p.config, "random": {**p.config["random"], "seed": int(seed)}}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
-        save_file(tensors, str(tmp), metadata={CONFIG_KEY: json.dumps(config), NOTE_KEY: NOTE})
-        os.chmod(tmp, 0o666 & ~_umask())  # safetensors creates its files owner-only; a model is for sharing
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())  # on disk before it takes the name
-        _place(tmp, out, overwrite)
-    finally:
-        tmp.unlink(missing_ok=True)
+        write_safetensors(tensors, out, {CONFIG_KEY: json.dumps(config), NOTE_KEY: NOTE}, overwrite)
+    except FileTaken:
+        raise RandomModelError(f"{shown(str(out))} exists; pass --overwrite to replace it") from None
     return {"path": str(out), "bytes": out.stat().st_size, "tensors": len(tensors),
             "parameters": parameters, "config": config}
-
-
-def _umask() -> int:
-    """The process's umask, read without changing it where Linux tells it."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _place(tmp: Path, out: Path, overwrite: bool) -> None:
-    """``tmp`` to ``out`` in one step. Without ``overwrite`` a hard link, which fails rather
-    than replace a file that appeared meanwhile (the temporary name is removed after)."""
-    if overwrite:
-        os.replace(tmp, out)
-        return
-    try:
-        os.link(tmp, out)
-    except FileExistsError:
-        raise RandomModelError(f"{shown(str(out))} exists; pass --overwrite to replace it") from None
-    except OSError:  # a file system without hard links
-        if out.exists():
-            raise RandomModelError(f"{shown(str(out))} exists; pass --overwrite to replace it") from None
-        os.replace(tmp, out)

@@ -22,17 +22,27 @@ from engine.generators.random_models import RANDOM_KEY
 from engine.generators.registry import Registry
 
 
-def convert(src: str, out: str, registry: Registry | None = None) -> dict:
-    """Write ``src`` as safetensors (tensors + config metadata). Returns the config."""
-    from safetensors.torch import save_file
-    if not str(out).endswith(".safetensors"):
+def convert(src: str, out: str, registry: Registry | None = None, overwrite: bool = False) -> dict:
+    """Write ``src`` as safetensors (tensors + config metadata), atomically; an existing
+    ``out`` (the source itself too) is replaced only with ``overwrite``. Returns the config."""
+    from engine.generators.output_file import FileTaken, write_safetensors
+    if not str(out).endswith(".safetensors") or Path(out).name == ".safetensors":
         raise ModelLoadError(f"{out}: the output must be a .safetensors file")
+    taken = ModelLoadError(f"{out} exists; pass --overwrite to replace it")
+    if Path(out).exists() and not overwrite:
+        raise taken                      # before reading a model that may be large
+    if Path(out).is_dir():
+        raise ModelLoadError(f"{out} is a directory")
     entry = resolve_entry(src, registry)
     state, config = read_model(entry)
     config = {k: v for k, v in config.items() if k != "name"}
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items() if torch.is_tensor(v)}
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(out), metadata={CONFIG_KEY: json.dumps(config)})
+    try:
+        write_safetensors(tensors, out, {CONFIG_KEY: json.dumps(config)}, overwrite)
+    except FileTaken:
+        raise taken from None
+    except OSError as e:
+        raise ModelLoadError(f"cannot write {out}: {e.strerror or e}") from None
     return config
 
 

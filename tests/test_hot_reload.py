@@ -1,6 +1,7 @@
 """Editing a patch while `vj run` is running: errors are reported, frames never stop,
 and the fixed patch takes over."""
 import subprocess
+import threading
 import time
 
 import numpy as np
@@ -34,7 +35,14 @@ def test_syntax_error_while_running_then_fix(tmp_path, env_no_display):
     frames_total = 330  # 11 s at 30 fps
     p = subprocess.Popen(vj_cmd("run", patch, "--headless", "--frames", frames_total, "--record", out,
                                 "--size", "160x90", "--fps", "30"),
-                         cwd=ROOT, env=env_no_display, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         cwd=ROOT, env=env_no_display, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lines = []      # (when it arrived, the line): the log says when the fixed patch was loaded
+
+    def read():
+        for line in p.stderr:
+            lines.append((time.monotonic(), line.rstrip("\n")))
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not (out.exists() and out.stat().st_size > 2000):
@@ -44,9 +52,11 @@ def test_syntax_error_while_running_then_fix(tmp_path, env_no_display):
         time.sleep(3.0)
         t_fix = time.monotonic()
         save_patch(patch, FIXED_BLACK)
-        _, err = p.communicate(timeout=120)
+        p.wait(timeout=120)
+        reader.join(10)
     finally:
         p.kill()
+    err = "\n".join(line for _, line in lines)
     assert p.returncode == 0, err[-3000:]
     frames, info = read_video(out)
     assert len(frames) == frames_total  # the broken patch never stopped the frames
@@ -54,12 +64,12 @@ def test_syntax_error_while_running_then_fix(tmp_path, env_no_display):
     reports = [line for line in err.splitlines() if line.startswith("vj: patch not loaded")]
     assert len(reports) == 1 and "SyntaxError" in reports[0], err
     assert "live.py:2" in err
-    # the fixed patch took over within a second of saving: the tail of the video is black
+    # the fixed patch took over: the tail of the video is black, the good patch drew until then
     brightness = np.array([f.mean() for f in frames])
     assert brightness[-30:].max() < 8
     first_black = int(np.argmax(brightness < 8))
     assert brightness[:first_black].min() > 20  # good patch kept drawing through the error
-    # frame index -> seconds since start; the switch came less than 1 s after the save
-    t_switch = info["times"][first_black]
-    t_saved = info["times"][-1] - (time.monotonic() - t_fix)  # upper bound for when the fix was saved
-    assert t_switch - t_saved < 1.0 + 0.5  # + slack for process teardown after the last frame
+    # ... within a second of the save: when the engine said it loaded it (the watcher polls)
+    loaded = [t for t, line in lines if " reloaded (v" in line and t >= t_fix]
+    print(f"\nthe fixed patch took over {loaded[0] - t_fix:.2f} s after the save" if loaded else "")
+    assert loaded and loaded[0] - t_fix < 1.0 + 0.25, (loaded[:1], t_fix, err[-2000:])

@@ -81,8 +81,9 @@ class BeatTracker:
         self._ext_until = -math.inf
         self._ext_phase: float | None = None
         self._beat_times: collections.deque = collections.deque(maxlen=9)
-        self._chroma_sum: np.ndarray | None = None     # the pitch classes heard in this beat
-        self._chroma_beats: collections.deque = collections.deque(maxlen=1)
+        self._chroma_sum = np.zeros(12)          # the pitch classes heard in this beat
+        self._chroma_n = 0
+        self._chroma_prev: np.ndarray | None = None   # ... in the beat before (unit length)
         self._change_mean = 0.0
 
     # -- from outside -------------------------------------------------------------------
@@ -127,8 +128,8 @@ class BeatTracker:
         known: where the harmony changes is evidence of where the bar begins. Returns
         (beat fired, downbeat fired)."""
         if chroma is not None:
-            c = np.asarray(chroma, np.float64)
-            self._chroma_sum = c.copy() if self._chroma_sum is None else self._chroma_sum + c
+            self._chroma_sum += chroma
+            self._chroma_n += 1
         self._t = t
         self._n += 1
         while self._commands:
@@ -206,19 +207,20 @@ class BeatTracker:
     def _harmony_at_beat(self) -> None:
         """A beat fired: how much the harmony of the beat that just ended differs from the
         beat before it says how likely that beat began a bar (chords change on the one)."""
-        c, self._chroma_sum = self._chroma_sum, None
-        if c is None or not np.isfinite(c).all() or c.sum() <= 0:
-            self._chroma_beats.clear()
+        c, n = self._chroma_sum, self._chroma_n
+        self._chroma_sum, self._chroma_n = np.zeros(12), 0
+        norm = float(np.linalg.norm(c)) if n else 0.0
+        if not (norm > 0 and math.isfinite(norm)):
+            self._chroma_prev = None
             return
-        c = c / (np.linalg.norm(c) + 1e-12)
-        if self._chroma_beats:
-            prev = self._chroma_beats[-1]
-            change = 1.0 - float(prev @ c)
+        c /= norm
+        if self._chroma_prev is not None:
+            change = 1.0 - float(self._chroma_prev @ c)
             self._change_mean += HARMONY_MEAN * (change - self._change_mean)
             if self._change_mean > 1e-6:
                 z = min(change / self._change_mean, HARMONY_MAX_Z)
                 self.model.after_downbeat(math.exp(HARMONY_GAIN * (z - 1.0)))
-        self._chroma_beats.append(c)
+        self._chroma_prev = c
 
     def _confidence_update(self, got: float) -> None:
         """How much beat activation the recent beats landed on (0..1), smoothed over beats."""

@@ -293,7 +293,11 @@ def test_slider_drives_the_engine_and_osc_moves_the_slider(engine, page):
     udp_client.SimpleUDPClient("127.0.0.1", engine["osc"]).send_message("/vj/param/speed", 0.2)
     # (the page's policy forbids eval, Playwright's string predicates too: polled from here)
     assert poll(lambda: abs(float(slider.input_value()) - 0.2) < 1e-4, 5), slider.input_value()
-    # a scene button and the scene the engine reports
+    # a scene button (named from the tree: /vj/scene's OVERLOADS lists the names) and the scene
+    # the engine reports
+    with urllib.request.urlopen(f"http://127.0.0.1:{oq}/vj/scene", timeout=5) as r:
+        assert json.loads(r.read())["OVERLOADS"] == [{"TYPE": "s", "RANGE": [{"VALS": ["one", "two"]}]}]
+    assert page.locator('button[data-scene="2"]').inner_text() == "2 two"
     page.click('button[data-scene="2"]')
     assert poll(lambda: value(oq, "/vj/scene") == 2, 5)
     page.wait_for_selector('button[data-scene="2"].on', timeout=5000)

@@ -60,10 +60,10 @@ from engine.control import control_page
 
 log = logging.getLogger("vj.oscquery")
 logging.getLogger("websockets").setLevel(logging.WARNING)
-EXTENSIONS = {k: True for k in ("ACCESS", "VALUE", "RANGE", "DESCRIPTION", "TAGS", "CLIPMODE",
+EXTENSIONS = {k: True for k in ("ACCESS", "VALUE", "RANGE", "DESCRIPTION", "TAGS", "CLIPMODE", "OVERLOADS",
                                 "LISTEN", "PATH_ADDED", "PATH_REMOVED", "PATH_CHANGED")}
 ATTRIBUTES = ("FULL_PATH", "CONTENTS", "TYPE", "ACCESS", "VALUE", "RANGE", "DESCRIPTION", "TAGS",
-              "CLIPMODE", "UNIT")
+              "CLIPMODE", "UNIT", "OVERLOADS")
 
 
 def build_tree(nodes: list[dict], name: str = "vj") -> dict:

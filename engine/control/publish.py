@@ -84,6 +84,28 @@ def nodes(status: dict) -> list[dict]:
                 node["CLIPMODE"] = "both"
         elif e.range is not None:
             node["RANGE"] = [{"MIN": e.range[0], "MAX": e.range[1]}]
+        others = [s for s in e.signatures if s and s is not sig]
+        if others:   # /vj/scene takes a number or a scene's name: the names are its choices
+            node["OVERLOADS"] = [_overload(s, status, key) for s in others]
         out.append(node)
+    return out
+
+
+def _overload(sig, status: dict, key: str) -> dict:
+    """An alternative argument list as OSCQuery's OVERLOADS writes it: its type and a range
+    per argument (empty where there is none)."""
+    ranges = []
+    for arg in sig:
+        r: dict = {}
+        if arg.choices is not None:
+            r = {"VALS": list(arg.choices(status))}
+        elif arg.type in "fi":
+            lo, hi = arg.range(status, key)
+            if lo is not None and hi is not None and abs(lo) < 1e30:
+                r = {"MIN": lo, "MAX": hi}
+        ranges.append(r)
+    out: dict = {"TYPE": "".join(a.type for a in sig)}
+    if any(ranges):
+        out["RANGE"] = ranges
     return out
 

@@ -240,21 +240,22 @@ def render_chunked(spec: dict, out: Path, n_frames: int, workers: int | None, ad
     if address:
         _answers(address)        # before the planning run: a wrong address is said at once
     from engine.outputs.join import join_segments
-    prepared = None
-    if spec.get("signals"):
-        from engine.show.replay import Prepared
-        prepared = Prepared(spec["signals"], trust=spec.get("trust", False))
-    t0 = time.perf_counter()
+    # Ray first: a cluster that will not have this driver is said before any planning
+    n_workers, threads, gpus = _cluster(ray, workers, address, None)
     try:
-        amounts = feedback_amounts(spec, n_frames, features, prepared)
-    finally:
-        if prepared is not None:
-            prepared.close()
-    t_plan = time.perf_counter() - t0
-    work = Path(f"{out}.chunks") / _files_digest(spec)
-    work.mkdir(parents=True, exist_ok=True)
-    try:
-        n_workers, threads, gpus = _cluster(ray, workers, address, None)
+        prepared = None
+        if spec.get("signals"):
+            from engine.show.replay import Prepared
+            prepared = Prepared(spec["signals"], trust=spec.get("trust", False))
+        t0 = time.perf_counter()
+        try:
+            amounts = feedback_amounts(spec, n_frames, features, prepared)
+        finally:
+            if prepared is not None:
+                prepared.close()
+        t_plan = time.perf_counter() - t0
+        work = Path(f"{out}.chunks") / _files_digest(spec)
+        work.mkdir(parents=True, exist_ok=True)
         chunks, overhead = plan(n_frames, n_workers, amounts, keyframes=max(1, round(spec["fps"])))
         todo = [c for c in chunks if not finished(work, c)]
         if len(todo) < len(chunks):

@@ -82,3 +82,26 @@ def test_run_reports_audio_to_frame_latency(tmp_path, env_no_display):
     assert lat, proc.stderr
     print(f"\naudio-to-frame latency (headless, 96x64, block 256): {lat[-1]:.0f} ms")
     assert 0 <= lat[-1] < 500
+
+
+def test_a_float_file_with_nan_inf_and_huge_samples_is_analysed_after_them(tmp_path):
+    """A damaged or hostile float WAV (NaN, inf, 1e30 early on): said once, and the analysis,
+    live and offline, hears the clicks after it (nothing stays NaN)."""
+    import soundfile as sf
+    y, clicks = click_track(120, seconds=16.0)
+    y = y.astype(np.float32)
+    y[SR:SR + 2000] = np.nan
+    y[2 * SR:2 * SR + 50] = np.inf
+    y[3 * SR:3 * SR + 300] = 1e30
+    path = tmp_path / "bad.wav"
+    sf.write(str(path), y, SR, subtype="FLOAT")
+    for extra in ((), ("--offline",)):
+        csv = tmp_path / f"bad{len(extra)}.csv"
+        proc = run_vj("analyze", path, *extra, "--out", csv, timeout=180)
+        assert proc.stderr.count("samples that are not numbers") == 1, proc.stderr[-2000:]
+        assert "Traceback" not in proc.stderr
+        t = read_csv(csv)
+        assert all(np.isfinite(t[c]).all() for c in t), [c for c in t if not np.isfinite(t[c]).all()]
+        late = clicks[clicks > 8.0]
+        assert f_measure(t["time"][(t["onset"] == 1) & (t["time"] > 7.9)], late, 0.045)[0] >= 0.9
+        assert np.median(t["bpm"][t["time"] > 10]) == pytest.approx(120, rel=0.02)

@@ -35,7 +35,8 @@ import numpy as np
 
 from engine.signals.features import (  # noqa: F401 - re-exported: the audio stage's names
     BANDS, BEAT, BEAT_PHASE, BPM, CHROMA, CHROMA_BASS, CHROMA_TREBLE, DB_FLOOR, DRUMS, FLUX,
-    GAIN_DB, GAIN_DB_RANGE, GAIN_MODES, HARMONIC, ONSET, PERCUSSIVE, PREFIX, RMS, RMS_DB, UNNORMALISED,
+    GAIN_DB, GAIN_DB_RANGE, GAIN_MODES, HARMONIC, MAX_SAMPLE, ONSET, PERCUSSIVE, PREFIX, RMS, RMS_DB,
+    UNNORMALISED,
     BlockAnalyzer, band_names, drum_names, event_names, feature_names, vector_names)
 
 __all__ = [
@@ -78,6 +79,7 @@ class AudioReader:
             raise AudioError(f"audio file not found: {self.path}")
         self._sf = None
         self._av = None
+        self._said_bad = False
         try:
             import soundfile as sf
             self._sf = sf.SoundFile(self.path)
@@ -153,10 +155,24 @@ class AudioReader:
         try:
             if self._sf is not None:
                 y = self._sf.read(self._chunk, dtype="float32", always_2d=True)
-                return y if len(y) else None
-            return next(self._av_frames, None)
+                y = y if len(y) else None
+            else:
+                y = next(self._av_frames, None)
         except Exception as e:  # noqa: BLE001 - a file damaged part way is still a file error
             raise AudioError(f"cannot decode audio file {self.path}: {e}") from e
+        return None if y is None else self._bounded(y)
+
+    def _bounded(self, y: np.ndarray) -> np.ndarray:
+        """Samples as every analysis can take them: a float file may hold NaN, inf or 1e30
+        (damaged or hostile), which would poison the resampler and every running state after
+        it; they become 0 or +-MAX_SAMPLE, said once per file."""
+        if np.isfinite(y).all() and float(np.abs(y).max(initial=0.0)) <= MAX_SAMPLE:
+            return y
+        if not self._said_bad:
+            self._said_bad = True
+            log.warning("audio file %s: samples that are not numbers or beyond +-%g set to 0 or clipped",
+                        self.path, MAX_SAMPLE)
+        return np.clip(np.nan_to_num(y, nan=0.0, posinf=MAX_SAMPLE, neginf=-MAX_SAMPLE), -MAX_SAMPLE, MAX_SAMPLE)
 
     def _fill(self, n: int) -> None:
         while self._buffered < n and not self._eof:

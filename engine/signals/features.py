@@ -90,6 +90,8 @@ GAIN_DB_RANGE = (-24.0, 24.0)    # the input gain, dB
 MANUAL_LEVEL_DB = -12.0          # manual gain mode: a level (RMS, dBFS) that reads 1.0 at 0 dB
 MANUAL_FLUX = 0.5                # ... and the flux that does (a loud drum hit at full scale)
 GAIN_DB = "audio.gain_db"        # the input gain applied, dB (published by the sources)
+MAX_SAMPLE = 64.0                # +36 dBFS: samples beyond are clipped (float files may hold anything)
+MAX_POWER = MAX_SAMPLE ** 2
 LEVEL_FLOOR_DB = -60.0           # level (dBFS) that reads 1.0 on a gain that has seen nothing louder
 BAND_FLOOR_DB = -30.0            # a band this far below the overall level (its gain) reads 1.0 at most
 FLUX_FLOOR = 0.02                # flux that reads 1.0 likewise; see log_spectrum
@@ -608,8 +610,10 @@ class BlockAnalyzer:
         if n == 0:
             return self._last_values(), {}
         ms = float(np.dot(x, x)) / n
-        if not math.isfinite(ms):
-            x = np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0)
+        if not math.isfinite(ms) or ms > MAX_POWER:
+            # a corrupt or hostile block (a float file can hold 1e30): finite and bounded here, or
+            # its overflow would leave the levels, peaks and tracker NaN for good
+            x = np.clip(np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0), -MAX_SAMPLE, MAX_SAMPLE)
             ms = float(np.dot(x, x)) / n
         while self._gain_commands:
             self._apply_gain(*self._gain_commands.popleft())

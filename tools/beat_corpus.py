@@ -4,7 +4,8 @@ truth beats and downbeats from the MIDI it was rendered from.
 
     python tools/beat_corpus.py build --out build/beat_corpus [--quick] [--jobs 2]
 
-Sources: the music lumps of the Freedoom WADs (Debian package ``freedoom``), and hard
+Sources: the music lumps of the Freedoom WADs (Debian package ``freedoom``), OpenTTD's
+OpenMSX music (``openttd-openmsx``, held out whole), and hard
 cases made by tests/beat_material.py (swing, off-beat hats, tempo changes, a quiet
 intro, no drums, 3/4). Each MIDI is rendered with the ``fluidsynth`` CLI through three
 General MIDI soundfonts; a 30 s mono excerpt of each render is written with its beats
@@ -31,6 +32,9 @@ FREEDOOM_COPYRIGHT = "/usr/share/doc/freedoom/copyright"
 EXCERPT = 30.0
 MIN_EXCERPT = 20.0
 FREEDOOM_START = 10.0
+OPENMSX = "/usr/share/games/openttd/baseset/openmsx"
+OPENMSX_COPYRIGHT = "/usr/share/doc/openttd-openmsx/copyright"
+OPENMSX_START = 5.0   # its pieces are short (a minute or two) and start at once
 ON_BEAT_MIN = 0.2     # below: the notes ignore the file's beat grid (chance is 0.125)
 
 
@@ -67,10 +71,34 @@ def _render_one(job: dict) -> dict:
     return item
 
 
+def _midi_track(track: str, data: bytes, source: str, midi_dir: Path, log, start_at: float) -> dict | None:
+    """One MIDI file as a corpus track, or None (said why) when it has no usable ground truth."""
+    import mido
+    path = midi_dir / f"{track.replace('/', '_')}.mid"
+    path.write_bytes(data)
+    try:
+        mid = mido.MidiFile(str(path))
+        first = bm.first_note_time(mid)
+        length = mid.length
+    except Exception as e:                      # noqa: BLE001 - a broken file
+        log(f"{track}: unreadable MIDI ({e}), skipped")
+        return None
+    fit = bm.on_beat_fraction(mid)
+    if fit < ON_BEAT_MIN:
+        log(f"{track}: only {fit:.0%} of its notes on its own beat grid (tpb {mid.ticks_per_beat}), "
+            "no ground truth, skipped")
+        return None
+    start = max(start_at, first)
+    if not np.isfinite(first) or length - start < MIN_EXCERPT:
+        log(f"{track}: excerpt too short ({length:.1f} s long, start {start:.1f} s), skipped")
+        return None
+    return {"track": track, "midi": str(path.relative_to(midi_dir.parent)), "start": round(start, 4),
+            "source": source, "tags": []}
+
+
 def freedoom_tracks(midi_dir: Path, log) -> list[dict]:
     """Extract the Freedoom music lumps that are standard MIDI; duplicates (same bytes)
     once, under their first name."""
-    import mido
     tracks, seen = [], {}
     for wad in WADS:
         if not Path(wad).exists():
@@ -86,26 +114,24 @@ def freedoom_tracks(midi_dir: Path, log) -> list[dict]:
                 log(f"{track}: same MIDI as {seen[h]}, skipped")
                 continue
             seen[h] = track
-            path = midi_dir / f"{Path(wad).stem}_{name}.mid"
-            path.write_bytes(data)
-            try:
-                mid = mido.MidiFile(str(path))
-                first = bm.first_note_time(mid)
-                length = mid.length
-            except Exception as e:                      # noqa: BLE001 - a broken lump
-                log(f"{track}: unreadable MIDI ({e}), skipped")
-                continue
-            fit = bm.on_beat_fraction(mid)
-            if fit < ON_BEAT_MIN:
-                log(f"{track}: only {fit:.0%} of its notes on its own beat grid (tpb {mid.ticks_per_beat}), "
-                    "no ground truth, skipped")
-                continue
-            start = max(FREEDOOM_START, first)
-            if not np.isfinite(first) or length - start < MIN_EXCERPT:
-                log(f"{track}: excerpt too short ({length:.1f} s long, start {start:.1f} s), skipped")
-                continue
-            tracks.append({"track": track, "midi": str(path.relative_to(midi_dir.parent)), "start": round(start, 4),
-                           "source": "freedoom", "tags": []})
+            t = _midi_track(track, data, "freedoom", midi_dir, log, FREEDOOM_START)
+            if t:
+                tracks.append(t)
+    return tracks
+
+
+def openmsx_tracks(midi_dir: Path, log) -> list[dict]:
+    """OpenTTD's OpenMSX music (Debian package openttd-openmsx): never tuned or trained
+    on, so every render is held out."""
+    files = sorted(Path(OPENMSX).glob("*.mid"))
+    if not files:
+        log(f"missing {OPENMSX} (apt-get install openttd-openmsx)")
+    tracks = []
+    for f in files:
+        t = _midi_track(f"openmsx/{f.stem}", f.read_bytes(), "openmsx", midi_dir, log, OPENMSX_START)
+        if t:
+            t["split"] = "held"
+            tracks.append(t)
     return tracks
 
 
@@ -138,7 +164,7 @@ items: a 30 s mono 16-bit 44.1 kHz excerpt (`audio`), its ground-truth `beats` a
 signatures, shifted by the measured start delay of rendered hits (`render_offset_ms`,
 per soundfont), `bpm` (median of the ground truth), `source`, `track`, `soundfont`,
 `tags` and `split` (by track: all renders of a MIDI share it; MuseScore renders are
-always held). A Freedoom MIDI whose notes do not follow its own beat grid (under 20 %
+always held). A MIDI whose notes do not follow its own beat grid (under 20 %
 of note starts within 1/16 beat of it, chance 12.5 %: the MUS conversions at 89 ticks per
 beat) has no ground truth and is left out.
 
@@ -151,6 +177,15 @@ The `freedoom` items are renders of the music lumps of the Freedoom IWADs (Debia
 package `freedoom`), used under the Freedoom licence:
 
 {licence}
+
+## OpenMSX music
+
+The `openmsx` items are renders of OpenTTD's OpenMSX music set (Debian package
+`openttd-openmsx`, GPL-2.0; its authors are named in the package's readme.txt). No
+render of it was ever used to tune the tracker or train its network: all are held out.
+A piece in 5/4 or 6/8 counts for beats, not for the 4/4 downbeat figure.
+
+{openmsx_licence}
 """
 
 
@@ -178,6 +213,7 @@ def build(out: Path, quick: bool, jobs: int) -> None:
         for t in tracks:
             if t["source"] == "freedoom":
                 t["split"] = split_of(t["track"])
+        tracks += openmsx_tracks(out / "midi", log)
     # the start delay of rendered drum hits after their MIDI time, per soundfont
     ref_mid, _, _ = bm.hard_case("rock", 120.0, 1)
     offsets = {}
@@ -198,7 +234,7 @@ def build(out: Path, quick: bool, jobs: int) -> None:
     items = []
     with ProcessPoolExecutor(max_workers=max(1, jobs)) as ex:
         for item in ex.map(_render_one, jobs_list):
-            if item["source"] == "freedoom" and (item["rms"] < 1e-4 or item["duration"] < MIN_EXCERPT
+            if item["source"] != "hard" and (item["rms"] < 1e-4 or item["duration"] < MIN_EXCERPT
                                                 or len(item["beats"]) < 8):
                 log(f"{item['id']}: silent or short excerpt (rms {item['rms']:.2g}, "
                     f"{item['duration']:.1f} s, {len(item['beats'])} beats), skipped")
@@ -207,7 +243,8 @@ def build(out: Path, quick: bool, jobs: int) -> None:
             items.append(item)
     (out / "corpus.json").write_text(json.dumps(items, indent=1))
     lic = Path(FREEDOOM_COPYRIGHT).read_text() if Path(FREEDOOM_COPYRIGHT).exists() else "(see the Freedoom project)"
-    (out / "README.md").write_text(README.format(licence=lic) + "\n## Build notes\n\n"
+    omsx = Path(OPENMSX_COPYRIGHT).read_text() if Path(OPENMSX_COPYRIGHT).exists() else "(see the OpenMSX project)"
+    (out / "README.md").write_text(README.format(licence=lic, openmsx_licence=omsx) + "\n## Build notes\n\n"
                                    + "\n".join(f"- {n}" for n in notes) + "\n")
     try:
         (out / "tmp").rmdir()

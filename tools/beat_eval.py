@@ -69,7 +69,7 @@ def run_item(args) -> dict:
     y, sr = sf.read(str(Path(corpus) / item["audio"]), dtype="float32", always_2d=True)
     y = y.mean(axis=1)
     ref, ref_down = item["beats"], item["downbeats"]
-    out = {"id": item["id"], "tags": item["tags"], "source": item["source"],
+    out = {"id": item["id"], "tags": item["tags"], "source": item["source"], "unseen": item.get("unseen", False),
            "beats_per_bar": item["beats_per_bar"], "ref_bpm": item["bpm"], "trackers": {}}
     for name in trackers:
         t0 = time.perf_counter()
@@ -133,6 +133,14 @@ def summarise(results, name) -> dict:
     s["by_tag"] = {t: {"n": sum(1 for r in results if t in r["tags"]),
                        "f": _mean([r["trackers"][name]["f"] for r in results if t in r["tags"]])} for t in tags}
     s["freedoom_f"] = _mean([r["trackers"][name]["f"] for r in results if r["source"] == "freedoom"])
+    # what no tuning has touched in any render: held tracks with no tune render of their MIDI
+    # (a tune track's MuseScore render is held, but its music is not new)
+    s["by_source"] = {src: {"n": sum(1 for r in results if r["source"] == src),
+                            "f": _mean([r["trackers"][name]["f"] for r in results if r["source"] == src])}
+                      for src in sorted({r["source"] for r in results})}
+    unseen = [r["trackers"][name] for r in results if r["unseen"]]
+    s["unseen"] = {"n": len(unseen), "f": _mean([x["f"] for x in unseen]),
+                   "tempo_2pct": _mean([float(bool(x["tempo_ok"])) for x in unseen])}
     return s
 
 
@@ -158,6 +166,9 @@ def main(argv=None):
     args = ap.parse_args(argv)
     corpus = Path(args.corpus)
     items = json.loads((corpus / "corpus.json").read_text())
+    tuned = {i["track"] for i in items if i["split"] == "tune"}
+    for i in items:
+        i["unseen"] = i["split"] == "held" and i["track"] not in tuned
     if args.split != "all":
         items = [i for i in items if i["split"] == args.split]
     items = items[::max(1, args.every)]
@@ -190,7 +201,15 @@ def main(argv=None):
         for tag in tags:
             n = next(iter(summary.values()))["by_tag"][tag]["n"]
             print(f"  {tag:12} n={n:<3}" + "  ".join(f"{_fmt(summary[t]['by_tag'][tag]['f']):>8}" for t in trackers))
-        print(f"  {'freedoom':12}      " + "  ".join(f"{_fmt(summary[t]['freedoom_f']):>8}" for t in trackers))
+    first = next(iter(summary.values()))
+    print("mean F by source:")
+    for src, v in first["by_source"].items():
+        print(f"  {src:12} n={v['n']:<3}" + "  ".join(f"{_fmt(summary[t]['by_source'][src]['f']):>8}" for t in trackers))
+    u = first["unseen"]
+    if u["n"]:
+        print(f"  {'unseen music':12} n={u['n']:<3}" + "  ".join(f"{_fmt(summary[t]['unseen']['f']):>8}" for t in trackers)
+              + "   (held tracks with no tune render; tempo 2%: "
+              + ", ".join(f"{t} {_fmt(summary[t]['unseen']['tempo_2pct'])}" for t in trackers) + ")")
     if args.verbose:
         for r in results:
             cells = []

@@ -43,6 +43,40 @@ from engine.signals.features import LOG_GAMMA  # noqa: E402
 BLOCK = 512
 TRAIN_FONTS = ("FluidR3", "TimGM6mb")
 HARD_SEEDS = range(101, 109)          # the corpus uses seeds 1..6, the tests 201
+MMA_LIB = Path("/usr/share/mma/lib/stdlib")
+# chord progressions (one chord a bar, "/" two in a bar) for MMA's grooves to accompany
+PROGRESSIONS = ["C Am F G", "C G Am F", "Dm G C C", "Am F C G", "C C F F G G C C", "Em C G D",
+                "C/F G/C Am F/G", "A D E D", "Cm Ab Bb Cm", "C7 F7 C7 C7 F7 F7 C7 C7 G7 F7 C7 G7"]
+
+
+def mma_grooves() -> list[str]:
+    """The grooves of MMA's standard library in 3/4 or 4/4 (Debian package mma)."""
+    out = []
+    for f in sorted(MMA_LIB.glob("*.mma")):
+        text = f.read_text(errors="replace")
+        times = {ln.split()[1] for ln in text.splitlines() if ln.strip().lower().startswith("time ")
+                 and len(ln.split()) > 1}
+        if not times <= {"3", "4"}:
+            continue
+        out += [ln.split()[1] for ln in text.splitlines() if ln.strip().lower().startswith("defgroove ")
+                and len(ln.split()) > 1]
+    # intros, endings and fills are a bar or two, not a song's groove
+    return [g for g in out if not any(w in g.lower() for w in ("intro", "end", "fill"))]
+
+
+def mma_song(groove: str, bpm: float, progression: str, bars: int) -> bytes | None:
+    """A MIDI file of MMA's band playing ``groove`` at ``bpm`` over ``progression``."""
+    import subprocess
+    chords = progression.split()
+    lines = [f"Tempo {bpm:.1f}", f"Groove {groove}"]
+    lines += [f"{i + 1} {' '.join(chords[i % len(chords)].split('/'))}" for i in range(bars)]
+    with tempfile.TemporaryDirectory() as d:
+        src, mid = Path(d) / "song.mma", Path(d) / "song.mid"
+        src.write_text("\n".join(lines) + "\n")
+        r = subprocess.run(["mma", str(src), "-f", str(mid)], capture_output=True, text=True, timeout=120)
+        if r.returncode != 0 or not mid.exists():
+            return None
+        return mid.read_bytes()
 
 
 def _scaled(mid, factor: float):
@@ -142,6 +176,18 @@ def cmd_data(args) -> None:
             for font in TRAIN_FONTS:
                 sr = 48000 if rnd.random() < 0.3 else 44100
                 jobs.append((f"hard_{cat}_{seed}", buf.getvalue(), font, sr, 1.0, str(out_dir), offsets[font]))
+    grooves = mma_grooves() if args.mma else []
+    if args.mma and not grooves:
+        print(f"no MMA grooves in {MMA_LIB} (apt-get install mma): none rendered")
+    for i in range(args.mma if grooves else 0):
+        groove = rnd.choice(grooves)
+        bpm = math.exp(rnd.uniform(math.log(70), math.log(180)))
+        song = mma_song(groove, bpm, rnd.choice(PROGRESSIONS), rnd.choice((16, 24, 32)))
+        if song is None:
+            continue
+        font = TRAIN_FONTS[i % len(TRAIN_FONTS)]
+        sr = 48000 if rnd.random() < 0.3 else 44100
+        jobs.append((f"mma_{i:03d}_{groove}", song, font, sr, 1.0, str(out_dir), offsets[font]))
     t0 = time.time()
     with ProcessPoolExecutor(args.jobs) as ex:
         done = [r for r in ex.map(_render_one, jobs) if r]
@@ -265,6 +311,8 @@ def main(argv=None) -> None:
     d = sub.add_parser("data")
     d.add_argument("--out", default="build/beat_train")
     d.add_argument("--jobs", type=int, default=2)
+    d.add_argument("--mma", type=int, default=0, metavar="N",
+                   help="N songs of MMA's grooves (Debian package mma) besides the corpus's tune split")
     t = sub.add_parser("train")
     t.add_argument("--data", default="build/beat_train")
     t.add_argument("--out", default="engine/signals/beat_net.npz")

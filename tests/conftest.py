@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -15,6 +16,15 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 from x_display import display  # noqa: E402,F401 - the Xvfb fixture, registered here for every test
+# the tests press Ctrl-C (SIGINT) on the vj processes they start; a shell that runs the suite in
+# the background starts it with SIGINT ignored, which every child would inherit (and Python
+# installs no KeyboardInterrupt where it starts ignored). A handler here is reset to the default
+# in each child at exec.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    except ValueError:  # not the main thread: nothing to restore from here
+        pass
 # every vj the tests start (run_vj gives each its own) keeps its state away from the user's
 os.environ.setdefault("VJ_STATE", tempfile.mkdtemp(prefix="vj-tests-state-"))
 # each xdist worker (and the vj processes its tests start) compiles librosa's numba functions

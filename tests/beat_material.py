@@ -21,7 +21,9 @@ TPB = 480                                   # ticks per quarter note of the gene
 DRUM_CH = 9                                 # General MIDI channel 10
 KICK, SNARE, CLAP, CLOSED_HAT, OPEN_HAT, RIDE, CRASH, SIDE_STICK = 36, 38, 39, 42, 46, 51, 49, 37
 
-CATEGORIES = ("rock", "swing", "offbeat", "tempo_step", "tempo_ramp", "quiet_intro", "no_drums", "waltz")
+# (a new category goes at the end: each one's random stream is seeded by its index)
+CATEGORIES = ("rock", "swing", "offbeat", "tempo_step", "tempo_ramp", "quiet_intro", "no_drums", "waltz",
+              "shuffle")
 SOUNDFONTS = {
     "FluidR3": "/usr/share/sounds/sf2/FluidR3_GM.sf2",
     "TimGM6mb": "/usr/share/sounds/sf2/TimGM6mb.sf2",
@@ -233,7 +235,12 @@ def hard_case(category: str, bpm: float, seed: int, seconds: float = 32.0):
     song.programs[ch_chord] = int(rng.choice([0, 4, 16, 27]))    # piano, e-piano, organ, guitar
     song.programs[ch_lead] = int(rng.choice([80, 73, 65, 56, 81]))
     song.programs[ch_pad] = int(rng.choice([48, 89, 88]))
-    swing = category == "swing"
+    swing = category in ("swing", "shuffle")
+    if category == "shuffle":
+        _shuffle(song, rng, n_bars, bar, bpb, key, prog, hum=lambda v, spread=8: v + int(rng.integers(-spread, spread + 1)))
+        mid = song.to_midi(f"{category}_{int(round(bpm))}_s{seed}")
+        beats, downs, _ = beat_grid(mid)
+        return mid, beats, downs
 
     def pos(beat_in_bar, frac=0.0):
         """ticks within a bar for beat + fraction of a beat (swung eighths)."""
@@ -349,6 +356,39 @@ def hard_case(category: str, bpm: float, seed: int, seconds: float = 32.0):
     return mid, beats, downs
 
 
+def _shuffle(song, rng, n_bars, bar, bpb, key, prog, hum) -> None:
+    """A piano boogie shuffle: the left hand rolls swung eighths, on the beat and two thirds
+    through it, as loud as each other; the right hand's chords mostly land on the swung
+    eighth (anticipating the beat); a walking bass on some beats, brushes on 2 and 4 or no
+    drums. Where the beat is, is said only by the bass, the brushes and the harmony."""
+    ch_bass, ch_left, ch_right = 0, 1, 2
+    song.programs[ch_bass] = 32                                  # acoustic bass
+    piano = int(rng.choice([0, 1, 2, 3]))
+    song.programs[ch_left] = song.programs[ch_right] = piano
+    drums = rng.random() < 0.5
+    roll = [0, 4, 7, 9, 10, 9, 7, 4]                             # the boogie figure, eighth by eighth
+    for b in range(n_bars):
+        t0 = b * bar
+        root, minor = prog[b % len(prog)]
+        chord = [key + 24 + root, key + 24 + root + (3 if minor else 4), key + 24 + root + 7]
+        for k in range(bpb):
+            for i, frac in enumerate((0.0, 2.0 / 3.0)):
+                song.note(t0 + (k + frac) * TPB, ch_left, key + 12 + root + roll[(2 * k + i) % 8], hum(80),
+                          TPB // 3)
+            r = rng.random()
+            if r < 0.6:                                          # a stab on the swung eighth
+                for n in chord:
+                    song.note(t0 + (k + 2.0 / 3.0) * TPB, ch_right, n + 12, hum(92), TPB // 4)
+            elif r < 0.8:
+                for n in chord:
+                    song.note(t0 + k * TPB, ch_right, n + 12, hum(70), TPB // 4)
+            if rng.random() < 0.5:
+                song.note(t0 + k * TPB, ch_bass, key + root + roll[2 * k % 8], hum(78), TPB - 40)
+            if drums and k % 2 == 1:
+                song.note(t0 + k * TPB, DRUM_CH, 40, hum(55), TPB // 4)        # a brushed snare
+                song.note(t0 + k * TPB, DRUM_CH, 44, hum(50), TPB // 4)        # the hat's pedal
+
+
 def hard_case_plan(quick: bool = False) -> list[tuple[str, float, int]]:
     """(category, bpm, seed) of the corpus' hard cases: ~36, or 3 with ``quick``."""
     if quick:
@@ -361,6 +401,7 @@ def hard_case_plan(quick: bool = False) -> list[tuple[str, float, int]]:
     plan += [("quiet_intro", b, s) for s, b in enumerate((80, 98, 116, 136), 1)]
     plan += [("no_drums", b, s) for s, b in enumerate((84, 100, 112, 126), 1)]
     plan += [("waltz", b, s) for s, b in enumerate((96, 120, 144, 168), 1)]
+    plan += [("shuffle", b, s) for s, b in enumerate((96, 108, 120, 132, 144, 156), 1)]
     return [(c, float(b), s) for c, b, s in plan]
 
 

@@ -129,3 +129,17 @@ def test_live_beats_on_a_click_track():
     assert len(r["bpm"]) == len(y) // 512 and len(r["block_us"]) == len(r["bpm"])
     assert r["times"][-1] == pytest.approx((len(y) // 512) * 512 / bm.SR)
     assert len(r["beats"]) > 5
+
+
+def test_the_shuffle_rolls_on_the_beat_and_the_swung_eighth():
+    """The piano shuffle's notes start on a beat or two thirds through one, nowhere else, and
+    its chords mostly on the swung eighth: the ground truth is the beat the bass and brushes
+    mark, with the loudest chords between."""
+    mid, beats, downs = bm.hard_case("shuffle", 120.0, seed=5)
+    tpb = mid.ticks_per_beat
+    starts = [(t, m) for t, m in bm._merged(mid) if m.type == "note_on" and m.velocity > 0]
+    frac = np.array([(t % tpb) / tpb for t, _ in starts])
+    assert np.all(np.isclose(frac, 0.0, atol=1e-3) | np.isclose(frac, 2 / 3, atol=1e-3))
+    right = [(t % tpb) / tpb for t, m in starts if m.channel == 2]
+    assert np.mean(np.isclose(right, 2 / 3, atol=1e-3)) > 0.6
+    assert np.allclose(np.diff(beats)[:8], 0.5) and np.allclose(np.diff(downs)[:4], 2.0)

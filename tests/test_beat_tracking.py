@@ -1,5 +1,5 @@
-"""The live beat tracker on rendered music: each failure mode the old tracker had (swing,
-off-beat percussion, a tempo change, a quiet intro, no drums, 3/4), the bar's downbeat, a
+"""The live beat tracker on rendered music: each failure mode the old tracker had (swing and
+a piano shuffle, off-beat percussion, a tempo change, a quiet intro, no drums, 3/4), the bar's downbeat, a
 tap that pulls a wrong lock onto the beat, and the offline tracker against the live one.
 
 The pieces are made by our own generator (tests/beat_material.py) with seeds that
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.skipif(
     not bm.have_fluidsynth() or not __import__("pathlib").Path(bm.SOUNDFONTS["FluidR3"]).is_file(),
     reason="needs fluidsynth and the FluidR3 GM soundfont (Debian: apt install fluidsynth fluid-soundfont-gm)")
 
-SEED = 201          # the corpus uses seeds 1..6 and the network's training 101..104
+SEED = 201          # the corpus uses seeds 1..6 and the network's training 101..108
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +61,10 @@ def _phase_error_ms(est, ref, skip=8.0):
 
 @pytest.mark.parametrize("category, bpm", [
     ("swing", 112.0),           # the swung eighth must not pull the beat early
+    # ... nor a boogie's, louder than the beat: the swing lock, still there on real shuffles
+    # (OpenMSX's rags and boogies in the corpus); strict, so a fix shows here
+    pytest.param("shuffle", 116.0, marks=pytest.mark.xfail(
+        strict=True, reason="issue 13: on a piano shuffle the tracker sits on the swung eighth")),
     ("offbeat", 124.0),         # hats and claps between the beats
     ("tempo_step", 110.0),      # the tempo jumps mid-excerpt
     ("tempo_ramp", 104.0),      # ... or glides

@@ -43,7 +43,7 @@ from engine.signals.features import LOG_GAMMA  # noqa: E402
 BLOCK = 512
 TRAIN_FONTS = ("FluidR3", "TimGM6mb")
 HARD_SEEDS = range(101, 109)          # the corpus uses seeds 1..6, the tests 201
-# the hard-case categories of the committed weights' data ("shuffle": tried, not adopted; beat_net.md)
+# the hard-case categories of beat_net.npz's data (beat_net_shuffle.npz's adds "shuffle"; beat_net.md)
 TRAIN_CATEGORIES = ("rock", "swing", "offbeat", "tempo_step", "tempo_ramp", "quiet_intro", "no_drums", "waltz")
 MMA_LIB = Path("/usr/share/mma/lib/stdlib")
 # chord progressions (one chord a bar, "/" two in a bar) for MMA's grooves to accompany

@@ -4,12 +4,13 @@ The bands are first pooled into fixed groups, three per octave from 30 Hz up, so
 same weights serve any sample rate; each frame's features are the groups' log
 magnitudes and their rise since the last frame (a spectral flux per group).
 
-With trained weights (``beat_net.npz`` beside this file, made by
-``tools/train_beat_net.py``; see ``beat_net.md`` for the data, the licence and how it
-was trained), a small causal recurrent network (a dense layer, one GRU, a softmax over
-"no beat", "beat", "downbeat") reads the features: it has learnt which onsets are
-beats from the music around them (a kick, not a hi-hat; the bar's harmony changing).
-Without the file, or when it does not load, the activation is the summed flux,
+With trained weights (``beat_net.npz`` and ``beat_net_shuffle.npz`` beside this file, made
+by ``tools/train_beat_net.py``; see ``beat_net.md`` for the data, the licence and how they
+were trained), two small causal recurrent networks (a dense layer, one GRU, a softmax over
+"no beat", "beat", "downbeat") read the features, and their outputs are averaged: each has
+learnt which onsets are beats from the music around them (a kick, not a hi-hat; the bar's
+harmony changing), and the mean of two trained apart errs less than either. A file that is
+missing or does not load is left out; without any, the activation is the summed flux,
 normalised by its recent peaks: any onset may be a beat and any beat the one.
 
 The recurrent step is plain NumPy (a few small matrix products per frame), so no
@@ -19,13 +20,16 @@ from __future__ import annotations
 
 import logging
 import math
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 log = logging.getLogger("vj")
 
-WEIGHTS = Path(__file__).with_name("beat_net.npz")
+# two networks of the same shape, trained apart (the second also on a piano shuffle): their
+# mean is steadier than either (beat_net.md)
+WEIGHTS = (Path(__file__).with_name("beat_net.npz"), Path(__file__).with_name("beat_net_shuffle.npz"))
 GROUP_FMIN = 30.0
 GROUPS_PER_OCTAVE = 3
 GROUP_FMAX = 16000.0
@@ -68,49 +72,25 @@ def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
-class BeatActivation:
-    """``step(logb) -> (beat, downbeat)``, each 0..1."""
+class _Net:
+    """One trained network's recurrent step: features in, (none, beat, downbeat) out."""
 
-    def __init__(self, freqs: np.ndarray, weights: dict | None = None):
-        self.features = Features(freqs)
-        self.trained = weights is not None
-        if weights is not None:
-            w = {k: np.asarray(v, np.float32) for k, v in weights.items()}
-            self.mean, self.std = w["mean"], w["std"]
-            self.W0, self.b0 = w["dense.weight"], w["dense.bias"]
-            self.Wi, self.Wh = w["gru.weight_ih_l0"], w["gru.weight_hh_l0"]
-            self.bi, self.bh = w["gru.bias_ih_l0"], w["gru.bias_hh_l0"]
-            self.Wo, self.bo = w["out.weight"], w["out.bias"]
-            self.hidden = self.Wh.shape[1]
-            if self.W0.shape[1] != self.features.size:
-                raise ValueError(f"beat network expects {self.W0.shape[1]} features, not {self.features.size}")
+    def __init__(self, weights: dict, n_features: int):
+        w = {k: np.asarray(v, np.float32) for k, v in weights.items()}
+        self.mean, self.std = w["mean"], w["std"]
+        self.W0, self.b0 = w["dense.weight"], w["dense.bias"]
+        self.Wi, self.Wh = w["gru.weight_ih_l0"], w["gru.weight_hh_l0"]
+        self.bi, self.bh = w["gru.bias_ih_l0"], w["gru.bias_hh_l0"]
+        self.Wo, self.bo = w["out.weight"], w["out.bias"]
+        self.hidden = self.Wh.shape[1]
+        if self.W0.shape[1] != n_features:
+            raise ValueError(f"beat network expects {self.W0.shape[1]} features, not {n_features}")
         self.reset()
 
-    @classmethod
-    def load(cls, freqs: np.ndarray, path: Path = WEIGHTS) -> "BeatActivation":
-        """The trained network if its weights load, else the flux activation."""
-        if path.is_file():
-            try:
-                with np.load(path, allow_pickle=False) as z:
-                    return cls(freqs, {k: z[k] for k in z.files})
-            except (OSError, ValueError, KeyError) as e:
-                log.warning("beat network %s did not load (%s): beats from the spectral flux", path, e)
-        return cls(freqs)
-
     def reset(self) -> None:
-        self.features.reset()
-        if self.trained:
-            self.h = np.zeros(self.hidden, np.float32)
-        self._peak = 1e-3
+        self.h = np.zeros(self.hidden, np.float32)
 
-    def step(self, logb: np.ndarray) -> tuple[float, float]:
-        f = self.features.step(logb)
-        if not self.trained:
-            n = len(f) // 2
-            flux = float(f[n:].mean())
-            self._peak = max(flux, self._peak * 0.995, 1e-3)
-            v = min(1.0, flux / self._peak)
-            return 0.5 * v, 0.5 * v
+    def step(self, f: np.ndarray) -> np.ndarray:
         x = np.tanh(self.W0 @ ((f - self.mean) / self.std) + self.b0)
         H = self.hidden
         gi = self.Wi @ x + self.bi
@@ -121,5 +101,54 @@ class BeatActivation:
         self.h = (1.0 - z) * n + z * self.h
         o = self.Wo @ self.h + self.bo
         o = np.exp(o - o.max())
-        p = o / o.sum()
+        return o / o.sum()
+
+
+class BeatActivation:
+    """``step(logb) -> (beat, downbeat)``, each 0..1: the mean of the trained networks'
+    outputs (``weights``: one dict of arrays, or several), or the flux without any."""
+
+    def __init__(self, freqs: np.ndarray, weights: dict | list[dict] | None = None):
+        self.features = Features(freqs)
+        if isinstance(weights, dict):
+            weights = [weights]
+        self.nets = [_Net(w, self.features.size) for w in (weights or [])]
+        self.trained = bool(self.nets)
+        self.reset()
+
+    @classmethod
+    def load(cls, freqs: np.ndarray, paths: Path | tuple[Path, ...] = WEIGHTS) -> "BeatActivation":
+        """The trained networks whose weights load, else the flux activation."""
+        loaded = []
+        for path in (paths,) if isinstance(paths, Path) else paths:
+            if not path.is_file():
+                continue
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    w = {k: z[k] for k in z.files}
+                _Net(w, Features(freqs).size)         # checked here: a bad file is said, not fatal
+                loaded.append(w)
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+                log.warning("beat network %s did not load (%s)%s", path, e,
+                            "" if loaded else "; beats from the spectral flux unless another loads")
+        return cls(freqs, loaded or None)
+
+    def reset(self) -> None:
+        self.features.reset()
+        for net in self.nets:
+            net.reset()
+        self._peak = 1e-3
+
+    def step(self, logb: np.ndarray) -> tuple[float, float]:
+        f = self.features.step(logb)
+        if not self.trained:
+            n = len(f) // 2
+            flux = float(f[n:].mean())
+            self._peak = max(flux, self._peak * 0.995, 1e-3)
+            v = min(1.0, flux / self._peak)
+            return 0.5 * v, 0.5 * v
+        p = self.nets[0].step(f)
+        for net in self.nets[1:]:
+            p = p + net.step(f)
+        p = p / len(self.nets)
         return float(p[1]), float(p[2])

@@ -219,3 +219,20 @@ def test_a_bad_weights_file_is_said_and_left_out(tmp_path, caplog):
     for a in (act, flux):
         out = [a.step(row) for row in y]
         assert all(0.0 <= b <= 1.0 and 0.0 <= d <= 1.0 for b, d in out)
+
+
+def test_one_non_finite_block_does_not_silence_the_beats_for_good():
+    """A NaN band reaching the networks would stay in their recurrent state for ever (no beat
+    again until a restart: the analyser bounds its samples, so this is the second line); the
+    activation starts afresh instead, and gives what a fresh one gives."""
+    from engine.signals.beat_net import BeatActivation
+    freqs = np.geomspace(30.0, 16000.0, 96)
+    rows = np.log1p(np.abs(np.random.default_rng(1).normal(size=(40, 96))))
+    act = BeatActivation.load(freqs)
+    for row in rows[:20]:
+        act.step(row)
+    bad = rows[0].copy()
+    bad[5] = np.nan
+    assert act.step(bad) == (0.0, 0.0)
+    fresh = BeatActivation.load(freqs)
+    assert [act.step(r) for r in rows[20:]] == [fresh.step(r) for r in rows[20:]]

@@ -151,4 +151,9 @@ class BeatActivation:
         for net in self.nets[1:]:
             p = p + net.step(f)
         p = p / len(self.nets)
-        return float(p[1]), float(p[2])
+        beat, down = float(p[1]), float(p[2])
+        if not (math.isfinite(beat) and math.isfinite(down)):
+            # a non-finite band would stay in the recurrent state for good: start afresh
+            self.reset()
+            return 0.0, 0.0
+        return beat, down

@@ -106,32 +106,31 @@ class _Net:
 
 class BeatActivation:
     """``step(logb) -> (beat, downbeat)``, each 0..1: the mean of the trained networks'
-    outputs (``weights``: one dict of arrays, or several), or the flux without any."""
+    outputs (``weights``: one dict of arrays per network), or the flux without any."""
 
-    def __init__(self, freqs: np.ndarray, weights: dict | list[dict] | None = None):
+    def __init__(self, freqs: np.ndarray, weights: list[dict] | None = None):
         self.features = Features(freqs)
-        if isinstance(weights, dict):
-            weights = [weights]
         self.nets = [_Net(w, self.features.size) for w in (weights or [])]
         self.trained = bool(self.nets)
         self.reset()
 
     @classmethod
-    def load(cls, freqs: np.ndarray, paths: Path | tuple[Path, ...] = WEIGHTS) -> "BeatActivation":
-        """The trained networks whose weights load, else the flux activation."""
-        loaded = []
-        for path in (paths,) if isinstance(paths, Path) else paths:
+    def load(cls, freqs: np.ndarray, paths: tuple[Path, ...] = WEIGHTS) -> "BeatActivation":
+        """The trained networks whose weights load (each bad file named and left out), else
+        the flux activation."""
+        act = cls(freqs)
+        for path in paths:
             if not path.is_file():
                 continue
             try:
                 with np.load(path, allow_pickle=False) as z:
-                    w = {k: z[k] for k in z.files}
-                _Net(w, Features(freqs).size)         # checked here: a bad file is said, not fatal
-                loaded.append(w)
+                    act.nets.append(_Net({k: z[k] for k in z.files}, act.features.size))
             except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
-                log.warning("beat network %s did not load (%s)%s", path, e,
-                            "" if loaded else "; beats from the spectral flux unless another loads")
-        return cls(freqs, loaded or None)
+                log.warning("beat network %s did not load (%s): left out", path, e)
+        act.trained = bool(act.nets)
+        if not act.trained:
+            log.warning("no beat network loaded: beats from the spectral flux")
+        return act
 
     def reset(self) -> None:
         self.features.reset()

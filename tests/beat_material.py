@@ -466,7 +466,13 @@ def excerpt(wav_in, wav_out, start: float, seconds: float = 30.0, peak_db: float
     normalising)."""
     import soundfile as sf
     y, sr = sf.read(str(wav_in), dtype="float32", always_2d=True)
-    y = y.mean(axis=1)
+    return excerpt_of(y.mean(axis=1), sr, wav_out, start, seconds, peak_db)
+
+
+def excerpt_of(y: np.ndarray, sr: int, wav_out, start: float, seconds: float = 30.0,
+               peak_db: float = -1.0) -> tuple[float, float]:
+    """:func:`excerpt` of a mono signal already in memory."""
+    import soundfile as sf
     a = int(round(start * sr))
     y = y[a:a + int(round(seconds * sr))]
     rms = float(np.sqrt(np.mean(y.astype(np.float64) ** 2))) if len(y) else 0.0

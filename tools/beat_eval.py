@@ -5,7 +5,9 @@
         [--trackers live,offline,librosa] [--limit N] [--jobs 2] [--json out.json] [--verbose]
         [--set prior_octaves=0.5 --set tempo_lambda=200 ...]
 
-``--set NAME=NUMBER`` overrides a keyword argument of the live tracker's bar-pointer model
+``--weights a.npz,b.npz`` runs the live and offline trackers with those beat networks in
+place of the committed ones (engine/signals/beat_net.py WEIGHTS): which networks to average
+is chosen on the tune split. ``--set NAME=NUMBER`` overrides a keyword argument of the live tracker's bar-pointer model
 (engine/signals/bar_pointer.py: prior_bpm, prior_octaves, tempo_lambda, region, leak): a sweep
 on the tune split without editing the engine.
 
@@ -53,6 +55,12 @@ def _sweep(over: dict) -> None:
     beats.BarPointer = Swept
 
 
+def _use_weights(paths: tuple[str, ...]) -> None:
+    if paths:
+        import engine.signals.beat_net as beat_net
+        beat_net.WEIGHTS = tuple(Path(p) for p in paths)
+
+
 def _setting(text: str) -> tuple[str, float]:
     name, sep, value = text.partition("=")
     try:
@@ -62,8 +70,9 @@ def _setting(text: str) -> tuple[str, float]:
 
 
 def run_item(args) -> dict:
-    item, corpus, trackers, skip, over = args
+    item, corpus, trackers, skip, over, weights = args
     _sweep(over)
+    _use_weights(weights)
     import soundfile as sf
     from engine.signals.beat_score import live_beats, score_beats
     y, sr = sf.read(str(Path(corpus) / item["audio"]), dtype="float32", always_2d=True)
@@ -163,7 +172,15 @@ def main(argv=None):
     ap.add_argument("--verbose", action="store_true")
     ap.add_argument("--set", type=_setting, action="append", default=[], metavar="NAME=NUMBER",
                     help="a bar-pointer keyword argument for the live tracker (repeatable)")
+    ap.add_argument("--sources", default="", help="only these sources, comma-separated (e.g. fof,lmms)")
+    ap.add_argument("--weights", default="", help="comma-separated beat network files to average")
     args = ap.parse_args(argv)
+    weights = tuple(w.strip() for w in args.weights.split(",") if w.strip())
+    if weights == ("none",):
+        weights = ("/nonexistent",)         # no network loads: the flux activation
+    for w in weights if weights != ("/nonexistent",) else ():
+        if not Path(w).is_file():
+            ap.error(f"--weights: no file {w}")
     corpus = Path(args.corpus)
     items = json.loads((corpus / "corpus.json").read_text())
     tuned = {i["track"] for i in items if i["split"] == "tune"}
@@ -171,11 +188,14 @@ def main(argv=None):
         i["unseen"] = i["split"] == "held" and i["track"] not in tuned
     if args.split != "all":
         items = [i for i in items if i["split"] == args.split]
+    if args.sources:
+        want = {x.strip() for x in args.sources.split(",") if x.strip()}
+        items = [i for i in items if i["source"] in want]
     items = items[::max(1, args.every)]
     items = items[:args.limit] if args.limit else items
     trackers = [t.strip() for t in args.trackers.split(",") if t.strip()]
     t0 = time.time()
-    jobs = [(i, str(corpus), trackers, args.skip, dict(args.set)) for i in items]
+    jobs = [(i, str(corpus), trackers, args.skip, dict(args.set), weights) for i in items]
     if args.jobs > 1:
         with ProcessPoolExecutor(max_workers=args.jobs) as ex:
             results = list(ex.map(run_item, jobs))

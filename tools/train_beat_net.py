@@ -36,6 +36,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
 import beat_material as bm  # noqa: E402
+sys.path.insert(0, str(ROOT / "tools"))
+import lmms_songs  # noqa: E402
 from engine.signals.beat_file import band_magnitudes  # noqa: E402
 from engine.signals.beat_net import group_matrix  # noqa: E402
 from engine.signals.features import LOG_GAMMA  # noqa: E402
@@ -126,16 +128,45 @@ def _render_one(job) -> str | None:
         mid.save(str(p))
         w = bm.render(p, bm.SOUNDFONTS[font], Path(d) / "x.wav", sr=sr)
         y, got_sr = sf.read(str(w), dtype="float32", always_2d=True)
-    y = y.mean(axis=1)
+    beats, downs, bpb = bm.beat_grid(mid)
+    return _save(out, y.mean(axis=1), got_sr, beats + offset, downs + offset, bpb)
+
+
+def _save(out: Path, y: np.ndarray, sr: int, beats, downs, bpb) -> str | None:
+    """A render's band magnitudes and frame labels, or None when it is silent."""
     peak = float(np.abs(y).max()) if len(y) else 0.0
     if peak <= 1e-4:
         return None
     y = y * (0.9 / peak)
-    mags, freqs = band_magnitudes(y, got_sr, BLOCK)
-    beats, downs, bpb = bm.beat_grid(mid)
-    lab = _labels(beats + offset, downs + offset, len(mags), got_sr)
-    np.savez_compressed(out, mags=mags.astype(np.float16), freqs=freqs, labels=lab, sr=got_sr, bpb=bpb)
+    mags, freqs = band_magnitudes(y, sr, BLOCK)
+    lab = _labels(beats, downs, len(mags), sr)
+    np.savez_compressed(out, mags=mags.astype(np.float16), freqs=freqs, labels=lab, sr=sr, bpb=bpb or 0)
     return out.name
+
+
+def _render_lmms(job) -> str | None:
+    """One LMMS demo song at ``factor`` times its tempo; beats on its grid from 0."""
+    path, factor, sr, out_dir = job
+    import soundfile as sf
+    path = Path(path)
+    out = Path(out_dir) / f"lmms_{path.stem}-lmms-{sr}-{factor:.2f}.npz"
+    if out.exists():
+        return out.name
+    info = lmms_songs.song_info(path)
+    if info is None:
+        return None
+    bpm = info["bpm"] * factor
+    with tempfile.TemporaryDirectory() as d:
+        try:
+            w = lmms_songs.render(path, Path(d) / "x.wav", bpm=bpm, sr=sr)
+        except (RuntimeError, OSError) as e:
+            print(f"{path.name}: {e}", flush=True)
+            return None
+        y, got_sr = sf.read(str(w), dtype="float32", always_2d=True)
+    beats = np.arange(0.0, len(y) / got_sr, 60.0 / bpm)
+    bpb = info["beats_per_bar"]
+    downs = beats[::bpb] if bpb else np.zeros(0)
+    return _save(out, y.mean(axis=1), got_sr, beats, downs, bpb)
 
 
 def _corpus_module():
@@ -190,9 +221,17 @@ def cmd_data(args) -> None:
         font = TRAIN_FONTS[i % len(TRAIN_FONTS)]
         sr = 48000 if rnd.random() < 0.3 else 44100
         jobs.append((f"mma_{i:03d}_{groove}", song, font, sr, 1.0, str(out_dir), offsets[font]))
+    lmms_jobs = []
+    if args.lmms:
+        songs = [p for p in lmms_songs.songs() if (lmms_songs.song_info(p) or {}).get("trainable")]
+        print(f"{len(songs)} LMMS demo songs with a licence that lets them train (the corpus's lmms tune split)")
+        for p in songs:
+            for factor in (1.0, rnd.uniform(0.88, 0.96), rnd.uniform(1.04, 1.12)):
+                lmms_jobs.append((str(p), round(factor, 2), 48000 if rnd.random() < 0.3 else 44100, str(out_dir)))
     t0 = time.time()
     with ProcessPoolExecutor(args.jobs) as ex:
         done = [r for r in ex.map(_render_one, jobs) if r]
+        done += [r for r in ex.map(_render_lmms, lmms_jobs) if r]
     print(f"{len(done)} training renders in {time.time() - t0:.0f} s -> {out_dir} (render offsets {offsets})")
     (out_dir / "tracks.json").write_text(json.dumps(
         {"tune_tracks": [t["track"] for t in tune], "renders": done, "offsets": offsets}, indent=1))
@@ -206,6 +245,17 @@ def _load(data_dir: Path):
         with np.load(p) as z:
             items.append((p.stem, z["mags"].astype(np.float32), z["freqs"], z["labels"].astype(np.int64)))
     return items
+
+
+def _eq(G: np.ndarray, rng, db: float) -> np.ndarray:
+    """A random smooth equaliser over the analyser's bands (up to +-``db``): five gains at
+    even steps of the groups, interpolated, so no one mix's spectrum is all the network knows."""
+    k = G.shape[1]
+    anchors = rng.uniform(-db, db, 5)
+    per_group = np.interp(np.arange(k), np.linspace(0, k - 1, 5), anchors)
+    # each band takes the gain of the group it feeds most
+    per_band = per_group[np.argmax(G, axis=1)]
+    return 10 ** (per_band / 20)
 
 
 def cmd_train(args) -> None:
@@ -260,6 +310,8 @@ def cmd_train(args) -> None:
                 continue
             a = int(rng.integers(0, len(m) - L))
             gain = 10 ** (rng.uniform(-24, 0) / 20)
+            if args.eq_db > 0:
+                gain = gain * _eq(G, rng, args.eq_db)
             xs.append((feats(m[a:a + L], G, gain) - mean) / std)
             ys.append(lab[a:a + L])
         return torch.tensor(np.stack(xs), dtype=torch.float32), torch.tensor(np.stack(ys))
@@ -317,6 +369,8 @@ def main(argv=None) -> None:
                    help="the hard-case categories rendered (tests/beat_material.py: CATEGORIES)")
     d.add_argument("--mma", type=int, default=0, metavar="N",
                    help="N songs of MMA's grooves (Debian package mma) besides the corpus's tune split")
+    d.add_argument("--lmms", action="store_true",
+                   help="also LMMS's demo songs whose licence lets them train (tools/lmms_songs.py)")
     t = sub.add_parser("train")
     t.add_argument("--data", default="build/beat_train")
     t.add_argument("--out", default="engine/signals/beat_net.npz")
@@ -328,6 +382,8 @@ def main(argv=None) -> None:
     t.add_argument("--lr", type=float, default=3e-3)
     t.add_argument("--beat-weight", type=float, default=6.0)
     t.add_argument("--threads", type=int, default=2)
+    t.add_argument("--eq-db", type=float, default=0.0,
+                   help="a random smooth equaliser of up to +-N dB on each crop (0: none)")
     args = ap.parse_args(argv)
     {"data": cmd_data, "train": cmd_train}[args.cmd](args)
 

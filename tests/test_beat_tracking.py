@@ -236,3 +236,25 @@ def test_one_non_finite_block_does_not_silence_the_beats_for_good():
     assert act.step(bad) == (0.0, 0.0)
     fresh = BeatActivation.load(freqs)
     assert [act.step(r) for r in rows[20:]] == [fresh.step(r) for r in rows[20:]]
+
+
+def test_the_flux_share_marks_any_onset_and_the_networks_keep_the_one_and_the_confidence():
+    """The activation is the networks' beat plus a share of the normalised flux: an onset the
+    networks do not know still counts, split between beat and downbeat as the networks split
+    it; ``evidence`` (the tracker's confidence) is the networks' word alone."""
+    from engine.signals import beat_net
+    freqs = np.geomspace(30.0, 16000.0, 96)
+    with np.load(beat_net.WEIGHTS[0]) as z:
+        w = {k: z[k] for k in z.files}
+    w["out.weight"] = np.zeros_like(w["out.weight"])      # a network that says 1/4, 1/4, 1/2 always
+    w["out.bias"] = np.log(np.array([1.0, 1.0, 2.0], np.float32))
+    act = beat_net.BeatActivation(freqs, [w])
+    quiet = np.full(96, 0.1)
+    loud = np.full(96, 3.0)
+    act.step(quiet)
+    b0, d0 = act.step(quiet)                              # no rise: the networks alone, scaled
+    assert b0 + d0 == pytest.approx((1 - beat_net.FLUX_SHARE) * 0.75, abs=1e-6)
+    b1, d1 = act.step(loud)                                # a rise: the flux's share on top
+    assert b1 + d1 == pytest.approx((1 - beat_net.FLUX_SHARE) * 0.75 + beat_net.FLUX_SHARE, abs=1e-6)
+    assert d1 / b1 == pytest.approx(2.0, rel=1e-5) and d0 / b0 == pytest.approx(2.0, rel=1e-5)
+    assert act.evidence == pytest.approx(0.75, abs=1e-6)

@@ -136,9 +136,10 @@ class BeatTracker:
             self._apply(*self._commands.popleft(), t)
         beat_act, down_act = self.activation.step(bands)
         self.beat_activation, self.downbeat_activation = beat_act, down_act
-        self._act_trace.append(beat_act + down_act)
+        evidence = self.activation.evidence     # the networks' word: the flux in the blend counts noise too
+        self._act_trace.append(evidence)
         if self._conf_wait > 0:                 # the beat fired from the prediction: its onset may follow
-            self._conf_max = max(self._conf_max, beat_act + down_act)
+            self._conf_max = max(self._conf_max, evidence)
             self._conf_wait -= 1
             if self._conf_wait == 0:
                 self._confidence_update(self._conf_max)

@@ -59,6 +59,16 @@ def test_a_hostile_lmms_project_is_refused_not_unpacked(tmp_path):
     bomb.write_bytes(_mmpz(b"<a>" + bytes(64 << 20) + b"</a>", claim=100))
     with pytest.raises(ValueError, match="larger"):
         lmms_songs.read_project(bomb)
+    # a billion laughs: entities that expand to gigabytes
+    ents = "".join(f'<!ENTITY e{i + 1} "{("&e%d;" % i) * 10}">' for i in range(9))
+    laughs = tmp_path / "laughs.mmp"
+    laughs.write_text(f'<?xml version="1.0"?><!DOCTYPE l [<!ENTITY e0 "ha">{ents}]><l>&e9;</l>')
+    with pytest.raises(ValueError, match="not a project"):
+        lmms_songs.read_project(laughs)
+    junk = tmp_path / "junk.mmpz"
+    junk.write_bytes(b"\x00\x00\x00\x10not zlib at all")
+    with pytest.raises(ValueError, match="not a packed project"):
+        lmms_songs.read_project(junk)
 
 
 def test_only_permissive_lmms_songs_may_train():

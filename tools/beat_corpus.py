@@ -199,7 +199,10 @@ def _song_items(y, sr, beats, downs, bpb, meta: dict, out: Path) -> list[dict]:
 
 def _lmms_one(job) -> tuple[list[dict], str]:
     path, out = Path(job[0]), Path(job[1])
-    info = lmms_songs.song_info(path)
+    try:
+        info = lmms_songs.song_info(path)
+    except (OSError, ValueError) as e:
+        return [], f"lmms {path.name}: {e}, skipped"
     if info is None:
         return [], f"lmms {path.name}: tempo automated or missing, skipped"
     import soundfile as sf

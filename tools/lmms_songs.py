@@ -39,10 +39,18 @@ def read_project(path: Path) -> ET.Element:
         if want > MAX_PROJECT:
             raise ValueError(f"{path.name}: says it is {want} bytes unpacked")
         d = zlib.decompressobj()
-        data = d.decompress(data[4:], MAX_PROJECT)
+        try:
+            data = d.decompress(data[4:], MAX_PROJECT)
+        except zlib.error as e:
+            raise ValueError(f"{path.name}: not a packed project ({e})") from None
         if d.unconsumed_tail:
             raise ValueError(f"{path.name}: larger than {MAX_PROJECT} bytes unpacked")
-    return ET.fromstring(data)
+    try:
+        # expat (2.4 and later) refuses entity expansion bombs; ElementTree resolves no
+        # external entities
+        return ET.fromstring(data)
+    except ET.ParseError as e:
+        raise ValueError(f"{path.name}: not a project ({e})") from None
 
 
 def _bpm_node(root: ET.Element) -> tuple[ET.Element, str]:

@@ -9,9 +9,11 @@ by ``tools/train_beat_net.py``; see ``beat_net.md`` for the data, the licence an
 were trained), two small causal recurrent networks (a dense layer, one GRU, a softmax over
 "no beat", "beat", "downbeat") read the features, and their outputs are averaged: each has
 learnt which onsets are beats from the music around them (a kick, not a hi-hat; the bar's
-harmony changing), and the mean of two trained apart errs less than either. A file that is
-missing or does not load is left out; without any, the activation is the summed flux,
-normalised by its recent peaks: any onset may be a beat and any beat the one.
+harmony changing), and the mean of two trained apart errs less than either. A quarter of
+the activation is the summed flux, normalised by its recent peaks (``FLUX_SHARE``): the
+networks know the soundfonts they learnt from, and on produced music they missed beats the
+flux finds. A file that is missing or does not load is left out; without any, the
+activation is the flux alone: any onset may be a beat and any beat the one.
 
 The recurrent step is plain NumPy (a few small matrix products per frame), so no
 deep-learning library is needed live.

@@ -6,8 +6,10 @@
         [--set prior_octaves=0.5 --set tempo_lambda=200 ...]
 
 ``--weights a.npz,b.npz`` runs the live and offline trackers with those beat networks in
-place of the committed ones (engine/signals/beat_net.py WEIGHTS): which networks to average
-is chosen on the tune split. ``--set NAME=NUMBER`` overrides a keyword argument of the live tracker's bar-pointer model
+place of the committed ones (engine/signals/beat_net.py WEIGHTS; ``none``: the flux alone):
+which networks to average is chosen on the tune split. ``--sources fof,lmms`` scores only
+those sources. ``--set NAME=NUMBER`` overrides a keyword argument of the live tracker's
+bar-pointer model
 (engine/signals/bar_pointer.py: prior_bpm, prior_octaves, tempo_lambda, region, leak): a sweep
 on the tune split without editing the engine.
 
@@ -55,8 +57,9 @@ def _sweep(over: dict) -> None:
     beats.BarPointer = Swept
 
 
-def _use_weights(paths: tuple[str, ...]) -> None:
-    if paths:
+def _use_weights(paths: tuple[str, ...] | None) -> None:
+    """None: the committed networks; () no network (the flux alone)."""
+    if paths is not None:
         import engine.signals.beat_net as beat_net
         beat_net.WEIGHTS = tuple(Path(p) for p in paths)
 
@@ -175,10 +178,10 @@ def main(argv=None):
     ap.add_argument("--sources", default="", help="only these sources, comma-separated (e.g. fof,lmms)")
     ap.add_argument("--weights", default="", help="comma-separated beat network files to average")
     args = ap.parse_args(argv)
-    weights = tuple(w.strip() for w in args.weights.split(",") if w.strip())
+    weights = tuple(w.strip() for w in args.weights.split(",") if w.strip()) or None
     if weights == ("none",):
-        weights = ("/nonexistent",)         # no network loads: the flux activation
-    for w in weights if weights != ("/nonexistent",) else ():
+        weights = ()
+    for w in weights or ():
         if not Path(w).is_file():
             ap.error(f"--weights: no file {w}")
     corpus = Path(args.corpus)

@@ -10,8 +10,10 @@ place of the committed ones (engine/signals/beat_net.py WEIGHTS; ``none``: the f
 which networks to average is chosen on the tune split. ``--sources fof,lmms`` scores only
 those sources. ``--set NAME=NUMBER`` overrides a keyword argument of the live tracker's
 bar-pointer model
-(engine/signals/bar_pointer.py: prior_bpm, prior_octaves, tempo_lambda, region, leak): a sweep
-on the tune split without editing the engine.
+(engine/signals/bar_pointer.py: prior_bpm, prior_octaves, tempo_lambda, region, leak), or with
+``flux_share`` the activation's share of flux (engine/signals/beat_net.py FLUX_SHARE): a sweep
+on the tune split without editing the engine. Whether two runs differ by more than noise:
+``tools/beat_compare.py a.json b.json``.
 
 Trackers: ``live`` (engine.signals.features.BlockAnalyzer, block by block, causal),
 ``offline`` (engine.signals.offline.offline_features, what ``vj render`` uses) and
@@ -43,9 +45,14 @@ def _scored_median(values, times, skip):
 
 
 def _sweep(over: dict) -> None:
-    """Give the live tracker's BarPointer the ``--set`` keyword arguments (in this process)."""
+    """Give the live tracker's BarPointer the ``--set`` keyword arguments (in this process);
+    ``flux_share`` sets the activation's share of flux (beat_net.FLUX_SHARE)."""
+    import engine.signals.beat_net as beat_net
     import engine.signals.beats as beats
     from engine.signals.bar_pointer import BarPointer
+    over = dict(over)
+    if "flux_share" in over:
+        beat_net.FLUX_SHARE = over.pop("flux_share")
     if not over or getattr(beats.BarPointer, "swept", None) == over:
         return
 

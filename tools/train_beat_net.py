@@ -101,6 +101,31 @@ def _scaled(mid, factor: float):
     return out
 
 
+def _remixed(mid, seed: int):
+    """A copy of ``mid`` with each channel's velocities scaled by a random gain (-12..0 dB)
+    and some channels muted (the drums one time in five, any other one time in seven):
+    the same beats under another balance of the band, so the network cannot lean on one
+    part always being there at one level."""
+    import mido
+    rng = random.Random(seed)
+    gains = {}
+    for ch in range(16):
+        mute = rng.random() < (0.2 if ch == 9 else 1 / 7)
+        gains[ch] = 0.0 if mute else 10 ** (rng.uniform(-12, 0) / 20)
+    out = mido.MidiFile(type=mid.type, ticks_per_beat=mid.ticks_per_beat)
+    for track in mid.tracks:
+        tr = mido.MidiTrack()
+        for msg in track:
+            if msg.type == "note_on" and msg.velocity > 0:
+                v = int(round(msg.velocity * gains[msg.channel]))
+                # a muted note is a note-on of velocity 0 (a note-off) rather than absent, so
+                # every delta time still adds up
+                msg = msg.copy(velocity=v)
+            tr.append(msg)
+        out.tracks.append(tr)
+    return out
+
+
 def _labels(beats, downs, n_frames: int, sr: int) -> np.ndarray:
     """Per frame: 0 none, 1 beat, 2 downbeat, for the frame whose block the beat falls in
     (frame k covers samples (k * block, (k + 1) * block])."""
@@ -113,16 +138,18 @@ def _labels(beats, downs, n_frames: int, sr: int) -> np.ndarray:
 
 
 def _render_one(job) -> str | None:
-    name, midi_bytes, font, sr, factor, out_dir, offset = job
+    name, midi_bytes, font, sr, factor, out_dir, offset, mix = job
     import io
     import mido
     import soundfile as sf
-    out = Path(out_dir) / f"{name}-{font}-{sr}-{factor:.2f}.npz"
+    out = Path(out_dir) / f"{name}-{font}-{sr}-{factor:.2f}{f'-mix{mix}' if mix else ''}.npz"
     if out.exists():
         return out.name
     mid = mido.MidiFile(file=io.BytesIO(midi_bytes))
     if factor != 1.0:
         mid = _scaled(mid, factor)
+    if mix:
+        mid = _remixed(mid, zlib.crc32(f"{name}-{mix}".encode()))
     with tempfile.TemporaryDirectory() as d:
         p = Path(d) / "x.mid"
         mid.save(str(p))
@@ -198,7 +225,7 @@ def cmd_data(args) -> None:
             for factor in (1.0, rnd.uniform(0.88, 0.96), rnd.uniform(1.04, 1.12)):
                 sr = 48000 if rnd.random() < 0.3 else 44100
                 jobs.append((t["track"].replace("/", "_"), b, font, sr, round(factor, 2), str(out_dir),
-                             offsets[font]))
+                             offsets[font], 0))
     import io
     for cat in args.categories.split(","):
         for seed in HARD_SEEDS:
@@ -208,7 +235,7 @@ def cmd_data(args) -> None:
             mid.save(file=buf)
             for font in TRAIN_FONTS:
                 sr = 48000 if rnd.random() < 0.3 else 44100
-                jobs.append((f"hard_{cat}_{seed}", buf.getvalue(), font, sr, 1.0, str(out_dir), offsets[font]))
+                jobs.append((f"hard_{cat}_{seed}", buf.getvalue(), font, sr, 1.0, str(out_dir), offsets[font], 0))
     grooves = mma_grooves() if args.mma else []
     if args.mma and not grooves:
         print(f"no MMA grooves in {MMA_LIB} (apt-get install mma): none rendered")
@@ -220,7 +247,16 @@ def cmd_data(args) -> None:
             continue
         font = TRAIN_FONTS[i % len(TRAIN_FONTS)]
         sr = 48000 if rnd.random() < 0.3 else 44100
-        jobs.append((f"mma_{i:03d}_{groove}", song, font, sr, 1.0, str(out_dir), offsets[font]))
+        jobs.append((f"mma_{i:03d}_{groove}", song, font, sr, 1.0, str(out_dir), offsets[font], 0))
+    # remixes come from their own random stream, so the renders above keep their names
+    mix_rnd = random.Random(11)
+    for t in tune:
+        b = (out_dir / t["midi"]).read_bytes()
+        for mix in range(1, args.remix + 1):
+            font = mix_rnd.choice(TRAIN_FONTS)
+            sr = 48000 if mix_rnd.random() < 0.3 else 44100
+            jobs.append((t["track"].replace("/", "_"), b, font, sr, round(mix_rnd.uniform(0.9, 1.1), 2),
+                         str(out_dir), offsets[font], mix))
     lmms_jobs = []
     if args.lmms:
         songs = [p for p in lmms_songs.songs() if (lmms_songs.song_info(p) or {}).get("trainable")]
@@ -371,6 +407,8 @@ def main(argv=None) -> None:
                    help="N songs of MMA's grooves (Debian package mma) besides the corpus's tune split")
     d.add_argument("--lmms", action="store_true",
                    help="also LMMS's demo songs whose licence lets them train (tools/lmms_songs.py)")
+    d.add_argument("--remix", type=int, default=0, metavar="N",
+                   help="N more renders of each tune track with its channels rebalanced and some muted")
     t = sub.add_parser("train")
     t.add_argument("--data", default="build/beat_train")
     t.add_argument("--out", default="engine/signals/beat_net.npz")

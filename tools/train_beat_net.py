@@ -383,16 +383,24 @@ def cmd_train(args) -> None:
             print(f"step {step}/{steps} loss {float(loss):.4f} val {vl:.4f} ({time.time() - t0:.0f} s)", flush=True)
             if vl < best[0]:
                 best = (vl, {k: v.detach().clone() for k, v in net.state_dict().items()})
-    state = best[1] or net.state_dict()
-    out = {k: v.numpy().astype(np.float32) for k, v in state.items()}
-    out["mean"], out["std"] = mean.astype(np.float32), std.astype(np.float32)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(args.out).with_suffix(".tmp.npz")
-    np.savez(tmp, **out)
-    tmp.replace(args.out)
+        if args.every and step % args.every == 0:
+            # to choose a step on the tune split's music rather than on the validation loss
+            _write(Path(args.out).with_name(f"{Path(args.out).stem}.step{step}.npz"), net.state_dict(), mean, std)
+    out = _write(Path(args.out), best[1] or net.state_dict(), mean, std)
     n_params = sum(v.size for k, v in out.items() if k not in ("mean", "std"))
     print(f"wrote {args.out}: {n_params} weights, best val loss {best[0]:.4f}, {len(train)} renders, "
           f"{sum(len(p[1]) for p in train)} frames, {time.time() - t0:.0f} s")
+
+
+def _write(path: Path, state, mean, std) -> dict:
+    """A network's weights and its feature normalisation, written whole or not at all."""
+    out = {k: v.detach().numpy().astype(np.float32) for k, v in state.items()}
+    out["mean"], out["std"] = mean.astype(np.float32), std.astype(np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, **out)
+    tmp.replace(path)
+    return out
 
 
 def main(argv=None) -> None:
@@ -420,6 +428,8 @@ def main(argv=None) -> None:
     t.add_argument("--lr", type=float, default=3e-3)
     t.add_argument("--beat-weight", type=float, default=6.0)
     t.add_argument("--threads", type=int, default=2)
+    t.add_argument("--every", type=int, default=0, metavar="STEPS",
+                   help="also write the network every STEPS steps (OUT.stepN.npz), besides the best by validation loss")
     t.add_argument("--eq-db", type=float, default=0.0,
                    help="a random smooth equaliser of up to +-N dB on each crop (0: none)")
     args = ap.parse_args(argv)

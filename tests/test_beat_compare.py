@@ -52,3 +52,13 @@ def test_runs_that_share_no_item_are_refused(tmp_path):
     r = subprocess.run([sys.executable, str(ROOT / "tools" / "beat_compare.py"), str(a), str(b)],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode != 0 and "no item" in r.stderr
+
+
+def test_a_file_that_is_not_a_run_is_named(tmp_path):
+    good = _run(tmp_path / "a.json", {"hard_x@A": 1.0})
+    for text in ("{not json", '{"items": [1, 2]}', '[]'):
+        bad = tmp_path / "bad.json"
+        bad.write_text(text)
+        r = subprocess.run([sys.executable, str(ROOT / "tools" / "beat_compare.py"), str(good), str(bad)],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode != 0 and "bad.json" in r.stderr and "Traceback" not in r.stderr

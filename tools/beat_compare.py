@@ -29,10 +29,13 @@ def paired(a_path: Path, b_path: Path, tracker: str, metric: str) -> list[tuple[
     """(source, song, a, b) for every item both runs scored with a finite ``metric``."""
     def load(path):
         out = {}
-        for it in json.loads(Path(path).read_text())["items"]:
-            v = (it.get("trackers") or {}).get(tracker, {}).get(metric)
-            if isinstance(v, (int, float)) and math.isfinite(v):
-                out[it["id"]] = (it["source"], float(v))
+        try:
+            for it in json.loads(Path(path).read_text())["items"]:
+                v = ((it.get("trackers") or {}).get(tracker) or {}).get(metric)
+                if isinstance(v, (int, float)) and math.isfinite(v):
+                    out[str(it["id"])] = (str(it["source"]), float(v))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            raise SystemExit(f"{path}: not a beat_eval.py --json run ({type(e).__name__}: {e})") from None
         return out
     a, b = load(a_path), load(b_path)
     return [(a[i][0], song_of(i), a[i][1], b[i][1]) for i in sorted(a.keys() & b.keys())]

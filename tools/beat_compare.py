@@ -65,7 +65,7 @@ def report(rows) -> list[str]:
         if not rs:
             continue
         mean, lo, hi = interval(rs)
-        sure = "" if not (lo == lo) or lo <= 0.0 <= hi else "  *"
+        sure = "" if math.isnan(lo) or lo <= 0.0 <= hi else "  *"
         lines.append(f"{name:10s} {len(rs):5d} {len({r[1] for r in rs}):5d} {np.mean([r[2] for r in rs]):7.3f} "
                      f"{np.mean([r[3] for r in rs]):7.3f} {mean:+7.3f}   [{lo:+.3f}, {hi:+.3f}]{sure}")
     return lines

@@ -188,6 +188,9 @@ def main(argv=None):
     weights = tuple(w.strip() for w in args.weights.split(",") if w.strip()) or None
     if weights == ("none",):
         weights = ()
+    share = dict(args.set).get("flux_share")
+    if share is not None and not 0.0 <= share <= 1.0:
+        ap.error(f"--set flux_share={share}: a share is 0..1")
     for w in weights or ():
         if not Path(w).is_file():
             ap.error(f"--weights: no file {w}")
